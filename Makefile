@@ -1,0 +1,39 @@
+# The two commands a newcomer needs are `make demo` and `make test`; both
+# create the virtual environment when it is missing.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DIR := deploy/demo
+
+.PHONY: venv demo test proto lint typecheck clean
+
+$(STAMP): pyproject.toml clients/python/pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt \
+		-e clients/python -e '.[dev,fast]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/tokenpool replay $(DEMO_DIR)/azure-llm-2023-conv.csv \
+		--config $(DEMO_DIR)/demo.toml --speed 60 --json $(DEMO_DIR)/last-report.json
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+proto: $(STAMP)
+	$(PY) scripts/gen_proto.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check tokenpool clients/python tests scripts
+	$(VENV)/bin/ruff format --check tokenpool clients/python tests scripts
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy tokenpool
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

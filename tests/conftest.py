@@ -1,0 +1,81 @@
+"""Fixtures shared by the suite: a real daemon on a loopback port."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import grpc
+import pytest
+from tokenpool_client.v1 import tokenpool_pb2_grpc as pb_grpc
+
+from tokenpool.daemon import Daemon, Settings
+from tokenpool.engine import Engine, ManualClock
+from tokenpool.ledger import Ledger
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@dataclass
+class Served:
+    """A daemon running in this process, and stubs that talk to it."""
+
+    address: str
+    clock: ManualClock
+    engine: Engine
+    ledger: Ledger
+    daemon: Daemon
+    channel: grpc.aio.Channel
+    api: pb_grpc.TokenPoolStub
+    admin: pb_grpc.AdminStub
+    db_path: Path
+
+
+ServeFactory = Callable[..., AbstractAsyncContextManager[Served]]
+
+
+def settings_for(db_path: Path, **overrides: Any) -> Settings:
+    """Settings for a test daemon: ephemeral port, the given ledger file."""
+    data: dict[str, Any] = {
+        "server": {"address": "127.0.0.1:0", "grace_seconds": 2},
+        "ledger": {"path": str(db_path)},
+    }
+    data.update(overrides)
+    return Settings(**data)
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> ServeFactory:
+    """Starts a daemon on a frozen manual clock; use as `async with serve(...)`."""
+
+    @asynccontextmanager
+    async def start(
+        *, db_path: Path | None = None, clock: ManualClock | None = None, **overrides: Any
+    ) -> AsyncIterator[Served]:
+        path = db_path or tmp_path / "ledger.db"
+        clock = clock or ManualClock()
+        daemon = Daemon(settings_for(path, **overrides), clock=clock)
+        async with anyio.create_task_group() as tasks:
+            running = await tasks.start(daemon.run)
+            async with grpc.aio.insecure_channel(running.address) as channel:
+                yield Served(
+                    address=running.address,
+                    clock=clock,
+                    engine=running.engine,
+                    ledger=running.ledger,
+                    daemon=daemon,
+                    channel=channel,
+                    api=pb_grpc.TokenPoolStub(channel),
+                    admin=pb_grpc.AdminStub(channel),
+                    db_path=path,
+                )
+            daemon.stop()
+
+    return start

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import pytest
+
+from tokenpool import InvalidFieldError
+from tokenpool.core import (
+    BudgetPolicy,
+    CallShape,
+    Pool,
+    Reach,
+    Shares,
+    account,
+    check_labels,
+    check_name,
+    InputLimits,
+    plan_draws,
+    plan_overrun,
+    plan_refund,
+    size_call,
+    split_capacity,
+    usage_tokens,
+)
+
+
+def test_split_gives_remainder_to_basic() -> None:
+    parts = split_capacity(1001, Shares().by_pool())
+
+    assert parts == {Pool.BASIC: 651, Pool.PRIORITY: 220, Pool.BURST: 130}
+    assert sum(parts.values()) == 1001
+
+
+def test_shares_must_sum_to_100() -> None:
+    with pytest.raises(ValueError, match="sum to 100"):
+        Shares(basic=50, priority=20, burst=20)
+
+
+def test_draws_take_own_pool_first_then_burst() -> None:
+    reach = Reach(Pool.BASIC, own_available=30, burst_available=100, burst_room=50)
+
+    assert plan_draws(20, reach) == ((Pool.BASIC, 20),)
+    assert plan_draws(70, reach) == ((Pool.BASIC, 30), (Pool.BURST, 40))
+    assert plan_draws(81, reach) is None
+    assert reach.largest == 80
+
+
+def test_refund_returns_last_drawn_first() -> None:
+    sources = ((Pool.BASIC, 30), (Pool.BURST, 40))
+
+    assert plan_refund(sources, 50) == ((Pool.BURST, 40), (Pool.BASIC, 10))
+    assert plan_refund(sources, 10) == ((Pool.BURST, 10),)
+
+
+def test_account_refunds_and_overruns() -> None:
+    assert account(100, 60) == (account(100, 60).__class__(60, 40, 0))
+    assert (account(100, 130).charged, account(100, 130).overrun) == (130, 30)
+    incomplete = account(100, 60, incomplete=True)
+    assert (incomplete.charged, incomplete.refunded) == (100, 0)
+
+
+def test_overrun_goes_to_own_then_burst_then_debt() -> None:
+    charge = plan_overrun(100, own_available=30, burst_available=50)
+
+    assert (charge.from_own, charge.from_burst, charge.debt) == (30, 50, 20)
+
+
+def test_cache_reads_count_by_weight() -> None:
+    assert usage_tokens(10, 100, 5, 20, 100) == 135
+    assert usage_tokens(10, 100, 5, 20, 10) == 45
+    assert usage_tokens(0, 3, 0, 0, 50) == 2
+
+
+def test_sizing_explicit_or_input_plus_output() -> None:
+    policy = BudgetPolicy(name="b", capacity_tokens=1000, default_output_tokens=256)
+
+    assert size_call(CallShape(tokens=77), policy).tokens == 77
+    assert size_call(CallShape(input_tokens=100, max_output_tokens=50), policy).tokens == 150
+    assert size_call(CallShape(input_tokens=100), policy).tokens == 356
+    assert size_call(CallShape(input_chars=10, max_output_tokens=1), policy).tokens == 4
+
+
+def test_sizing_with_nothing_to_go_on_is_refused() -> None:
+    policy = BudgetPolicy(name="b", capacity_tokens=1000)
+
+    with pytest.raises(InvalidFieldError, match="nothing to size"):
+        size_call(CallShape(), policy)
+
+
+@pytest.mark.parametrize("name", ["", "a" * 257, "bad\x00name", "tab\tname", "del\x7f"])
+def test_bad_names_are_refused(name: str) -> None:
+    with pytest.raises(InvalidFieldError, match="tenant"):
+        check_name("tenant", name)
+
+
+def test_labels_are_limited() -> None:
+    limits = InputLimits(max_labels=2, max_label_length=5)
+
+    assert check_labels({"a": "b"}, limits) == {"a": "b"}
+    with pytest.raises(InvalidFieldError, match="3 labels"):
+        check_labels({"a": "", "b": "", "c": ""}, limits)
+    with pytest.raises(InvalidFieldError, match="longer than 5"):
+        check_labels({"a": "toolong"}, limits)

@@ -1,0 +1,61 @@
+"""Small helpers for tests that speak the wire protocol directly."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from tokenpool_client.v1 import tokenpool_pb2 as pb
+
+BUDGET_1000 = {
+    "budgets": [
+        {
+            "name": "b",
+            "capacity_tokens": 1000,
+            "shares": {"basic": 100, "priority": 0, "burst": 0},
+        }
+    ]
+}
+
+
+@dataclass
+class Refusal:
+    """A failed call's code, message and decoded details."""
+
+    code: grpc.StatusCode
+    message: str
+    reason: str = ""
+    retry_after_s: float | None = None
+    detail: pb.RefusalDetail | None = None
+
+
+async def refusal(call: Awaitable[Any]) -> Refusal:
+    """Awaits a call that must fail; returns what the failure said."""
+    try:
+        await call
+    except grpc.aio.AioRpcError as exc:
+        found = Refusal(exc.code(), exc.details() or "")
+        status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+        for packed in status.details if status else ():
+            if packed.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                packed.Unpack(info)
+                found.reason = info.reason
+            elif packed.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                retry = error_details_pb2.RetryInfo()
+                packed.Unpack(retry)
+                found.retry_after_s = retry.retry_delay.ToNanoseconds() / 1e9
+            elif packed.Is(pb.RefusalDetail.DESCRIPTOR):
+                found.detail = pb.RefusalDetail()
+                packed.Unpack(found.detail)
+        return found
+    raise AssertionError("the call succeeded but was expected to fail")
+
+
+def pools(status: pb.BudgetStatus) -> dict[str, pb.PoolStatus]:
+    """A budget status's pools by name."""
+    return {pool.name: pool for pool in status.pools}

@@ -1,0 +1,450 @@
+"""Reserve, Settle, Release, Extend and expiry through a real gRPC server."""
+
+from __future__ import annotations
+
+import anyio
+import grpc
+import pytest
+from google.protobuf import timestamp_pb2
+from tokenpool_client.v1 import tokenpool_pb2 as pb
+
+from tests.conftest import ServeFactory
+from tests.service._helpers import BUDGET_1000, pools, refusal
+
+pytestmark = pytest.mark.anyio
+
+# Default split 65/22/13 of 10,000 tokens: basic 6500, priority 2200, burst 1300.
+SPLIT_10K = {"budgets": [{"name": "b", "capacity_tokens": 10_000}]}
+
+
+async def _entries(served: object, kind: str) -> int:
+    ledger = served.ledger  # type: ignore[attr-defined]
+    return sum(1 for e in await ledger.entries(limit=10_000) if e.kind == kind)
+
+
+async def test_reserve_then_settle_refunds_unused(serve: ServeFactory) -> None:
+    async with serve(**SPLIT_10K) as s:
+        granted = await s.api.Reserve(
+            pb.ReserveRequest(budget="b", tenant="t", input_tokens=300, max_output_tokens=200)
+        )
+        assert granted.granted_tokens == 500
+        assert granted.pool == "basic"
+        assert [(d.pool, d.tokens) for d in granted.sources] == [("basic", 500)]
+        status = await s.api.GetBudget(pb.GetBudgetRequest(budget="b"))
+        assert pools(status)["basic"].available_tokens == 6000
+        assert pools(status)["basic"].in_flight_tokens == 500
+
+        settled = await s.api.Settle(
+            pb.SettleRequest(
+                reservation_id=granted.reservation_id,
+                tenant="t",
+                input_tokens=300,
+                output_tokens=50,
+            )
+        )
+
+        assert (settled.charged_tokens, settled.refunded_tokens) == (350, 150)
+        assert settled.overrun_tokens == 0
+        status = await s.api.GetBudget(pb.GetBudgetRequest(budget="b"))
+        assert pools(status)["basic"].available_tokens == 6150
+        assert pools(status)["basic"].in_flight_tokens == 0
+        assert status.open_reservations == 0
+        assert await _entries(s, "settle") == 1
+
+
+async def test_settle_overrun_becomes_debt(serve: ServeFactory) -> None:
+    async with serve(**BUDGET_1000) as s:
+        first = await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=900))
+
+        settled = await s.api.Settle(
+            pb.SettleRequest(
+                reservation_id=first.reservation_id, tenant="t", output_tokens=1300
+            )
+        )
+
+        assert (settled.charged_tokens, settled.overrun_tokens) == (1300, 400)
+        basic = pools(await s.api.GetBudget(pb.GetBudgetRequest(budget="b")))["basic"]
+        assert (basic.available_tokens, basic.debt_tokens) == (0, 300)
+        # A pool in debt grants nothing until refill pays it off.
+        assert (await refusal(
+            s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=1))
+        )).code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        s.clock.advance(18.06)  # 1000/60 s: 301 tokens of refill
+        basic = pools(await s.api.GetBudget(pb.GetBudgetRequest(budget="b")))["basic"]
+        assert (basic.available_tokens, basic.debt_tokens) == (1, 0)
+
+
+async def test_incomplete_settle_charges_at_least_the_hold(serve: ServeFactory) -> None:
+    async with serve(**BUDGET_1000) as s:
+        granted = await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=400))
+
+        settled = await s.api.Settle(
+            pb.SettleRequest(
+                reservation_id=granted.reservation_id,
+                tenant="t",
+                output_tokens=100,
+                incomplete=True,
+            )
+        )
+
+        assert (settled.charged_tokens, settled.refunded_tokens) == (400, 0)
+
+
+async def test_response_cache_hit_refunds_everything(serve: ServeFactory) -> None:
+    async with serve(**BUDGET_1000) as s:
+        granted = await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=400))
+
+        settled = await s.api.Settle(
+            pb.SettleRequest(
+                reservation_id=granted.reservation_id, tenant="t", response_cache_hit=True
+            )
+        )
+
+        assert (settled.charged_tokens, settled.refunded_tokens) == (0, 400)
+
+
+async def test_release_gives_back_all_but_billed_input(serve: ServeFactory) -> None:
+    async with serve(**BUDGET_1000) as s:
+        granted = await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=400))
+
+        released = await s.api.Release(
+            pb.ReleaseRequest(
+                reservation_id=granted.reservation_id, tenant="t", billed_input_tokens=30
+            )
+        )
+
+        assert (released.charged_tokens, released.refunded_tokens) == (30, 370)
+        basic = pools(await s.api.GetBudget(pb.GetBudgetRequest(budget="b")))["basic"]
+        assert basic.available_tokens == 970
+        again = await refusal(
+            s.api.Settle(pb.SettleRequest(reservation_id=granted.reservation_id, tenant="t"))
+        )
+        assert again.code == grpc.StatusCode.FAILED_PRECONDITION
+        assert "released" in again.message
+
+
+async def test_extend_grows_shrinks_and_moves_lease(serve: ServeFactory) -> None:
+    async with serve(**BUDGET_1000) as s:
+        granted = await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=400))
+        rid = granted.reservation_id
+
+        grown = await s.api.Extend(pb.ExtendRequest(reservation_id=rid, tenant="t", total_tokens=700))
+        assert grown.granted_tokens == 700
+        again = await s.api.Extend(pb.ExtendRequest(reservation_id=rid, tenant="t", total_tokens=700))
+        assert again.granted_tokens == 700
+        basic = pools(await s.api.GetBudget(pb.GetBudgetRequest(budget="b")))["basic"]
+        assert (basic.available_tokens, basic.in_flight_tokens) == (300, 700)
+
+        shrunk = await s.api.Extend(pb.ExtendRequest(reservation_id=rid, tenant="t", total_tokens=100))
+        assert shrunk.granted_tokens == 100
+        basic = pools(await s.api.GetBudget(pb.GetBudgetRequest(budget="b")))["basic"]
+        assert (basic.available_tokens, basic.in_flight_tokens) == (900, 100)
+
+        too_much = await refusal(
+            s.api.Extend(pb.ExtendRequest(reservation_id=rid, tenant="t", total_tokens=1001))
+        )
+        assert too_much.code == grpc.StatusCode.OUT_OF_RANGE
+
+        later = timestamp_pb2.Timestamp()
+        later.FromNanoseconds(s.clock.wall_ns() + 30 * 60 * 10**9)
+        moved = await s.api.Extend(
+            pb.ExtendRequest(reservation_id=rid, tenant="t", lease_expires_at=later)
+        )
+        assert moved.lease_expires_at == later
+        assert await _entries(s, "extend") == 3
+
+
+async def test_sweeper_expires_a_lease_on_the_driven_clock(serve: ServeFactory) -> None:
+    async with serve(**BUDGET_1000) as s:
+        granted = await s.api.Reserve(
+            pb.ReserveRequest(budget="b", tenant="t", tokens=400, lease_ms=10_000)
+        )
+        s.clock.advance(9.9)
+        await anyio.sleep(0.05)
+        assert (await s.api.GetBudget(pb.GetBudgetRequest(budget="b"))).open_reservations == 1
+
+        s.clock.advance(0.2)
+        with anyio.fail_after(5):
+            while (await s.api.GetBudget(pb.GetBudgetRequest(budget="b"))).open_reservations:
+                await anyio.sleep(0.01)
+
+        assert await _entries(s, "expire") == 1
+        # Expired holds are charged by default: nothing came back to the pool
+        # beyond 10 s of refill (166 tokens).
+        basic = pools(await s.api.GetBudget(pb.GetBudgetRequest(budget="b")))["basic"]
+        assert basic.available_tokens == 600 + 168
+        late = await refusal(
+            s.api.Settle(
+                pb.SettleRequest(
+                    reservation_id=granted.reservation_id, tenant="t", output_tokens=500
+                )
+            )
+        )
+        assert late.code == grpc.StatusCode.FAILED_PRECONDITION
+        assert "100 tokens" in late.message
+        assert await _entries(s, "overrun") == 1
+        # A repeat of the same late settle charges nothing more.
+        await refusal(
+            s.api.Settle(
+                pb.SettleRequest(
+                    reservation_id=granted.reservation_id, tenant="t", output_tokens=500
+                )
+            )
+        )
+        assert await _entries(s, "overrun") == 1
+
+
+async def test_idempotent_reserve_returns_the_original(serve: ServeFactory) -> None:
+    async with serve(**BUDGET_1000) as s:
+        request = pb.ReserveRequest(budget="b", tenant="t", tokens=300, idempotency_key="k1")
+
+        first, second = await s.api.Reserve(request), await s.api.Reserve(request)
+
+        assert first == second
+        basic = pools(await s.api.GetBudget(pb.GetBudgetRequest(budget="b")))["basic"]
+        assert basic.in_flight_tokens == 300
+        changed = pb.ReserveRequest(budget="b", tenant="t", tokens=301, idempotency_key="k1")
+        conflict = await refusal(s.api.Reserve(changed))
+        assert conflict.code == grpc.StatusCode.FAILED_PRECONDITION
+        assert "idempotency_key" in conflict.message
+        # The same key for another tenant is another request.
+        other = await s.api.Reserve(
+            pb.ReserveRequest(budget="b", tenant="u", tokens=300, idempotency_key="k1")
+        )
+        assert other.reservation_id != first.reservation_id
+        assert await _entries(s, "reserve") == 2
+
+
+async def test_concurrent_repeats_of_a_key_hold_once(serve: ServeFactory) -> None:
+    async with serve(**BUDGET_1000) as s:
+        request = pb.ReserveRequest(budget="b", tenant="t", tokens=300, idempotency_key="k")
+        answers: list[pb.ReserveResponse] = []
+
+        async def send() -> None:
+            answers.append(await s.api.Reserve(request))
+
+        async with anyio.create_task_group() as tasks:
+            for _ in range(10):
+                tasks.start_soon(send)
+
+        assert len({a.reservation_id for a in answers}) == 1
+        assert await _entries(s, "reserve") == 1
+
+
+async def test_refused_key_is_decided_afresh(serve: ServeFactory) -> None:
+    async with serve(**BUDGET_1000) as s:
+        await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=900))
+        request = pb.ReserveRequest(budget="b", tenant="t", tokens=500, idempotency_key="k")
+        assert (await refusal(s.api.Reserve(request))).code == (
+            grpc.StatusCode.RESOURCE_EXHAUSTED
+        )
+
+        s.clock.advance(30)  # 500 tokens of refill
+
+        assert (await s.api.Reserve(request)).granted_tokens == 500
+
+
+async def test_settle_repeats_same_answer_or_conflicts(serve: ServeFactory) -> None:
+    async with serve(**BUDGET_1000) as s:
+        granted = await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=300))
+        request = pb.SettleRequest(
+            reservation_id=granted.reservation_id, tenant="t", output_tokens=100
+        )
+
+        first, second = await s.api.Settle(request), await s.api.Settle(request)
+
+        assert first == second
+        assert await _entries(s, "settle") == 1
+        different = pb.SettleRequest(
+            reservation_id=granted.reservation_id, tenant="t", output_tokens=101
+        )
+        conflict = await refusal(s.api.Settle(different))
+        assert conflict.code == grpc.StatusCode.FAILED_PRECONDITION
+        assert "different figures" in conflict.message
+
+
+async def test_waiter_is_granted_when_tokens_come_back(serve: ServeFactory) -> None:
+    async with serve(**BUDGET_1000) as s:
+        held = await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=800))
+        answers: list[pb.ReserveResponse] = []
+
+        async def wait_for_tokens() -> None:
+            answers.append(
+                await s.api.Reserve(
+                    pb.ReserveRequest(budget="b", tenant="u", tokens=500, max_wait_ms=30_000)
+                )
+            )
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(wait_for_tokens)
+            with anyio.fail_after(5):
+                while not pools(await s.api.GetBudget(pb.GetBudgetRequest(budget="b")))[
+                    "basic"
+                ].waiting:
+                    await anyio.sleep(0.01)
+            s.clock.advance(2)
+            await s.api.Settle(
+                pb.SettleRequest(reservation_id=held.reservation_id, tenant="t", output_tokens=100)
+            )
+
+        assert answers[0].granted_tokens == 500
+        assert answers[0].waited_ms == 2000
+
+
+async def test_waiters_are_served_in_arrival_order(serve: ServeFactory) -> None:
+    async with serve(**BUDGET_1000) as s:
+        await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=1000))
+        order: list[str] = []
+
+        async def wait(tenant: str, tokens: int) -> None:
+            await s.api.Reserve(
+                pb.ReserveRequest(budget="b", tenant=tenant, tokens=tokens, max_wait_ms=60_000)
+            )
+            order.append(tenant)
+
+        async with anyio.create_task_group() as tasks:
+            for tenant, tokens in (("big", 600), ("small", 10)):
+                tasks.start_soon(wait, tenant, tokens)
+                with anyio.fail_after(5):
+                    while (
+                        pools(await s.api.GetBudget(pb.GetBudgetRequest(budget="b")))[
+                            "basic"
+                        ].waiting
+                        < len(order) + (1 if tenant == "big" else 2)
+                    ):
+                        await anyio.sleep(0.01)
+            # The small request fits long before the big one but may not jump it.
+            s.clock.advance(1)
+            await anyio.sleep(0.05)
+            assert order == []
+            s.clock.advance(36.6)  # 610 tokens of refill in all
+
+        assert order == ["big", "small"]
+
+
+async def test_wait_ends_in_refusal_at_max_wait(serve: ServeFactory) -> None:
+    async with serve(**BUDGET_1000) as s:
+        await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=1000))
+        outcome: list[object] = []
+
+        async def wait() -> None:
+            outcome.append(
+                await refusal(
+                    s.api.Reserve(
+                        pb.ReserveRequest(budget="b", tenant="u", tokens=500, max_wait_ms=1000)
+                    )
+                )
+            )
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(wait)
+            with anyio.fail_after(5):
+                while not pools(await s.api.GetBudget(pb.GetBudgetRequest(budget="b")))[
+                    "basic"
+                ].waiting:
+                    await anyio.sleep(0.01)
+            s.clock.advance(1.0)
+
+        assert outcome[0].code == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+        status = await s.api.GetBudget(pb.GetBudgetRequest(budget="b"))
+        assert pools(status)["basic"].waiting == 0
+        assert pools(status)["basic"].in_flight_tokens == 1000
+
+
+async def test_caller_that_gives_up_leaves_the_queue(serve: ServeFactory) -> None:
+    async with serve(**BUDGET_1000) as s:
+        await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=1000))
+
+        failed = await refusal(
+            s.api.Reserve(
+                pb.ReserveRequest(budget="b", tenant="u", tokens=500, max_wait_ms=60_000),
+                timeout=0.3,
+            )
+        )
+
+        assert failed.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        with anyio.fail_after(5):
+            while pools(await s.api.GetBudget(pb.GetBudgetRequest(budget="b")))[
+                "basic"
+            ].waiting:
+                await anyio.sleep(0.01)
+        s.clock.advance(60)
+        await anyio.sleep(0.05)
+        status = await s.api.GetBudget(pb.GetBudgetRequest(budget="b"))
+        assert pools(status)["basic"].in_flight_tokens == 1000
+        assert status.open_reservations == 1
+
+
+async def test_burst_covers_a_spike_within_the_tenant_limit(serve: ServeFactory) -> None:
+    async with serve(**SPLIT_10K) as s:
+        first = await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=6000))
+        assert [(d.pool, d.tokens) for d in first.sources] == [("basic", 6000)]
+
+        spike = await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=1000))
+
+        assert [(d.pool, d.tokens) for d in spike.sources] == [("basic", 500), ("burst", 500)]
+        status = pools(await s.api.GetBudget(pb.GetBudgetRequest(budget="b")))
+        assert status["burst"].lent_tokens == 500
+        assert status["basic"].borrowed_tokens == 500
+        # Burst is 1300; one tenant may hold half of it (650): 150 more, not 151.
+        over = await refusal(s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=151)))
+        assert over.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert over.detail is not None and over.detail.largest_grantable_tokens == 150
+        await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="other", tokens=600))
+
+        await s.api.Settle(pb.SettleRequest(reservation_id=spike.reservation_id, tenant="t"))
+
+        status = pools(await s.api.GetBudget(pb.GetBudgetRequest(budget="b")))
+        assert status["burst"].lent_tokens == 600
+        assert status["basic"].borrowed_tokens == 600
+
+
+async def test_priority_tenant_draws_on_priority_pool(serve: ServeFactory) -> None:
+    tenants = [{"name": "vip", "tier": "priority", "weight": 2}]
+    async with serve(**SPLIT_10K, tenants=tenants) as s:
+        granted = await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="vip", tokens=100))
+
+        assert granted.pool == "priority"
+        tenant = await s.api.GetTenant(pb.GetTenantRequest(tenant="vip"))
+        assert (tenant.tier, tenant.weight, tenant.configured) == ("priority", 2, True)
+        assert tenant.in_flight_tokens == 100
+
+
+async def test_fallback_budget_grants_when_first_refuses(serve: ServeFactory) -> None:
+    budgets = [
+        {"name": "small", "capacity_tokens": 100, "shares": {"basic": 100, "priority": 0, "burst": 0}},
+        {"name": "big", "capacity_tokens": 1000},
+    ]
+    async with serve(budgets=budgets) as s:
+        granted = await s.api.Reserve(
+            pb.ReserveRequest(budget="small", tenant="t", tokens=90, fallback_budgets=["big"])
+        )
+        assert granted.budget == "small"
+
+        second = await s.api.Reserve(
+            pb.ReserveRequest(budget="small", tenant="t", tokens=90, fallback_budgets=["big"])
+        )
+
+        assert second.budget == "big"
+        listed = await s.admin.ListReservations(pb.ListReservationsRequest(budget="big"))
+        assert [r.reservation_id for r in listed.reservations] == [second.reservation_id]
+
+
+async def test_report_sums_the_ledger(serve: ServeFactory) -> None:
+    async with serve(**BUDGET_1000) as s:
+        granted = await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=300))
+        await s.api.Settle(
+            pb.SettleRequest(reservation_id=granted.reservation_id, tenant="t", output_tokens=120)
+        )
+        await refusal(s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=999)))
+        s.clock.advance(1)
+        with anyio.fail_after(5):
+            while True:
+                report = await s.admin.Report(pb.ReportRequest(budget="b"))
+                if report.rows and report.rows[0].refusals:
+                    break
+                await anyio.sleep(0.01)
+
+        (row,) = report.rows
+        assert (row.reservations, row.tokens_reserved, row.tokens_charged) == (1, 300, 120)
+        assert (row.tokens_refunded, row.refusals) == (180, 1)

@@ -1,0 +1,46 @@
+"""tokenpool: a token budget scheduler for services that call paid LLM APIs."""
+
+from __future__ import annotations
+
+from tokenpool._errors import (
+    ConfigError,
+    ConflictError,
+    IdempotencyConflictError,
+    InsufficientTokensError,
+    InvalidFieldError,
+    LedgerError,
+    LedgerSchemaError,
+    LedgerUnavailableError,
+    NotFoundError,
+    RefusalError,
+    RequestTooLargeError,
+    ReservationEndedError,
+    ShuttingDownError,
+    TenantRefusedError,
+    TokenPoolError,
+    UnknownBudgetError,
+    UnknownReservationError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "ConflictError",
+    "IdempotencyConflictError",
+    "InsufficientTokensError",
+    "InvalidFieldError",
+    "LedgerError",
+    "LedgerSchemaError",
+    "LedgerUnavailableError",
+    "NotFoundError",
+    "RefusalError",
+    "RequestTooLargeError",
+    "ReservationEndedError",
+    "ShuttingDownError",
+    "TenantRefusedError",
+    "TokenPoolError",
+    "UnknownBudgetError",
+    "UnknownReservationError",
+    "__version__",
+]

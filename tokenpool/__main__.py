@@ -1,0 +1,7 @@
+"""Runs the CLI as `python -m tokenpool`."""
+
+from __future__ import annotations
+
+from tokenpool.cli import main
+
+main()

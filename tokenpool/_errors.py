@@ -1,0 +1,157 @@
+"""The exceptions tokenpool raises, under one root.
+
+    TokenPoolError
+    ├── ConfigError                 the configuration file is invalid
+    ├── InvalidFieldError           a request field is malformed
+    ├── NotFoundError
+    │   ├── UnknownBudgetError
+    │   └── UnknownReservationError
+    ├── ConflictError               the request contradicts current state
+    │   ├── IdempotencyConflictError
+    │   └── ReservationEndedError
+    ├── TenantRefusedError          the tenant may not act here
+    ├── RefusalError                not enough tokens for the request
+    │   ├── InsufficientTokensError retryable: wait and try again
+    │   └── RequestTooLargeError    never grantable as asked
+    ├── LedgerError
+    │   ├── LedgerUnavailableError  the ledger cannot be written now
+    │   └── LedgerSchemaError       the database is from a newer tokenpool
+    └── ShuttingDownError           the daemon is draining
+
+The service layer maps each class to one gRPC status code.
+"""
+
+from __future__ import annotations
+
+
+class TokenPoolError(Exception):
+    """Root of every error tokenpool raises on purpose."""
+
+
+class ConfigError(TokenPoolError):
+    """Raised when a configuration file cannot be read or is invalid."""
+
+
+class InvalidFieldError(TokenPoolError):
+    """Raised when a request field is malformed or out of its range."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"Invalid {field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class NotFoundError(TokenPoolError):
+    """Raised when a request names something the daemon does not know."""
+
+
+class UnknownBudgetError(NotFoundError):
+    """Raised when a request names a budget that is not configured."""
+
+    def __init__(self, budget: str, known: list[str]) -> None:
+        super().__init__(
+            f"Unknown budget {budget!r}; configured budgets: {', '.join(known)}."
+        )
+        self.budget = budget
+
+
+class UnknownReservationError(NotFoundError):
+    """Raised when a reservation id is unknown, or held by another tenant."""
+
+    def __init__(self, reservation_id: str) -> None:
+        super().__init__(
+            f"Unknown reservation_id {reservation_id!r} for this tenant; "
+            "use the id Reserve returned."
+        )
+        self.reservation_id = reservation_id
+
+
+class ConflictError(TokenPoolError):
+    """Raised when a request contradicts what already happened."""
+
+
+class IdempotencyConflictError(ConflictError):
+    """Raised when an idempotency key is reused with different fields."""
+
+    def __init__(self, key: str, what: str) -> None:
+        super().__init__(
+            f"idempotency_key {key!r} was already used for a {what} with "
+            "different fields; use a new key for a new request."
+        )
+        self.key = key
+
+
+class ReservationEndedError(ConflictError):
+    """Raised when a reservation has already been settled, released or expired."""
+
+    def __init__(self, reservation_id: str, state: str, detail: str = "") -> None:
+        message = f"Reservation {reservation_id!r} is already {state}"
+        super().__init__(message + (f"; {detail}" if detail else "."))
+        self.reservation_id = reservation_id
+        self.state = state
+
+
+class TenantRefusedError(TokenPoolError):
+    """Raised when a tenant is not admitted by the budget's configuration."""
+
+    def __init__(self, tenant: str, budget: str) -> None:
+        super().__init__(
+            f"Tenant {tenant!r} is not configured and budget {budget!r} refuses "
+            "unknown tenants; add it under [[tenants]]."
+        )
+        self.tenant = tenant
+
+
+class RefusalError(TokenPoolError):
+    """Raised when a reservation cannot be granted; it holds nothing.
+
+    Attributes say which limit ran out (`reason`), for which pool, when a
+    retry may succeed (`retry_after_ns`, None when no wait helps), and the
+    largest request that could be granted now.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str,
+        budget: str,
+        pool: str,
+        requested: int,
+        largest_grantable: int,
+        retry_after_ns: int | None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.budget = budget
+        self.pool = pool
+        self.requested = requested
+        self.largest_grantable = largest_grantable
+        self.retry_after_ns = retry_after_ns
+
+
+class InsufficientTokensError(RefusalError):
+    """Raised when the tokens are not there now; a later retry may succeed."""
+
+
+class RequestTooLargeError(RefusalError):
+    """Raised when a request exceeds what the budget could ever grant it."""
+
+
+class LedgerError(TokenPoolError):
+    """Raised when the ledger database fails."""
+
+
+class LedgerUnavailableError(LedgerError):
+    """Raised when the ledger cannot commit; the operation was not applied."""
+
+
+class LedgerSchemaError(LedgerError):
+    """Raised when the database was written by a newer tokenpool."""
+
+
+class ShuttingDownError(TokenPoolError):
+    """Raised when new work arrives while the daemon is draining."""
+
+    def __init__(self) -> None:
+        super().__init__("The daemon is shutting down; retry against another one.")

@@ -1,0 +1,150 @@
+"""The `tokenpool` command: serve, status, replay and --version."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+import anyio
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tokenpool import __version__
+from tokenpool._errors import TokenPoolError
+from tokenpool.cli._logging import configure_logging
+
+app = typer.Typer(
+    name="tokenpool",
+    help="Token budget scheduler for services that call paid LLM APIs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_stderr = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="TOML configuration file; embedded defaults when omitted.",
+        exists=True,
+        dir_okay=False,
+        readable=True,
+    ),
+]
+AddressOption = Annotated[
+    str, typer.Option("--address", "-a", help="Daemon address, host:port.")
+]
+LogFormat = Annotated[
+    str,
+    typer.Option("--log-format", help="Log lines as 'text' or 'json'."),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tokenpool {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Token budget scheduler for services that call paid LLM APIs."""
+
+
+def _fail(error: Exception) -> typer.Exit:
+    _stderr.print(f"[red]{type(error).__name__}:[/red] {error}")
+    return typer.Exit(code=1)
+
+
+def _log_format(value: str) -> Literal["text", "json"]:
+    if value not in ("text", "json"):
+        raise typer.BadParameter("must be 'text' or 'json'", param_hint="--log-format")
+    return "json" if value == "json" else "text"
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
+    log_format: LogFormat = "text",
+) -> None:
+    """Run the daemon until SIGTERM or SIGINT."""
+    from tokenpool.daemon import Daemon, load_settings
+
+    configure_logging(log_level, _log_format(log_format))
+    try:
+        settings = load_settings(config)
+        anyio.run(Daemon(settings).serve_forever, backend_options=_loop_options())
+    except TokenPoolError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def status(
+    address: AddressOption = "127.0.0.1:50051",
+    budget: Annotated[
+        str | None, typer.Option(help="Only this budget; all when omitted.")
+    ] = None,
+) -> None:
+    """Show budgets and pools of a running daemon."""
+    from tokenpool_client import Client, TokenPoolError as ClientError
+
+    try:
+        with Client(address, timeout_s=5.0) as client:
+            budgets = [client.get_budget(budget)] if budget else client.list_budgets()
+    except ClientError as exc:
+        raise _fail(exc) from None
+
+    console = Console()
+    for status in budgets:
+        table = Table(
+            title=f"budget {status.name}: {status.capacity_tokens:,} tokens "
+            f"per {status.window_seconds} s, {status.open_reservations} open"
+        )
+        for column in (
+            "pool", "share %", "capacity", "available", "in flight", "debt",
+            "waiting", "lent", "borrowed", "utilisation",
+        ):  # fmt: skip
+            table.add_column(column, justify="left" if column == "pool" else "right")
+        for pool in status.pools:
+            table.add_row(
+                pool.name,
+                str(pool.share_percent),
+                f"{pool.capacity_tokens:,}",
+                f"{pool.available_tokens:,}",
+                f"{pool.in_flight_tokens:,}",
+                f"{pool.debt_tokens:,}",
+                str(pool.waiting),
+                f"{pool.lent_tokens:,}",
+                f"{pool.borrowed_tokens:,}",
+                f"{pool.utilization:.0%}",
+            )
+        console.print(table)
+
+
+def _loop_options() -> dict[str, object]:
+    """Uses uvloop when it is installed; plain asyncio otherwise."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is an optional extra
+        return {}
+    return {"loop_factory": uvloop.new_event_loop}
+
+
+def main() -> None:
+    """Entry point of the `tokenpool` script."""
+    from tokenpool.cli import _replay  # noqa: F401  registers `replay`
+
+    sys.exit(app())

@@ -1,0 +1,69 @@
+"""The scheduler core: every rule tokenpool applies, over plain data.
+
+Nothing here does I/O or knows about gRPC, SQLite or telemetry; callers
+pass the clock's readings in.
+"""
+
+from __future__ import annotations
+
+from tokenpool.core._allocation import (
+    Draws,
+    Outcome,
+    OverrunCharge,
+    Reach,
+    account,
+    burst_limit,
+    merge,
+    plan_draws,
+    plan_overrun,
+    plan_refund,
+    subtract,
+    usage_tokens,
+)
+from tokenpool.core._bucket import TokenBucket
+from tokenpool.core._policy import (
+    MAX_TOKENS,
+    BudgetPolicy,
+    InputLimits,
+    Shares,
+    TenantPolicy,
+)
+from tokenpool.core._pools import DEFAULT_SHARES, POOL_ORDER, Pool, Tier, split_capacity
+from tokenpool.core._reservation import Reservation, State
+from tokenpool.core._sizing import CallShape, Sizing, size_call
+from tokenpool.core._validation import check_count, check_labels, check_name, check_total
+
+__all__ = [
+    "DEFAULT_SHARES",
+    "MAX_TOKENS",
+    "POOL_ORDER",
+    "BudgetPolicy",
+    "CallShape",
+    "Draws",
+    "InputLimits",
+    "Outcome",
+    "OverrunCharge",
+    "Pool",
+    "Reach",
+    "Reservation",
+    "Shares",
+    "Sizing",
+    "State",
+    "TenantPolicy",
+    "Tier",
+    "TokenBucket",
+    "account",
+    "burst_limit",
+    "check_count",
+    "check_labels",
+    "check_name",
+    "check_total",
+    "merge",
+    "plan_draws",
+    "plan_overrun",
+    "plan_refund",
+    "size_call",
+    "split_capacity",
+    "subtract",
+    "usage_tokens",
+]

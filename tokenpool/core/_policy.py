@@ -1,0 +1,121 @@
+"""Budget, tenant and input-limit policies, validated where they are declared."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tokenpool.core._pools import DEFAULT_SHARES, Pool, Tier
+
+# Largest usage figure accepted anywhere (SPEC 12.9): sums stay inside 64 bits.
+MAX_TOKENS = 2**62
+
+# Printable, no control characters; the length is checked by the validators.
+Name = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Shares(_Frozen):
+    """Whole percent of capacity per pool; they must sum to 100."""
+
+    basic: int = Field(DEFAULT_SHARES[Pool.BASIC], ge=0, le=100)
+    priority: int = Field(DEFAULT_SHARES[Pool.PRIORITY], ge=0, le=100)
+    burst: int = Field(DEFAULT_SHARES[Pool.BURST], ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _sum_to_100(self) -> Shares:
+        total = self.basic + self.priority + self.burst
+        if total != 100:
+            raise ValueError(
+                f"shares must sum to 100, got {total} "
+                f"(basic={self.basic}, priority={self.priority}, burst={self.burst})"
+            )
+        return self
+
+    def by_pool(self) -> dict[Pool, int]:
+        """The shares keyed by pool."""
+        return {Pool.BASIC: self.basic, Pool.PRIORITY: self.priority, Pool.BURST: self.burst}
+
+
+class TenantPolicy(_Frozen):
+    """A configured tenant: its tier picks its pool, its weight its share."""
+
+    name: Name
+    tier: Tier = Tier.BASIC
+    weight: int = Field(1, ge=1, le=1_000_000)
+
+
+class BudgetPolicy(_Frozen):
+    """One upstream quota and the rules its pools follow."""
+
+    name: Name
+    capacity_tokens: int = Field(ge=0, le=MAX_TOKENS)
+    """Tokens per window the upstream allows."""
+    window_seconds: int = Field(60, ge=1, le=86_400)
+    """Refill window: each pool refills its capacity once per window."""
+    max_capacity_tokens: int | None = Field(None, ge=0, le=MAX_TOKENS)
+    """Largest capacity the budget may reach; defaults to capacity_tokens."""
+    unknown_tenants: Literal["admit", "refuse"] = "admit"
+    """Admit unknown tenants as basic with weight 1, or refuse them."""
+    shares: Shares = Shares()
+    lease_seconds: float = Field(300.0, gt=0)
+    """Lease given when a Reserve asks for 0."""
+    max_lease_seconds: float = Field(3600.0, gt=0)
+    """Longest lease a Reserve or Extend may ask for."""
+    max_wait_ms: int = Field(60_000, ge=0)
+    """Longest wait a Reserve may ask for."""
+    queue_limit: int = Field(1000, ge=0)
+    """Requests that may wait per pool; a full queue refuses at once."""
+    burst_tenant_percent: int = Field(50, ge=0, le=100)
+    """Share of burst's capacity one tenant may hold at a time."""
+    burst_high_complexity_percent: int = Field(100, ge=0, le=100)
+    """Share of burst one tenant may hold for requests scored 7 or more."""
+    refund_on_expiry: bool = False
+    """Give an expired reservation's hold back instead of charging it."""
+    cache_read_weight_percent: int = Field(100, ge=0, le=100)
+    """Percent of a cached input token that counts against the budget."""
+    overrun_limit_percent: int = Field(10, ge=0)
+    """Usage this far above the hold is flagged as a violation."""
+    chars_per_token: int = Field(4, ge=1, le=100)
+    """Converts input_chars to tokens when no token count is given."""
+    default_output_tokens: int = Field(512, ge=0, le=MAX_TOKENS)
+    """Output allowance when the caller gives no max_output_tokens."""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> BudgetPolicy:
+        if self.max_lease_seconds < self.lease_seconds:
+            raise ValueError(
+                f"max_lease_seconds ({self.max_lease_seconds}) must be at least "
+                f"lease_seconds ({self.lease_seconds})"
+            )
+        if self.max_capacity_tokens is not None and (
+            self.max_capacity_tokens < self.capacity_tokens
+        ):
+            raise ValueError(
+                f"max_capacity_tokens ({self.max_capacity_tokens}) must be at "
+                f"least capacity_tokens ({self.capacity_tokens})"
+            )
+        return self
+
+    @property
+    def window_ns(self) -> int:
+        """The refill window in nanoseconds."""
+        return self.window_seconds * 1_000_000_000
+
+    @property
+    def peak_capacity(self) -> int:
+        """The largest capacity this budget can ever have."""
+        return self.max_capacity_tokens or self.capacity_tokens
+
+
+class InputLimits(_Frozen):
+    """How big names, labels and waits in requests may be (SPEC 12.11)."""
+
+    max_labels: int = Field(64, ge=0)
+    max_label_length: int = Field(256, ge=1)
+    idempotency_ttl_seconds: int = Field(86_400, ge=1)
+    """How long idempotency keys and ended reservations are remembered."""

@@ -1,0 +1,107 @@
+"""The daemon's configuration: a TOML file over embedded defaults."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tokenpool._errors import ConfigError
+from tokenpool.core import BudgetPolicy, InputLimits, TenantPolicy
+
+# Where the daemon listens when nothing says otherwise: loopback only.
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+
+# The ledger file when nothing says otherwise, relative to the working folder.
+DEFAULT_LEDGER_PATH = "tokenpool.db"
+
+# Capacity per window of the embedded `default` budget.
+DEFAULT_CAPACITY_TOKENS = 600_000
+
+
+class ServerSettings(BaseModel):
+    """Where the daemon listens and how it stops."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    address: str = Field(DEFAULT_ADDRESS, min_length=3)
+    """host:port to listen on; port 0 picks a free one."""
+    grace_seconds: float = Field(10.0, ge=0, le=600)
+    """How long in-flight RPCs may run after a stop signal."""
+
+
+class LedgerSettings(BaseModel):
+    """Where the ledger lives and how hard it tries to keep it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str = DEFAULT_LEDGER_PATH
+    """SQLite file; created on first start."""
+    durability: Literal["normal", "power"] = "normal"
+    """normal survives the daemon being killed; power also a power loss."""
+    timeout_ms: int = Field(5000, ge=1, le=600_000)
+    """Longest a write waits on a database lock."""
+
+
+def _default_budgets() -> list[BudgetPolicy]:
+    return [BudgetPolicy(name="default", capacity_tokens=DEFAULT_CAPACITY_TOKENS)]
+
+
+class Settings(BaseSettings):
+    """Everything the daemon is configured with, validated at start."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        env_prefix="TOKENPOOL_",
+        env_nested_delimiter="__",
+    )
+
+    server: ServerSettings = ServerSettings()
+    ledger: LedgerSettings = LedgerSettings()
+    limits: InputLimits = InputLimits()
+    budgets: list[BudgetPolicy] = Field(default_factory=_default_budgets, min_length=1)
+    tenants: list[TenantPolicy] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Settings:
+        for kind, names in (
+            ("budgets", [b.name for b in self.budgets]),
+            ("tenants", [t.name for t in self.tenants]),
+        ):
+            seen: set[str] = set()
+            for name in names:
+                if name in seen:
+                    raise ValueError(f"{kind}: name {name!r} appears twice")
+                seen.add(name)
+        return self
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Reads and validates a TOML file; None gives the embedded defaults.
+
+    Raises:
+        ConfigError: the file is missing, not TOML, or fails validation; the
+            message names each offending field.
+    """
+    data: dict[str, object] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"Cannot read config file {str(path)!r}: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"Config file {str(path)!r} is not valid TOML: {exc}") from exc
+
+    try:
+        return Settings(**data)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or '(file)'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        where = f"config file {str(path)!r}" if path else "the configuration"
+        raise ConfigError(f"Invalid {where}: {problems}") from exc

@@ -1,0 +1,139 @@
+"""The daemon: ledger, engine and gRPC server under one task group."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from dataclasses import dataclass
+
+import anyio
+import grpc
+from anyio.abc import TaskStatus
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from tokenpool_client.v1 import tokenpool_pb2 as pb
+from tokenpool_client.v1 import tokenpool_pb2_grpc as pb_grpc
+
+from tokenpool._errors import ConfigError
+from tokenpool.daemon._config import Settings
+from tokenpool.engine import Clock, Engine, SystemClock
+from tokenpool.ledger import Ledger
+from tokenpool.service import AdminServicer, TokenPoolServicer
+
+logger = logging.getLogger(__name__)
+
+# Longest the ledger may take to flush and close once the server stopped.
+_CLOSE_TIMEOUT_S = 10.0
+
+_SERVICES = (
+    pb.DESCRIPTOR.services_by_name["TokenPool"].full_name,
+    pb.DESCRIPTOR.services_by_name["Admin"].full_name,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """What a started daemon tells whoever started it."""
+
+    address: str
+    """host:port actually bound (the real port when 0 was asked for)."""
+    engine: Engine
+    ledger: Ledger
+
+
+class Daemon:
+    """Serves the API until asked to stop, then drains and closes the ledger.
+
+    `run` is meant for `task_group.start`: it reports a `Running` once the
+    server accepts calls. `stop` (or SIGTERM/SIGINT under `serve_forever`)
+    stops intake, lets in-flight calls finish within the grace period,
+    and flushes the ledger.
+    """
+
+    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
+        self._settings = settings
+        self._clock = clock or SystemClock()
+        self._stop = anyio.Event()
+
+    def stop(self) -> None:
+        """Asks a running daemon to drain and stop; safe to call repeatedly."""
+        self._stop.set()
+
+    async def run(
+        self, *, task_status: TaskStatus[Running] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serves until `stop`; see the class docstring."""
+        settings = self._settings
+        ledger = await Ledger.open(
+            settings.ledger.path,
+            durability=settings.ledger.durability,
+            busy_timeout_ms=settings.ledger.timeout_ms,
+        )
+        try:
+            async with anyio.create_task_group() as tasks:
+                await tasks.start(ledger.run)
+                engine = Engine(
+                    budgets=settings.budgets,
+                    tenants=settings.tenants,
+                    limits=settings.limits,
+                    clock=self._clock,
+                    ledger=ledger,
+                )
+                await engine.restore()
+                await tasks.start(engine.run_sweeper)
+                await self._serve(engine, ledger, task_status)
+                tasks.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT_S):
+                await ledger.aclose()
+            logger.info("daemon stopped ledger=%s", settings.ledger.path)
+
+    async def _serve(
+        self, engine: Engine, ledger: Ledger, task_status: TaskStatus[Running]
+    ) -> None:
+        server = grpc.aio.server()
+        pb_grpc.add_TokenPoolServicer_to_server(TokenPoolServicer(engine), server)
+        pb_grpc.add_AdminServicer_to_server(AdminServicer(engine, ledger), server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (*_SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        address = self._settings.server.address
+        try:
+            port = server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise ConfigError(
+                f"Cannot listen on server.address {address!r}: {exc}; pick a free "
+                "port or another address."
+            ) from exc
+        bound = f"{address.rsplit(':', 1)[0]}:{port}"
+        await server.start()
+        for service in ("", *_SERVICES):
+            await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+        logger.info("listening address=%s ledger=%s", bound, self._settings.ledger.path)
+        task_status.started(Running(bound, engine, ledger))
+
+        try:
+            await self._stop.wait()
+        finally:
+            with anyio.CancelScope(shield=True):
+                grace = self._settings.server.grace_seconds
+                logger.info("shutdown started grace_seconds=%s", grace)
+                await health_servicer.enter_graceful_shutdown()
+                engine.begin_shutdown()
+                await server.stop(grace)
+
+    async def serve_forever(self) -> None:
+        """Runs until SIGTERM or SIGINT, then drains (the `serve` command)."""
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self._watch_signals)
+            await self.run()
+            tasks.cancel_scope.cancel()
+
+    async def _watch_signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                logger.info("signal received signal=%s", signal.Signals(signum).name)
+                self.stop()
+                return

@@ -1,0 +1,43 @@
+"""Live state: the engine that applies the core's rules, its clocks and store."""
+
+from __future__ import annotations
+
+from tokenpool.engine._clock import Alarm, Clock, ManualClock, ScaledClock, SystemClock
+from tokenpool.engine._commands import (
+    BudgetView,
+    ExtendCommand,
+    PoolView,
+    ReserveCommand,
+    SettleCommand,
+    TenantView,
+)
+from tokenpool.engine._engine import (
+    POOL_EXHAUSTED,
+    QUEUE_FULL,
+    REQUEST_TOO_LARGE,
+    Engine,
+    Recorder,
+)
+from tokenpool.engine._store import MemoryPoolStore, PoolLevel, PoolStore
+
+__all__ = [
+    "POOL_EXHAUSTED",
+    "QUEUE_FULL",
+    "REQUEST_TOO_LARGE",
+    "Alarm",
+    "BudgetView",
+    "Clock",
+    "Engine",
+    "ExtendCommand",
+    "ManualClock",
+    "MemoryPoolStore",
+    "PoolLevel",
+    "PoolStore",
+    "PoolView",
+    "Recorder",
+    "ReserveCommand",
+    "ScaledClock",
+    "SettleCommand",
+    "SystemClock",
+    "TenantView",
+]

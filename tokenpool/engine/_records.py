@@ -1,0 +1,63 @@
+"""Conversions between live reservations and the rows the ledger stores."""
+
+from __future__ import annotations
+
+from tokenpool.core import Pool, Reservation, State
+from tokenpool.ledger import ReservationRow, ReservationState
+
+
+def reservation_row(reservation: Reservation) -> ReservationRow:
+    """The row that stores a reservation as it is now."""
+    return ReservationRow(
+        reservation_id=reservation.reservation_id,
+        budget=reservation.budget,
+        tenant=reservation.tenant,
+        pool=reservation.pool.value,
+        state=ReservationState(reservation.state.value),
+        hold=reservation.hold,
+        sources=tuple((pool.value, tokens) for pool, tokens in reservation.sources),
+        requested=reservation.requested,
+        complexity_score=reservation.complexity_score,
+        multiplier=reservation.multiplier,
+        created_wall_ns=reservation.created_wall_ns,
+        lease_expires_wall_ns=reservation.lease_expires_wall_ns,
+        ended_wall_ns=reservation.ended_wall_ns,
+        idempotency_key=reservation.idempotency_key,
+        request_fingerprint=reservation.request_fingerprint,
+        settle_fingerprint=reservation.end_fingerprint,
+        charged=reservation.charged,
+        refunded=reservation.refunded,
+        overrun=reservation.overrun,
+        waited_ms=reservation.waited_ms,
+        model=reservation.model,
+        labels=dict(reservation.labels),
+    )
+
+
+def reservation_from_row(row: ReservationRow, now_ns: int, wall_ns: int) -> Reservation:
+    """A live reservation from its row; its lease keeps its stored wall time."""
+    return Reservation(
+        reservation_id=row.reservation_id,
+        budget=row.budget,
+        tenant=row.tenant,
+        pool=Pool(row.pool),
+        hold=row.hold,
+        sources=tuple((Pool(pool), tokens) for pool, tokens in row.sources),
+        requested=row.requested,
+        complexity_score=row.complexity_score,
+        multiplier=row.multiplier,
+        created_wall_ns=row.created_wall_ns,
+        lease_expires_wall_ns=row.lease_expires_wall_ns,
+        lease_expires_mono_ns=now_ns + (row.lease_expires_wall_ns - wall_ns),
+        waited_ms=row.waited_ms,
+        state=State(row.state.value),
+        ended_wall_ns=row.ended_wall_ns,
+        idempotency_key=row.idempotency_key,
+        request_fingerprint=row.request_fingerprint,
+        end_fingerprint=row.settle_fingerprint,
+        charged=row.charged,
+        refunded=row.refunded,
+        overrun=row.overrun,
+        model=row.model,
+        labels=dict(row.labels),
+    )

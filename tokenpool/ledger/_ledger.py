@@ -1,0 +1,597 @@
+"""Group-committed SQLite ledger and the reads that restarts and reports need."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Awaitable, Generator, Mapping
+from typing import Any, Literal
+
+import aiosqlite
+import anyio
+import anyio.to_thread
+from anyio.abc import TaskStatus
+
+from tokenpool._errors import (
+    ConfigError,
+    InvalidFieldError,
+    LedgerError,
+    LedgerUnavailableError,
+)
+from tokenpool.ledger._records import (
+    Entry,
+    EntryKind,
+    LedgerBatch,
+    ReservationRow,
+    ReservationState,
+    StoredState,
+)
+from tokenpool.ledger._schema import (
+    ADD_REFUSALS,
+    INSERT_ENTRY,
+    SCHEMA_VERSION,
+    SELECT_ENTRIES,
+    SELECT_POOLS,
+    SELECT_RESERVATIONS,
+    TOTALS_KEYS,
+    TOTALS_SQL,
+    UPSERT_POOL,
+    UPSERT_RESERVATION,
+    Row,
+    entry_from_row,
+    entry_values,
+    migrate,
+    pool_from_row,
+    pool_values,
+    refusal_key,
+    reservation_from_row,
+    reservation_values,
+)
+
+logger = logging.getLogger(__name__)
+
+# SQLite `synchronous` per durability level. In WAL mode NORMAL loses nothing
+# acknowledged when the process dies; FULL also survives a power loss.
+_SYNCHRONOUS: Mapping[str, str] = {"normal": "NORMAL", "power": "FULL"}
+
+_CLOSED_MESSAGE = (
+    "The ledger is closed; the operation was not recorded, retry against a "
+    "running daemon."
+)
+
+
+def _ledger_error(doing: str, exc: sqlite3.Error) -> LedgerError:
+    """Translate a sqlite3 error: operational ones may pass, others will not."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return LedgerUnavailableError(
+            f"Ledger {doing} failed ({exc}); check that the database file is "
+            "reachable and not locked by another process, then retry."
+        )
+    return LedgerError(
+        f"Ledger {doing} failed ({exc}); check that the file is a tokenpool "
+        "ledger and is not damaged."
+    )
+
+
+class _Outcome:
+    """Result of one commit group, awaitable by every batch in it."""
+
+    __slots__ = ("_cause", "_done", "_message")
+
+    def __init__(self) -> None:
+        self._done = anyio.Event()
+        self._message: str | None = None
+        self._cause: BaseException | None = None
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._wait().__await__()
+
+    def resolve(
+        self, message: str | None = None, cause: BaseException | None = None
+    ) -> None:
+        """Wake every waiter: with success, or with the failure message."""
+        self._message = message
+        self._cause = cause
+        self._done.set()
+
+    async def _wait(self) -> None:
+        await self._done.wait()
+
+        # A fresh exception per waiter, so tracebacks do not pile up on one.
+        if self._message is not None:
+            raise LedgerUnavailableError(self._message) from self._cause
+
+
+class _Resolved:
+    """An outcome that is already successful, for batches with nothing in them."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        yield from ()
+
+
+_RESOLVED = _Resolved()
+
+
+class _Group:
+    """Rows of every batch submitted since the last commit began."""
+
+    __slots__ = ("entries", "outcome", "pools", "refusals", "reservations", "size")
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.entries: list[Row] = []
+        self.reservations: dict[str, Row] = {}
+        self.pools: dict[tuple[str, str], Row] = {}
+        self.refusals: dict[tuple[str, str, int, str], int] = {}
+        self.outcome = _Outcome()
+
+    def add(self, batch: LedgerBatch) -> None:
+        """Merge one batch; a batch that cannot be encoded leaves no trace."""
+        entries = [entry_values(entry) for entry in batch.entries]
+        reservations = [reservation_values(row) for row in batch.reservations]
+
+        self.size += 1
+        self.entries.extend(entries)
+        for values in reservations:
+            self.reservations[values[0]] = values
+        for pool in batch.pools:
+            self.pools[pool.budget, pool.pool] = pool_values(pool)
+        for refusal in batch.refusals:
+            key = refusal_key(refusal)
+            self.refusals[key] = self.refusals.get(key, 0) + refusal.count
+
+    def refusal_values(self) -> list[Row]:
+        """Summed refusal counts as upsert parameters."""
+        return [(*key, count) for key, count in self.refusals.items()]
+
+
+class Ledger:
+    """Append-only SQLite ledger that commits queued batches in groups.
+
+    Create one with `Ledger.open`, start `run` in the daemon's task group,
+    and `aclose` it on shutdown. Writers call `submit` or `commit`; every
+    batch queued while a commit is in progress goes into the next one, so
+    under load many operations share one transaction and one fsync.
+    """
+
+    def __init__(self, conn: aiosqlite.Connection, *, path: str) -> None:
+        self._conn: aiosqlite.Connection | None = conn
+        self._path = path
+        # Serialises write groups and reads on the one connection, so a read
+        # never sees a group that is half written or later rolled back.
+        self._lock = anyio.Lock()
+        self._group = _Group()
+        self._wakeup = anyio.Event()
+        self._closed = False
+        self._close_done = anyio.Event()
+        self._running = False
+        self._commits = 0
+        self._committed_batches = 0
+        self._failed_commits = 0
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        durability: Literal["normal", "power"] = "normal",
+        busy_timeout_ms: int = 5000,
+    ) -> Ledger:
+        """Open or create the ledger database and migrate it forward.
+
+        Args:
+            path: The SQLite file; it is created when missing.
+            durability: "normal" survives the process being killed; "power"
+                also survives power loss, at the cost of an fsync per commit.
+            busy_timeout_ms: How long a write waits for another connection's
+                lock before its group fails.
+
+        Raises:
+            ConfigError: `durability` or `busy_timeout_ms` is out of range.
+            LedgerUnavailableError: The file cannot be opened or is locked.
+            LedgerSchemaError: The file was written by a newer tokenpool.
+            LedgerError: The file is not a usable ledger.
+        """
+        if durability not in _SYNCHRONOUS:
+            raise ConfigError(
+                f"Ledger durability {durability!r} is not known; "
+                "use 'normal' or 'power'."
+            )
+        if busy_timeout_ms < 0:
+            raise ConfigError(
+                f"Ledger busy_timeout_ms {busy_timeout_ms!r} is negative; "
+                "use 0 or more milliseconds."
+            )
+        where = os.fspath(path)
+
+        # Probe first: when aiosqlite's own connect fails, its worker thread
+        # may report to an event loop that has closed by then
+        # (https://github.com/omnilib/aiosqlite/issues/387).
+        try:
+            await anyio.to_thread.run_sync(_probe_open, where)
+        except sqlite3.Error as exc:
+            raise _ledger_error(f"open of {where!r}", exc) from exc
+
+        conn = aiosqlite.connect(
+            where, timeout=busy_timeout_ms / 1000, isolation_level=None
+        )
+        try:
+            await conn
+        except sqlite3.Error as exc:
+            raise _ledger_error(f"open of {where!r}", exc) from exc
+
+        try:
+            found = await cls._prepare(conn, where, durability, busy_timeout_ms)
+        except sqlite3.Error as exc:
+            await _close_quietly(conn)
+            raise _ledger_error(f"open of {where!r}", exc) from exc
+        except BaseException:
+            await _close_quietly(conn)
+            raise
+
+        logger.info(
+            "ledger opened path=%s schema_version=%d found_version=%d durability=%s",
+            where,
+            SCHEMA_VERSION,
+            found,
+            durability,
+            extra={
+                "path": where,
+                "schema_version": SCHEMA_VERSION,
+                "durability": durability,
+            },
+        )
+        return cls(conn, path=where)
+
+    @staticmethod
+    async def _prepare(
+        conn: aiosqlite.Connection, where: str, durability: str, busy_timeout_ms: int
+    ) -> int:
+        """Set the pragmas, migrate, and return the version found."""
+        rows = list(await conn.execute_fetchall("PRAGMA journal_mode = WAL"))
+        mode = str(rows[0][0]).lower()
+        if mode != "wal" and where != ":memory:":
+            logger.warning(
+                "ledger journal mode is not WAL path=%s journal_mode=%s",
+                where,
+                mode,
+                extra={"path": where, "journal_mode": mode},
+            )
+
+        # Pragmas take no parameters; both values come from checked inputs.
+        await conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[durability]}")
+        await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+
+        return await migrate(conn, path=where)
+
+    @property
+    def path(self) -> str:
+        """The database file this ledger writes."""
+        return self._path
+
+    @property
+    def closed(self) -> bool:
+        """Whether `aclose` has been called."""
+        return self._closed
+
+    @property
+    def commits(self) -> int:
+        """Transactions committed so far; for tests and metrics."""
+        return self._commits
+
+    @property
+    def committed_batches(self) -> int:
+        """Batches made durable so far; for tests and metrics."""
+        return self._committed_batches
+
+    @property
+    def failed_commits(self) -> int:
+        """Groups rolled back and refused so far; for tests and metrics."""
+        return self._failed_commits
+
+    def submit(self, batch: LedgerBatch) -> Awaitable[None]:
+        """Queue a batch for the next group commit; await the result.
+
+        The batch is encoded now, so later changes to it are not recorded.
+        Awaiting the result returns once the batch is committed. A caller
+        cancelled while waiting does not withdraw the batch: it may still
+        be committed. Batches wait until `run` or `aclose` writes them.
+
+        Raises:
+            LedgerUnavailableError: The ledger is closed (raised here), or
+                the group failed and was rolled back (raised on await).
+            LedgerError: The batch holds a detail or label that is not
+                JSON-serialisable (raised here; nothing was queued).
+        """
+        if self._closed:
+            raise LedgerUnavailableError(_CLOSED_MESSAGE)
+        if batch.is_empty():
+            return _RESOLVED
+
+        group = self._group
+        try:
+            group.add(batch)
+        except (TypeError, ValueError) as exc:
+            raise LedgerError(
+                f"Cannot record the batch ({exc}); entry details and "
+                "reservation labels must be JSON-serialisable."
+            ) from exc
+
+        self._wakeup.set()
+        return group.outcome
+
+    async def commit(self, batch: LedgerBatch) -> None:
+        """Queue a batch and wait until its group is committed."""
+        await self.submit(batch)
+
+    async def run(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Write queued batches in groups until the ledger is closed.
+
+        Start it with `task_group.start`; it reports ready at once. Each
+        pass takes every batch queued so far and commits them in one
+        transaction. A failed group is rolled back, its waiters get
+        LedgerUnavailableError, and the loop goes on. It returns after
+        `aclose`; cancelling it leaves queued batches for `aclose` to write.
+
+        Raises:
+            LedgerError: `run` is already running for this ledger.
+        """
+        if self._running:
+            raise LedgerError(
+                "The ledger writer is already running; start run() once per ledger."
+            )
+        self._running = True
+        task_status.started()
+
+        try:
+            while not self._closed:
+                await self._wakeup.wait()
+                self._wakeup = anyio.Event()
+                await self._flush()
+        finally:
+            self._running = False
+
+    async def _flush(self) -> None:
+        """Commit the current group, shielded so waiters always get an answer."""
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                await self._flush_locked()
+
+    async def _flush_locked(self) -> None:
+        """Swap in a fresh group and write the old one; hold `_lock`."""
+        group = self._group
+        if group.size == 0:
+            return
+        self._group = _Group()
+
+        conn = self._conn
+        if conn is None:
+            group.outcome.resolve(_CLOSED_MESSAGE)
+            return
+
+        started = time.perf_counter()
+        try:
+            await self._write(conn, group)
+        except Exception as exc:
+            # Any failure, even one that is not sqlite's, must reach waiters.
+            await self._rollback(conn)
+            self._failed_commits += 1
+            logger.warning(
+                "ledger group failed size=%d error=%r",
+                group.size,
+                exc,
+                extra={"size": group.size, "error": repr(exc)},
+            )
+            group.outcome.resolve(
+                f"Ledger commit failed ({exc}); the operation was not "
+                "recorded, retry later.",
+                exc,
+            )
+            return
+
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        self._commits += 1
+        self._committed_batches += group.size
+        logger.debug(
+            "ledger group committed size=%d elapsed_ms=%.2f",
+            group.size,
+            elapsed_ms,
+            extra={"size": group.size, "elapsed_ms": elapsed_ms},
+        )
+        group.outcome.resolve()
+
+    @staticmethod
+    async def _write(conn: aiosqlite.Connection, group: _Group) -> None:
+        """Write one group in one transaction: a handful of worker-thread hops."""
+        # IMMEDIATE takes the write lock up front, waiting up to busy_timeout.
+        await conn.execute("BEGIN IMMEDIATE")
+        if group.entries:
+            await conn.executemany(INSERT_ENTRY, group.entries)
+        if group.reservations:
+            await conn.executemany(
+                UPSERT_RESERVATION, list(group.reservations.values())
+            )
+        if group.pools:
+            await conn.executemany(UPSERT_POOL, list(group.pools.values()))
+        if group.refusals:
+            await conn.executemany(ADD_REFUSALS, group.refusal_values())
+        await conn.execute("COMMIT")
+
+    @staticmethod
+    async def _rollback(conn: aiosqlite.Connection) -> None:
+        """Roll back an open transaction; the group has failed already."""
+        if not conn.in_transaction:
+            return
+
+        try:
+            await conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            # The next group's BEGIN fails and retries this rollback.
+            logger.warning(
+                "ledger rollback failed error=%r",
+                exc,
+                extra={"error": repr(exc)},
+            )
+
+    async def aclose(self) -> None:
+        """Refuse new batches, write the queued ones, and close the file.
+
+        Safe before `run` started and when called again; a second call
+        waits for the first to finish.
+        """
+        if self._closed:
+            await self._close_done.wait()
+            return
+        self._closed = True
+        self._wakeup.set()
+
+        try:
+            with anyio.CancelScope(shield=True):
+                async with self._lock:
+                    await self._flush_locked()
+                    conn, self._conn = self._conn, None
+                    if conn is not None:
+                        await _close_quietly(conn)
+        finally:
+            self._close_done.set()
+
+        logger.info(
+            "ledger closed path=%s commits=%d failed_commits=%d",
+            self._path,
+            self._commits,
+            self._failed_commits,
+            extra={"path": self._path, "commits": self._commits},
+        )
+
+    @contextlib.asynccontextmanager
+    async def _reading(self, doing: str) -> AsyncIterator[aiosqlite.Connection]:
+        """Lend the connection to a read, translating what goes wrong."""
+        async with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise LedgerUnavailableError(_CLOSED_MESSAGE)
+
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                raise _ledger_error(doing, exc) from exc
+            except ValueError as exc:
+                raise LedgerError(
+                    f"Ledger {doing} found a value this tokenpool cannot read "
+                    f"({exc}); upgrade tokenpool or check the file."
+                ) from exc
+
+    async def load_state(self, *, keep_ended_after_wall_ns: int) -> StoredState:
+        """Read what a restart restores: pools and reservations worth keeping.
+
+        Args:
+            keep_ended_after_wall_ns: Ended reservations that ended at or
+                after this wall time are returned too, so repeated requests
+                get their original answers; open ones always are.
+        """
+        async with self._reading("load_state") as conn:
+            pool_rows = await conn.execute_fetchall(SELECT_POOLS)
+            reservation_rows = await conn.execute_fetchall(
+                f"{SELECT_RESERVATIONS} WHERE state = ? OR ended_wall_ns >= ? "
+                "ORDER BY created_wall_ns, reservation_id",
+                (str(ReservationState.OPEN), keep_ended_after_wall_ns),
+            )
+
+            return StoredState(
+                pools=tuple(pool_from_row(tuple(row)) for row in pool_rows),
+                reservations=tuple(
+                    reservation_from_row(tuple(row)) for row in reservation_rows
+                ),
+            )
+
+    async def get_reservation(self, reservation_id: str) -> ReservationRow | None:
+        """Read one reservation by id, or None when it is unknown."""
+        async with self._reading("get_reservation") as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    f"{SELECT_RESERVATIONS} WHERE reservation_id = ?",
+                    (reservation_id,),
+                )
+            )
+
+            return reservation_from_row(tuple(rows[0])) if rows else None
+
+    async def find_by_idempotency_key(
+        self, tenant: str, key: str
+    ) -> ReservationRow | None:
+        """Find the tenant's latest reservation made with this key, if any."""
+        if not key:
+            return None
+
+        async with self._reading("find_by_idempotency_key") as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    f"{SELECT_RESERVATIONS} "
+                    "WHERE tenant = ? AND idempotency_key = ? "
+                    "ORDER BY created_wall_ns DESC LIMIT 1",
+                    (tenant, key),
+                )
+            )
+
+            return reservation_from_row(tuple(rows[0])) if rows else None
+
+    async def totals(self, *, budget: str | None = None) -> list[dict[str, object]]:
+        """Sum usage and refusals per budget and tenant, for reports.
+
+        Each row has budget, tenant, reservations, tokens_reserved,
+        tokens_charged, tokens_refunded, tokens_overrun and refusals.
+        Entries without a tenant (capacity changes, rebalances) are left out.
+        """
+        budget_filter = "" if budget is None else "AND budget = :budget"
+        params = {"reserve": str(EntryKind.RESERVE), "budget": budget}
+
+        async with self._reading("totals") as conn:
+            rows = await conn.execute_fetchall(
+                TOTALS_SQL.format(budget_filter=budget_filter), params
+            )
+
+        return [dict(zip(TOTALS_KEYS, row, strict=True)) for row in rows]
+
+    async def entry_count(self) -> int:
+        """Count the entries in the ledger."""
+        async with self._reading("entry_count") as conn:
+            rows = list(await conn.execute_fetchall("SELECT COUNT(*) FROM entries"))
+
+        return int(rows[0][0])
+
+    async def entries(self, *, after_id: int = 0, limit: int = 1000) -> list[Entry]:
+        """Read entries in id order, `limit` at a time, after `after_id`.
+
+        Raises:
+            InvalidFieldError: `limit` is below 1.
+        """
+        if limit < 1:
+            raise InvalidFieldError("limit", f"{limit!r} is below 1; ask for 1 or more")
+
+        async with self._reading("entries") as conn:
+            rows = await conn.execute_fetchall(SELECT_ENTRIES, (after_id, limit))
+
+            return [entry_from_row(tuple(row)) for row in rows]
+
+
+def _probe_open(where: str) -> None:
+    """Open and close the file once, so path errors surface here."""
+    sqlite3.connect(where).close()
+
+
+async def _close_quietly(conn: aiosqlite.Connection) -> None:
+    """Close a connection, shielded; a failure to close is only logged."""
+    with anyio.CancelScope(shield=True):
+        try:
+            await conn.close()
+        except sqlite3.Error as exc:
+            logger.warning(
+                "ledger close failed error=%r", exc, extra={"error": repr(exc)}
+            )

@@ -1,0 +1,143 @@
+"""Rows the ledger stores: entries, reservations, pool levels, refusal counts."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+_EMPTY: Mapping[str, object] = MappingProxyType({})
+
+
+def _no_detail() -> Mapping[str, object]:
+    """Share one read-only empty detail; dataclasses refuse it as a default."""
+    return _EMPTY
+
+
+class EntryKind(enum.StrEnum):
+    """What an append-only ledger entry records."""
+
+    RESERVE = "reserve"
+    SETTLE = "settle"
+    RELEASE = "release"
+    EXPIRE = "expire"
+    EXTEND = "extend"
+    OVERRUN = "overrun"
+    UNDO = "undo"
+    CAPACITY = "capacity"
+    REBALANCE = "rebalance"
+    TENANT = "tenant"
+
+
+class ReservationState(enum.StrEnum):
+    """Where a reservation is in its life; it ends in exactly one way."""
+
+    OPEN = "open"
+    SETTLED = "settled"
+    RELEASED = "released"
+    EXPIRED = "expired"
+    UNDONE = "undone"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One state change, appended once and never changed.
+
+    `tokens` is the change in tokens held (positive for a reserve or a
+    larger extend); `charged`, `refunded` and `overrun` are what the change
+    accounted. `detail` holds JSON-serialisable context (sources, usage,
+    labels, reason). `id` is the ledger's sequence number, set when an entry
+    is read back; it is 0 on an entry not yet stored.
+    """
+
+    kind: EntryKind
+    at_wall_ns: int
+    budget: str
+    tenant: str = ""
+    reservation_id: str = ""
+    pool: str = ""
+    tokens: int = 0
+    charged: int = 0
+    refunded: int = 0
+    overrun: int = 0
+    actor: str = ""
+    detail: Mapping[str, object] = field(default_factory=_no_detail)
+    id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationRow:
+    """A reservation as stored: enough to restore it after a restart."""
+
+    reservation_id: str
+    budget: str
+    tenant: str
+    pool: str
+    state: ReservationState
+    hold: int
+    sources: tuple[tuple[str, int], ...]
+    requested: int
+    complexity_score: int
+    multiplier: float
+    created_wall_ns: int
+    lease_expires_wall_ns: int
+    ended_wall_ns: int = 0
+    idempotency_key: str = ""
+    request_fingerprint: str = ""
+    settle_fingerprint: str = ""
+    charged: int = 0
+    refunded: int = 0
+    overrun: int = 0
+    waited_ms: int = 0
+    model: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolRow:
+    """A pool's bucket at one wall-clock instant.
+
+    `carry` is the fraction of a token refill has accumulated, as a
+    numerator over the window in nanoseconds.
+    """
+
+    budget: str
+    pool: str
+    capacity: int
+    level: int
+    carry: int
+    at_wall_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class RefusalCount:
+    """Refusals of one reason for one tenant in one UTC minute."""
+
+    budget: str
+    tenant: str
+    minute: int
+    reason: str
+    count: int
+
+
+@dataclass(slots=True)
+class LedgerBatch:
+    """Everything one operation writes; committed all together or not at all."""
+
+    entries: list[Entry] = field(default_factory=list)
+    reservations: list[ReservationRow] = field(default_factory=list)
+    pools: list[PoolRow] = field(default_factory=list)
+    refusals: list[RefusalCount] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        """Whether the batch writes nothing."""
+        return not (self.entries or self.reservations or self.pools or self.refusals)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    """What a restart restores: pool levels and reservations worth keeping."""
+
+    pools: tuple[PoolRow, ...]
+    reservations: tuple[ReservationRow, ...]

@@ -1,0 +1,424 @@
+"""SQLite schema of the ledger, its forward migrations, and its row mapping."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import aiosqlite
+
+from tokenpool._errors import LedgerSchemaError
+from tokenpool.ledger._records import (
+    Entry,
+    EntryKind,
+    PoolRow,
+    RefusalCount,
+    ReservationRow,
+    ReservationState,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One forward step: the statements that lift the schema to `version`."""
+
+    version: int
+    summary: str
+    statements: tuple[str, ...]
+
+
+_V1_ENTRIES = (
+    """
+    CREATE TABLE entries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_wall_ns INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        budget TEXT NOT NULL,
+        tenant TEXT NOT NULL DEFAULT '',
+        reservation_id TEXT NOT NULL DEFAULT '',
+        pool TEXT NOT NULL DEFAULT '',
+        tokens INTEGER NOT NULL DEFAULT 0,
+        charged INTEGER NOT NULL DEFAULT 0,
+        refunded INTEGER NOT NULL DEFAULT 0,
+        overrun INTEGER NOT NULL DEFAULT 0,
+        actor TEXT NOT NULL DEFAULT '',
+        detail TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(detail))
+    )
+    """,
+    "CREATE INDEX entries_budget_tenant ON entries (budget, tenant)",
+    "CREATE INDEX entries_reservation ON entries (reservation_id)",
+    # The ledger's promise is that entries are never changed; enforce it in
+    # the database so that no code path (or hand-run SQL) can break it.
+    """
+    CREATE TRIGGER entries_no_update BEFORE UPDATE ON entries
+    BEGIN
+        SELECT RAISE(ABORT, 'ledger entries are append-only; UPDATE is refused');
+    END
+    """,
+    """
+    CREATE TRIGGER entries_no_delete BEFORE DELETE ON entries
+    BEGIN
+        SELECT RAISE(ABORT, 'ledger entries are append-only; DELETE is refused');
+    END
+    """,
+)
+
+_V1_STATE = (
+    """
+    CREATE TABLE reservations (
+        reservation_id TEXT PRIMARY KEY,
+        budget TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        pool TEXT NOT NULL,
+        state TEXT NOT NULL,
+        hold INTEGER NOT NULL,
+        sources TEXT NOT NULL DEFAULT '[]',
+        requested INTEGER NOT NULL,
+        complexity_score INTEGER NOT NULL,
+        multiplier REAL NOT NULL,
+        created_wall_ns INTEGER NOT NULL,
+        lease_expires_wall_ns INTEGER NOT NULL,
+        ended_wall_ns INTEGER NOT NULL DEFAULT 0,
+        idempotency_key TEXT NOT NULL DEFAULT '',
+        request_fingerprint TEXT NOT NULL DEFAULT '',
+        settle_fingerprint TEXT NOT NULL DEFAULT '',
+        charged INTEGER NOT NULL DEFAULT 0,
+        refunded INTEGER NOT NULL DEFAULT 0,
+        overrun INTEGER NOT NULL DEFAULT 0,
+        waited_ms INTEGER NOT NULL DEFAULT 0,
+        model TEXT NOT NULL DEFAULT '',
+        labels TEXT NOT NULL DEFAULT '{}'
+    )
+    """,
+    "CREATE INDEX reservations_state ON reservations (state)",
+    "CREATE INDEX reservations_ended ON reservations (ended_wall_ns)",
+    """
+    CREATE INDEX reservations_idempotency
+    ON reservations (tenant, idempotency_key)
+    """,
+    """
+    CREATE TABLE pools (
+        budget TEXT NOT NULL,
+        pool TEXT NOT NULL,
+        capacity INTEGER NOT NULL,
+        level INTEGER NOT NULL,
+        carry INTEGER NOT NULL,
+        at_wall_ns INTEGER NOT NULL,
+        PRIMARY KEY (budget, pool)
+    )
+    """,
+    """
+    CREATE TABLE refusals (
+        budget TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        minute INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (budget, tenant, minute, reason)
+    )
+    """,
+    # Small settings the daemon keeps across restarts (for example a
+    # calendar period's high-water mark), one text value per key.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+
+# Append a step to extend the schema; never edit a released one, because
+# databases already at that version will not run it again.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        version=1,
+        summary="entries, reservations, pools, refusals and meta",
+        statements=_V1_ENTRIES + _V1_STATE,
+    ),
+)
+
+# The version this code writes, stored in SQLite's `PRAGMA user_version`.
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+async def migrate(conn: aiosqlite.Connection, *, path: str) -> int:
+    """Bring the database up to SCHEMA_VERSION inside one write transaction.
+
+    The version is read after the write lock is taken, so two processes
+    opening a new file at once migrate it once. sqlite3 errors propagate;
+    the caller closes the connection, which rolls the transaction back.
+
+    Args:
+        conn: An open connection in autocommit mode (isolation_level=None).
+        path: The database path, for messages.
+
+    Returns:
+        The schema version found before migrating (0 for a new file).
+
+    Raises:
+        LedgerSchemaError: The database was written by a newer tokenpool.
+    """
+    await conn.execute("BEGIN IMMEDIATE")
+    rows = list(await conn.execute_fetchall("PRAGMA user_version"))
+    found = int(rows[0][0])
+
+    if found > SCHEMA_VERSION:
+        raise LedgerSchemaError(
+            f"Ledger {path!r} has schema version {found}, newer than version "
+            f"{SCHEMA_VERSION} this tokenpool knows; upgrade tokenpool or open "
+            "another ledger file."
+        )
+
+    for step in MIGRATIONS:
+        if step.version <= found:
+            continue
+        for statement in step.statements:
+            await conn.execute(statement)
+        # PRAGMA takes no parameters; the version is an int from our table.
+        await conn.execute(f"PRAGMA user_version = {int(step.version)}")
+        logger.info(
+            "ledger schema migrated path=%s version=%d summary=%s",
+            path,
+            step.version,
+            step.summary,
+            extra={"path": path, "version": step.version},
+        )
+
+    await conn.execute("COMMIT")
+    return found
+
+
+# How records map to rows. Column orders are fixed here; the value tuples
+# and the row decoders follow them exactly.
+
+# Parameters of one statement, or one row a SELECT returned.
+Row = tuple[Any, ...]
+
+_ENTRY_COLUMNS = (
+    "at_wall_ns",
+    "kind",
+    "budget",
+    "tenant",
+    "reservation_id",
+    "pool",
+    "tokens",
+    "charged",
+    "refunded",
+    "overrun",
+    "actor",
+    "detail",
+)
+_RESERVATION_COLUMNS = (
+    "reservation_id",
+    "budget",
+    "tenant",
+    "pool",
+    "state",
+    "hold",
+    "sources",
+    "requested",
+    "complexity_score",
+    "multiplier",
+    "created_wall_ns",
+    "lease_expires_wall_ns",
+    "ended_wall_ns",
+    "idempotency_key",
+    "request_fingerprint",
+    "settle_fingerprint",
+    "charged",
+    "refunded",
+    "overrun",
+    "waited_ms",
+    "model",
+    "labels",
+)
+_POOL_COLUMNS = ("budget", "pool", "capacity", "level", "carry", "at_wall_ns")
+
+
+def _insert_sql(table: str, columns: tuple[str, ...], on_conflict: str = "") -> str:
+    """Build an INSERT of every column, with an optional conflict clause."""
+    names = ", ".join(columns)
+    marks = ", ".join("?" for _ in columns)
+    return f"INSERT INTO {table} ({names}) VALUES ({marks}) {on_conflict}".strip()
+
+
+def _update_all(columns: tuple[str, ...]) -> str:
+    """Build an upsert tail that overwrites every column with the new row."""
+    return ", ".join(f"{name} = excluded.{name}" for name in columns)
+
+
+INSERT_ENTRY = _insert_sql("entries", _ENTRY_COLUMNS)
+UPSERT_RESERVATION = _insert_sql(
+    "reservations",
+    _RESERVATION_COLUMNS,
+    "ON CONFLICT (reservation_id) DO UPDATE SET "
+    + _update_all(_RESERVATION_COLUMNS[1:]),
+)
+UPSERT_POOL = _insert_sql(
+    "pools",
+    _POOL_COLUMNS,
+    "ON CONFLICT (budget, pool) DO UPDATE SET " + _update_all(_POOL_COLUMNS[2:]),
+)
+ADD_REFUSALS = _insert_sql(
+    "refusals",
+    ("budget", "tenant", "minute", "reason", "count"),
+    "ON CONFLICT (budget, tenant, minute, reason) "
+    "DO UPDATE SET count = count + excluded.count",
+)
+
+SELECT_ENTRIES = (
+    f"SELECT id, {', '.join(_ENTRY_COLUMNS)} FROM entries "
+    "WHERE id > ? ORDER BY id LIMIT ?"
+)
+SELECT_RESERVATIONS = f"SELECT {', '.join(_RESERVATION_COLUMNS)} FROM reservations"
+SELECT_POOLS = f"SELECT {', '.join(_POOL_COLUMNS)} FROM pools ORDER BY budget, pool"
+
+# Entries without a tenant (capacity changes, rebalances) are not usage.
+TOTALS_SQL = """
+SELECT budget, tenant, SUM(reservations), SUM(tokens_reserved),
+       SUM(tokens_charged), SUM(tokens_refunded), SUM(tokens_overrun),
+       SUM(refusals)
+FROM (
+    SELECT budget, tenant,
+           SUM(kind = :reserve) AS reservations,
+           SUM(CASE WHEN kind = :reserve THEN tokens ELSE 0 END)
+               AS tokens_reserved,
+           SUM(charged) AS tokens_charged,
+           SUM(refunded) AS tokens_refunded,
+           SUM(overrun) AS tokens_overrun,
+           0 AS refusals
+    FROM entries WHERE tenant != '' {budget_filter}
+    GROUP BY budget, tenant
+    UNION ALL
+    SELECT budget, tenant, 0, 0, 0, 0, 0, SUM(count)
+    FROM refusals WHERE tenant != '' {budget_filter}
+    GROUP BY budget, tenant
+)
+GROUP BY budget, tenant
+ORDER BY budget, tenant
+"""
+TOTALS_KEYS = (
+    "budget",
+    "tenant",
+    "reservations",
+    "tokens_reserved",
+    "tokens_charged",
+    "tokens_refunded",
+    "tokens_overrun",
+    "refusals",
+)
+
+
+def _json_default(value: object) -> object:
+    """Encode the few non-JSON types details may carry."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+def _to_json(value: object) -> str:
+    """Encode a detail, label map or source list as compact, strict JSON."""
+    return json.dumps(
+        value, separators=(",", ":"), allow_nan=False, default=_json_default
+    )
+
+
+def entry_values(entry: Entry) -> Row:
+    """Flatten an entry into its INSERT parameters."""
+    return (
+        entry.at_wall_ns,
+        str(entry.kind),
+        entry.budget,
+        entry.tenant,
+        entry.reservation_id,
+        entry.pool,
+        entry.tokens,
+        entry.charged,
+        entry.refunded,
+        entry.overrun,
+        entry.actor,
+        _to_json(entry.detail) if entry.detail else "{}",
+    )
+
+
+def reservation_values(row: ReservationRow) -> Row:
+    """Flatten a reservation into its upsert parameters."""
+    return (
+        row.reservation_id,
+        row.budget,
+        row.tenant,
+        row.pool,
+        str(row.state),
+        row.hold,
+        _to_json([[pool, tokens] for pool, tokens in row.sources]),
+        row.requested,
+        row.complexity_score,
+        row.multiplier,
+        row.created_wall_ns,
+        row.lease_expires_wall_ns,
+        row.ended_wall_ns,
+        row.idempotency_key,
+        row.request_fingerprint,
+        row.settle_fingerprint,
+        row.charged,
+        row.refunded,
+        row.overrun,
+        row.waited_ms,
+        row.model,
+        _to_json(row.labels) if row.labels else "{}",
+    )
+
+
+def entry_from_row(row: Row) -> Entry:
+    """Rebuild an entry from `SELECT id, <entry columns>`."""
+    return Entry(
+        id=row[0],
+        at_wall_ns=row[1],
+        kind=EntryKind(row[2]),
+        budget=row[3],
+        tenant=row[4],
+        reservation_id=row[5],
+        pool=row[6],
+        tokens=row[7],
+        charged=row[8],
+        refunded=row[9],
+        overrun=row[10],
+        actor=row[11],
+        detail=json.loads(row[12]),
+    )
+
+
+def pool_values(pool: PoolRow) -> Row:
+    """Flatten a pool level into its upsert parameters."""
+    return (
+        pool.budget,
+        pool.pool,
+        pool.capacity,
+        pool.level,
+        pool.carry,
+        pool.at_wall_ns,
+    )
+
+
+def refusal_key(refusal: RefusalCount) -> tuple[str, str, int, str]:
+    """The refusals table's primary key for one count."""
+    return (refusal.budget, refusal.tenant, refusal.minute, refusal.reason)
+
+
+def pool_from_row(row: Row) -> PoolRow:
+    """Rebuild a pool level from `SELECT <pool columns>`."""
+    return PoolRow(*row)
+
+
+def reservation_from_row(row: Row) -> ReservationRow:
+    """Rebuild a reservation from `SELECT <reservation columns>`."""
+    values = dict(zip(_RESERVATION_COLUMNS, row, strict=True))
+    values["state"] = ReservationState(values["state"])
+    values["sources"] = tuple(
+        (str(pool), int(tokens)) for pool, tokens in json.loads(values["sources"])
+    )
+    values["labels"] = json.loads(values["labels"])
+    return ReservationRow(**values)

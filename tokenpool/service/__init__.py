@@ -1,0 +1,8 @@
+"""gRPC servicers that translate between the wire and the engine."""
+
+from __future__ import annotations
+
+from tokenpool.service._servicer import AdminServicer, TokenPoolServicer
+from tokenpool.service._status import ERROR_DOMAIN, status_code, to_status
+
+__all__ = ["ERROR_DOMAIN", "AdminServicer", "TokenPoolServicer", "status_code", "to_status"]

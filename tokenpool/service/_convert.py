@@ -1,0 +1,154 @@
+"""Translation between wire messages and the engine's commands and views."""
+
+from __future__ import annotations
+
+from google.protobuf import timestamp_pb2
+from tokenpool_client.v1 import tokenpool_pb2 as pb
+
+from tokenpool.core import Reservation
+from tokenpool.engine import (
+    BudgetView,
+    ExtendCommand,
+    ReserveCommand,
+    SettleCommand,
+    TenantView,
+)
+
+
+def _timestamp(wall_ns: int) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromNanoseconds(wall_ns)
+    return stamp
+
+
+def _draws(reservation: Reservation) -> list[pb.PoolDraw]:
+    return [pb.PoolDraw(pool=pool.value, tokens=t) for pool, t in reservation.sources]
+
+
+def reserve_command(request: pb.ReserveRequest) -> ReserveCommand:
+    """The engine's view of a Reserve request."""
+    return ReserveCommand(
+        budget=request.budget,
+        tenant=request.tenant,
+        tokens=request.tokens,
+        input_tokens=request.input_tokens,
+        input_chars=request.input_chars,
+        max_output_tokens=request.max_output_tokens,
+        model=request.model,
+        task_type=request.task_type,
+        output_detail=request.output_detail,
+        structured_output=request.structured_output,
+        context_items=request.context_items,
+        urgency=request.urgency,
+        max_wait_ms=request.max_wait_ms,
+        lease_ms=request.lease_ms,
+        idempotency_key=request.idempotency_key,
+        fallback_budgets=tuple(request.fallback_budgets),
+        labels=dict(request.labels),
+    )
+
+
+def reserve_response(reservation: Reservation) -> pb.ReserveResponse:
+    """The wire answer to a granted Reserve."""
+    return pb.ReserveResponse(
+        reservation_id=reservation.reservation_id,
+        granted_tokens=reservation.hold,
+        pool=reservation.pool.value,
+        budget=reservation.budget,
+        sources=_draws(reservation),
+        complexity_score=reservation.complexity_score,
+        multiplier=reservation.multiplier,
+        lease_expires_at=_timestamp(reservation.lease_expires_wall_ns),
+        waited_ms=reservation.waited_ms,
+    )
+
+
+def settle_command(request: pb.SettleRequest) -> SettleCommand:
+    """The engine's view of a Settle request."""
+    return SettleCommand(
+        reservation_id=request.reservation_id,
+        tenant=request.tenant,
+        input_tokens=request.input_tokens,
+        cached_input_tokens=request.cached_input_tokens,
+        cache_write_tokens=request.cache_write_tokens,
+        output_tokens=request.output_tokens,
+        incomplete=request.incomplete,
+        response_cache_hit=request.response_cache_hit,
+        model=request.model,
+        provider_rate_limited=request.provider_rate_limited,
+        provider_remaining_tokens=request.provider_remaining_tokens,
+        provider_limit_tokens=request.provider_limit_tokens,
+    )
+
+
+def extend_command(request: pb.ExtendRequest) -> ExtendCommand:
+    """The engine's view of an Extend request."""
+    lease = None
+    if request.HasField("lease_expires_at"):
+        lease = request.lease_expires_at.ToNanoseconds()
+    return ExtendCommand(
+        reservation_id=request.reservation_id,
+        tenant=request.tenant,
+        total_tokens=request.total_tokens,
+        lease_expires_wall_ns=lease,
+    )
+
+
+def extend_response(reservation: Reservation) -> pb.ExtendResponse:
+    """The wire answer to an Extend."""
+    return pb.ExtendResponse(
+        granted_tokens=reservation.hold,
+        sources=_draws(reservation),
+        lease_expires_at=_timestamp(reservation.lease_expires_wall_ns),
+    )
+
+
+def budget_status(view: BudgetView) -> pb.BudgetStatus:
+    """The wire form of a budget's status."""
+    return pb.BudgetStatus(
+        name=view.name,
+        capacity_tokens=view.capacity_tokens,
+        window_seconds=view.window_seconds,
+        open_reservations=view.open_reservations,
+        pools=[
+            pb.PoolStatus(
+                name=pool.name.value,
+                share_percent=pool.share_percent,
+                capacity_tokens=pool.capacity_tokens,
+                available_tokens=pool.available_tokens,
+                in_flight_tokens=pool.in_flight_tokens,
+                debt_tokens=pool.debt_tokens,
+                waiting=pool.waiting,
+                lent_tokens=pool.lent_tokens,
+                borrowed_tokens=pool.borrowed_tokens,
+                utilization=pool.utilization,
+            )
+            for pool in view.pools
+        ],
+    )
+
+
+def tenant_status(view: TenantView) -> pb.TenantStatus:
+    """The wire form of a tenant's standing."""
+    return pb.TenantStatus(
+        name=view.name,
+        tier=view.tier,
+        weight=view.weight,
+        configured=view.configured,
+        open_reservations=view.open_reservations,
+        in_flight_tokens=view.in_flight_tokens,
+    )
+
+
+def reservation_info(reservation: Reservation) -> pb.ReservationInfo:
+    """The wire form of one reservation in a listing."""
+    return pb.ReservationInfo(
+        reservation_id=reservation.reservation_id,
+        budget=reservation.budget,
+        tenant=reservation.tenant,
+        pool=reservation.pool.value,
+        state=reservation.state.value,
+        granted_tokens=reservation.hold,
+        sources=_draws(reservation),
+        lease_expires_at=_timestamp(reservation.lease_expires_wall_ns),
+    )

@@ -1,0 +1,154 @@
+"""gRPC servicers: decode the request, call the engine, encode the answer."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import grpc
+from tokenpool_client.v1 import tokenpool_pb2 as pb
+from tokenpool_client.v1 import tokenpool_pb2_grpc as pb_grpc
+
+from tokenpool._errors import TokenPoolError
+from tokenpool.core import check_name
+from tokenpool.engine import Engine
+from tokenpool.ledger import Ledger
+from tokenpool.service import _convert as convert
+from tokenpool.service._status import internal_status, status_code, to_status
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+
+async def _answer(
+    rpc: str, context: grpc.aio.ServicerContext[object, object], work: Awaitable[_T]
+) -> _T:
+    """Runs the engine call; turns our errors into their gRPC status."""
+    try:
+        return await work
+    except TokenPoolError as exc:
+        logger.debug("rpc refused rpc=%s code=%s error=%s", rpc, status_code(exc), exc)
+        await context.abort_with_status(to_status(exc))
+    except Exception:
+        logger.exception("rpc failed rpc=%s", rpc)
+        await context.abort_with_status(
+            internal_status(f"{rpc} failed inside tokenpool; the daemon logged why.")
+        )
+    raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+
+async def _answer_now(
+    rpc: str, context: grpc.aio.ServicerContext[object, object], read: Callable[[], _T]
+) -> _T:
+    """Runs a synchronous engine read with the same error mapping."""
+
+    async def run() -> _T:
+        return read()
+
+    return await _answer(rpc, context, run())
+
+
+def _deadline(context: grpc.aio.ServicerContext[object, object]) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else max(0.0, remaining)
+
+
+class TokenPoolServicer(pb_grpc.TokenPoolServicer):
+    """Reserve, Settle, Release, Extend and the read-only status calls."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    async def Reserve(  # noqa: D102
+        self, request: pb.ReserveRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReserveResponse:
+        command = convert.reserve_command(request)
+        work = self._engine.reserve(command, deadline_s=_deadline(context))
+        return convert.reserve_response(await _answer("Reserve", context, work))
+
+    async def Settle(  # noqa: D102
+        self, request: pb.SettleRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SettleResponse:
+        work = self._engine.settle(convert.settle_command(request))
+        settled = await _answer("Settle", context, work)
+        return pb.SettleResponse(
+            charged_tokens=settled.charged,
+            refunded_tokens=settled.refunded,
+            overrun_tokens=settled.overrun,
+        )
+
+    async def Release(  # noqa: D102
+        self, request: pb.ReleaseRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReleaseResponse:
+        work = self._engine.release(
+            request.reservation_id, request.tenant, request.billed_input_tokens
+        )
+        released = await _answer("Release", context, work)
+        return pb.ReleaseResponse(
+            charged_tokens=released.charged, refunded_tokens=released.refunded
+        )
+
+    async def Extend(  # noqa: D102
+        self, request: pb.ExtendRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ExtendResponse:
+        work = self._engine.extend(convert.extend_command(request))
+        return convert.extend_response(await _answer("Extend", context, work))
+
+    async def GetBudget(  # noqa: D102
+        self, request: pb.GetBudgetRequest, context: grpc.aio.ServicerContext
+    ) -> pb.BudgetStatus:
+        view = await _answer_now(
+            "GetBudget", context, lambda: self._engine.budget_status(request.budget)
+        )
+        return convert.budget_status(view)
+
+    async def ListBudgets(  # noqa: D102
+        self, request: pb.ListBudgetsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListBudgetsResponse:
+        views = [self._engine.budget_status(name) for name in self._engine.budget_names()]
+        return pb.ListBudgetsResponse(budgets=[convert.budget_status(v) for v in views])
+
+    async def GetTenant(  # noqa: D102
+        self, request: pb.GetTenantRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TenantStatus:
+        view = await _answer_now(
+            "GetTenant", context, lambda: self._engine.tenant_status(request.tenant)
+        )
+        return convert.tenant_status(view)
+
+
+class AdminServicer(pb_grpc.AdminServicer):
+    """Operator calls; those of later milestones answer UNIMPLEMENTED."""
+
+    def __init__(self, engine: Engine, ledger: Ledger) -> None:
+        self._engine = engine
+        self._ledger = ledger
+
+    async def ListReservations(  # noqa: D102
+        self, request: pb.ListReservationsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListReservationsResponse:
+        async def listing() -> list[pb.ReservationInfo]:
+            if request.budget:
+                self._engine.budget_status(request.budget)
+            if request.tenant:
+                check_name("tenant", request.tenant)
+            found = self._engine.reservations(
+                budget=request.budget, tenant=request.tenant, limit=request.limit or 100
+            )
+            return [convert.reservation_info(r) for r in found]
+
+        rows = await _answer("ListReservations", context, listing())
+        return pb.ListReservationsResponse(reservations=rows)
+
+    async def Report(  # noqa: D102
+        self, request: pb.ReportRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReportResponse:
+        async def totals() -> list[pb.ReportRow]:
+            if request.budget:
+                self._engine.budget_status(request.budget)
+            rows = await self._ledger.totals(budget=request.budget or None)
+            return [pb.ReportRow(**row) for row in rows]  # type: ignore[arg-type]
+
+        return pb.ReportResponse(rows=await _answer("Report", context, totals()))
