@@ -116,12 +116,18 @@ class ManualClock:
         self.advance_to(self._now + round(seconds * 1e9))
 
     def advance_to(self, monotonic_ns: int) -> None:
-        """Moves the clock to a time (never backwards) and runs alarms now due."""
-        self._now = max(self._now, monotonic_ns)
-        while self._alarms and self._alarms[0][0] <= self._now:
-            _, _, alarm, callback = heapq.heappop(self._alarms)
+        """Moves the clock to a time (never backwards), running alarms on the way.
+
+        Each alarm runs with the clock at its own due time, so what it
+        decides is what would have been decided then.
+        """
+        target = max(self._now, monotonic_ns)
+        while self._alarms and self._alarms[0][0] <= target:
+            due, _, alarm, callback = heapq.heappop(self._alarms)
             if not alarm.cancelled:
+                self._now = max(self._now, due)
                 callback()
+        self._now = target
 
     @property
     def next_alarm_ns(self) -> int | None:

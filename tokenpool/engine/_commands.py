@@ -71,6 +71,8 @@ class PoolView:
     waiting: int
     lent_tokens: int
     borrowed_tokens: int
+    charged_tokens: int
+    """Charged to this pool since the daemon started."""
 
     @property
     def utilization(self) -> float:

@@ -146,6 +146,7 @@ class _Budget:
     in_flight: dict[Pool, int]
     borrowed: dict[Pool, int]
     burst_by_tenant: Counter[str]
+    charged: dict[Pool, int]
     open_reservations: int = 0
     alarm: Alarm | None = None
     alarm_at: int = 0
@@ -159,6 +160,7 @@ class _Budget:
             in_flight=dict.fromkeys(POOL_ORDER, 0),
             borrowed=dict.fromkeys(POOL_ORDER, 0),
             burst_by_tenant=Counter(),
+            charged=dict.fromkeys(POOL_ORDER, 0),
         )
 
 
@@ -830,6 +832,10 @@ class Engine:
         refund = plan_refund(reservation.sources, outcome.refunded)
         self._unhold(budget, reservation)
         self._store.give(budget.policy.name, refund, now)
+        for pool, tokens in reservation.sources:
+            budget.charged[pool] += tokens
+        for pool, tokens in refund:
+            budget.charged[pool] -= tokens
         if outcome.overrun:
             self._charge_overrun(budget, reservation.pool, outcome.overrun, now)
         reservation.state = state
@@ -849,6 +855,8 @@ class Engine:
             ((pool, charge.from_own + charge.debt), (Pool.BURST, charge.from_burst)),
             now,
         )
+        budget.charged[pool] += charge.from_own + charge.debt
+        budget.charged[Pool.BURST] += charge.from_burst
 
     async def extend(self, command: ExtendCommand) -> Reservation:
         """Sets a new total hold and/or lease end; a repeat changes nothing."""
@@ -1031,6 +1039,7 @@ class Engine:
                 waiting=len(budget.queues.get(pool, ())),
                 lent_tokens=budget.in_flight[Pool.BURST] if pool is Pool.BURST else 0,
                 borrowed_tokens=budget.borrowed[pool],
+                charged_tokens=budget.charged[pool],
             )
             for pool in POOL_ORDER
         )

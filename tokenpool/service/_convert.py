@@ -122,6 +122,7 @@ def budget_status(view: BudgetView) -> pb.BudgetStatus:
                 lent_tokens=pool.lent_tokens,
                 borrowed_tokens=pool.borrowed_tokens,
                 utilization=pool.utilization,
+                charged_tokens=pool.charged_tokens,
             )
             for pool in view.pools
         ],

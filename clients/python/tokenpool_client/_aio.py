@@ -1,0 +1,233 @@
+"""Asyncio client of the tokenpool daemon."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar, Unpack
+
+import grpc
+
+from . import _codec
+from ._errors import error_from_rpc
+from ._types import (
+    BudgetStatus,
+    Extension,
+    Release,
+    Reservation,
+    ReservationScope,
+    ReserveOptions,
+    Settlement,
+    TenantStatus,
+    Usage,
+)
+from .v1 import tokenpool_pb2 as pb
+from .v1 import tokenpool_pb2_grpc as pb_grpc
+
+logger = logging.getLogger(__name__)
+
+_R = TypeVar("_R")
+
+
+class AsyncClient:
+    """Asyncio client of the daemon's TokenPool service.
+
+    Create it inside the event loop that uses it, and use it as an async
+    context manager (or await `close()`). Every failed call raises a
+    `TokenPoolError` subclass chained to the original `grpc.RpcError`.
+
+    Args:
+        address: host:port of the daemon.
+        timeout_s: Deadline of each call in seconds; Reserve adds its
+            max_wait_ms on top.
+        metadata: gRPC metadata sent with every call (e.g. credentials).
+        channel: A channel to use instead of opening one to address; the
+            caller keeps ownership and closes it.
+    """
+
+    def __init__(
+        self,
+        address: str = _codec.DEFAULT_ADDRESS,
+        *,
+        timeout_s: float = _codec.DEFAULT_TIMEOUT_S,
+        metadata: Sequence[tuple[str, str]] = (),
+        channel: grpc.aio.Channel | None = None,
+    ) -> None:
+        self._options = _codec.CallOptions(timeout_s, metadata)
+        self._owns_channel = channel is None
+        self._channel = (
+            grpc.aio.insecure_channel(address) if channel is None else channel
+        )
+        # The generated stub has no annotations; its methods return Any.
+        self._stub = pb_grpc.TokenPoolStub(  # type: ignore[no-untyped-call]
+            self._channel
+        )
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the channel, unless the caller passed it in."""
+        if self._owns_channel:
+            await self._channel.close()
+
+    async def _call(
+        self,
+        rpc: Callable[..., Awaitable[_R]],
+        request: Any,
+        timeout_s: float | None = None,
+    ) -> _R:
+        try:
+            return await rpc(request, **self._options.kwargs(timeout_s))
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from exc
+
+    async def reserve(
+        self,
+        budget: str,
+        tenant: str,
+        *,
+        timeout_s: float | None = None,
+        **options: Unpack[ReserveOptions],
+    ) -> Reservation:
+        """Hold tokens for one API call, waiting up to max_wait_ms for them.
+
+        Args:
+            budget: Budget to draw on.
+            tenant: Who spends the tokens.
+            timeout_s: Deadline in seconds, to which max_wait_ms is added;
+                None takes the client's.
+            **options: The optional request fields, all described under
+                `ReserveOptions`, e.g. `tokens=1200` or `input_tokens=800,
+                max_output_tokens=400, max_wait_ms=2000`.
+
+        Returns:
+            The granted reservation.
+
+        Raises:
+            RefusedError: Too few tokens are free now; retry later.
+            TooLargeError: The request could never be granted.
+            TypeError: An option is not a field of `ReserveOptions`.
+        """
+        request = _codec.reserve_request(budget, tenant, options)
+        timeout = self._options.reserve_timeout_s(timeout_s, options)
+        response = await self._call(self._stub.Reserve, request, timeout)
+        return _codec.reservation(response)
+
+    async def settle(
+        self,
+        reservation_id: str,
+        tenant: str,
+        usage: Usage | None = None,
+        **usage_fields: int | bool | str,
+    ) -> Settlement:
+        """Report what the call really used; unused tokens go back.
+
+        Keyword fields (the names of `Usage`) override those of usage.
+        """
+        request = _codec.settle_request(reservation_id, tenant, usage, usage_fields)
+        return _codec.settlement(await self._call(self._stub.Settle, request))
+
+    async def release(
+        self, reservation_id: str, tenant: str, *, billed_input_tokens: int = 0
+    ) -> Release:
+        """End a reservation whose call never happened or failed.
+
+        Give billed_input_tokens when the provider billed the input anyway.
+        """
+        request = _codec.release_request(reservation_id, tenant, billed_input_tokens)
+        return _codec.release(await self._call(self._stub.Release, request))
+
+    async def extend(
+        self,
+        reservation_id: str,
+        tenant: str,
+        *,
+        total_tokens: int = 0,
+        lease_expires_at: datetime | None = None,
+    ) -> Extension:
+        """Set a new total hold and/or lease end for a running call.
+
+        0 and None keep the current hold and lease end; lease_expires_at must
+        be timezone-aware.
+        """
+        request = _codec.extend_request(
+            reservation_id, tenant, total_tokens, lease_expires_at
+        )
+        return _codec.extension(await self._call(self._stub.Extend, request))
+
+    async def get_budget(self, budget: str) -> BudgetStatus:
+        """Return one budget's capacity and pools as they stand now."""
+        request = pb.GetBudgetRequest(budget=budget)
+        return _codec.budget_status(await self._call(self._stub.GetBudget, request))
+
+    async def list_budgets(self) -> tuple[BudgetStatus, ...]:
+        """Return every budget the daemon serves, in configuration order."""
+        request = pb.ListBudgetsRequest()
+        return _codec.budget_statuses(await self._call(self._stub.ListBudgets, request))
+
+    async def get_tenant(self, tenant: str) -> TenantStatus:
+        """Return a tenant's tier, weight and what it holds now."""
+        request = pb.GetTenantRequest(tenant=tenant)
+        return _codec.tenant_status(await self._call(self._stub.GetTenant, request))
+
+    @contextlib.asynccontextmanager
+    async def reservation(
+        self,
+        budget: str,
+        tenant: str,
+        *,
+        timeout_s: float | None = None,
+        **options: Unpack[ReserveOptions],
+    ) -> AsyncIterator[ReservationScope]:
+        """Reserve on entry, settle on exit, and release if the block raises.
+
+        Fill in `scope.usage` (or call `scope.record(...)`) inside the block.
+        When the block raises, the reservation is released, charging
+        `scope.billed_input_tokens`, and the exception propagates; a failed
+        release is logged, never raised over it. A cancelled block is
+        released too, unless the release is itself cancelled (as under a
+        cancel scope that stays cancelled): the lease then expires.
+
+        Args:
+            budget: Budget to draw on.
+            tenant: Who spends the tokens.
+            timeout_s: Reserve's deadline, as for `reserve`.
+            **options: As for `reserve`; a fresh idempotency key is used
+                unless one is given.
+
+        Yields:
+            The reservation and the usage to settle.
+        """
+        options = _codec.with_idempotency_key(options)
+        reservation = await self.reserve(budget, tenant, timeout_s=timeout_s, **options)
+        scope = ReservationScope(reservation)
+        try:
+            yield scope
+        except BaseException:
+            await self._release_quietly(scope, tenant)
+            raise
+
+        await self.settle(scope.reservation.reservation_id, tenant, scope.usage)
+
+    async def _release_quietly(self, scope: ReservationScope, tenant: str) -> None:
+        reservation_id = scope.reservation.reservation_id
+        try:
+            await self.release(
+                reservation_id,
+                tenant,
+                billed_input_tokens=scope.billed_input_tokens,
+            )
+        except Exception as exc:
+            _codec.log_release_failure(logger, reservation_id, exc)

@@ -1,0 +1,254 @@
+"""Request building, answer reading and call options of both clients.
+
+The sync and asyncio clients share these, so that each request is built, and
+each answer read, in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from ._types import (
+    BudgetStatus,
+    Extension,
+    PoolDraw,
+    PoolStatus,
+    Release,
+    Reservation,
+    ReserveOptions,
+    Settlement,
+    TenantStatus,
+    Usage,
+    check_usage_fields,
+)
+from .v1 import tokenpool_pb2 as pb
+
+# Address of a daemon running with its default configuration.
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+
+# Seconds a call may take before the client gives up, waiting for tokens aside.
+DEFAULT_TIMEOUT_S = 30.0
+
+
+class CallOptions:
+    """The deadline and metadata each call of one client carries."""
+
+    __slots__ = ("metadata", "timeout_s")
+
+    def __init__(self, timeout_s: float, metadata: Sequence[tuple[str, str]]) -> None:
+        if not timeout_s > 0:
+            raise ValueError(
+                f"timeout_s must be a positive number of seconds, got {timeout_s!r}."
+            )
+        self.timeout_s = timeout_s
+        self.metadata = tuple(metadata)
+
+    def kwargs(self, timeout_s: float | None = None) -> dict[str, Any]:
+        """Return a stub call's timeout and metadata keyword arguments."""
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        return {"timeout": timeout, "metadata": self.metadata}
+
+    def reserve_timeout_s(
+        self, timeout_s: float | None, options: ReserveOptions
+    ) -> float:
+        """Return Reserve's deadline: the timeout on top of max_wait_ms.
+
+        The daemon waits for tokens up to max_wait_ms but no longer than the
+        call's deadline, so the deadline must not cut that wait short.
+        """
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        return timeout + max(options.get("max_wait_ms", 0), 0) / 1000
+
+
+def log_release_failure(
+    logger: logging.Logger, reservation_id: str, exc: Exception
+) -> None:
+    """Log a release that failed after a reservation block raised."""
+    logger.warning(
+        "release failed after the block raised; the lease will expire "
+        "reservation_id=%s error=%r",
+        reservation_id,
+        exc,
+        extra={"reservation_id": reservation_id},
+    )
+
+
+def reserve_request(
+    budget: str, tenant: str, options: ReserveOptions
+) -> pb.ReserveRequest:
+    """Build a ReserveRequest from reserve()'s arguments."""
+    unknown = sorted(set(options) - ReserveOptions.__optional_keys__)
+    if unknown:
+        raise TypeError(
+            f"reserve() got an unknown argument {unknown[0]!r}; use one of: "
+            + ", ".join(ReserveOptions.__annotations__)
+            + "."
+        )
+    fallback_budgets = options.get("fallback_budgets", ())
+    if isinstance(fallback_budgets, str):
+        raise TypeError(
+            f"fallback_budgets must be a sequence of budget names, not the string "
+            f"{fallback_budgets!r}; pass ({fallback_budgets!r},) for one budget."
+        )
+
+    fields: dict[str, Any] = {
+        **options,
+        "fallback_budgets": list(fallback_budgets),
+        "labels": dict(options.get("labels") or {}),
+    }
+    return pb.ReserveRequest(budget=budget, tenant=tenant, **fields)
+
+
+def with_idempotency_key(options: ReserveOptions) -> ReserveOptions:
+    """Return options with a fresh idempotency key unless one is given."""
+    if options.get("idempotency_key"):
+        return options
+    return {**options, "idempotency_key": str(uuid.uuid4())}
+
+
+def settle_request(
+    reservation_id: str,
+    tenant: str,
+    usage: Usage | None,
+    usage_fields: Mapping[str, Any],
+) -> pb.SettleRequest:
+    """Build a SettleRequest from a Usage overridden by keyword fields."""
+    check_usage_fields(usage_fields)
+    base = usage if usage is not None else Usage()
+    merged = dataclasses.replace(base, **usage_fields)
+    return pb.SettleRequest(
+        reservation_id=reservation_id, tenant=tenant, **dataclasses.asdict(merged)
+    )
+
+
+def release_request(
+    reservation_id: str, tenant: str, billed_input_tokens: int
+) -> pb.ReleaseRequest:
+    """Build a ReleaseRequest."""
+    return pb.ReleaseRequest(
+        reservation_id=reservation_id,
+        tenant=tenant,
+        billed_input_tokens=billed_input_tokens,
+    )
+
+
+def extend_request(
+    reservation_id: str,
+    tenant: str,
+    total_tokens: int,
+    lease_expires_at: datetime | None,
+) -> pb.ExtendRequest:
+    """Build an ExtendRequest; an unset lease end keeps the current one."""
+    request = pb.ExtendRequest(
+        reservation_id=reservation_id, tenant=tenant, total_tokens=total_tokens
+    )
+    if lease_expires_at is None:
+        return request
+
+    if lease_expires_at.tzinfo is None:
+        raise ValueError(
+            f"lease_expires_at must be timezone-aware, got {lease_expires_at!r}; "
+            "pass e.g. datetime.now(UTC) + timedelta(minutes=5)."
+        )
+    request.lease_expires_at.FromDatetime(lease_expires_at)
+    return request
+
+
+def _datetime(timestamp: Timestamp) -> datetime:
+    value: datetime = timestamp.ToDatetime(tzinfo=UTC)
+    return value
+
+
+def _sources(draws: Iterable[pb.PoolDraw]) -> tuple[PoolDraw, ...]:
+    return tuple(PoolDraw(pool=draw.pool, tokens=draw.tokens) for draw in draws)
+
+
+def reservation(response: pb.ReserveResponse) -> Reservation:
+    """Convert a ReserveResponse."""
+    return Reservation(
+        reservation_id=response.reservation_id,
+        granted_tokens=response.granted_tokens,
+        pool=response.pool,
+        budget=response.budget,
+        sources=_sources(response.sources),
+        complexity_score=response.complexity_score,
+        multiplier=response.multiplier,
+        lease_expires_at=_datetime(response.lease_expires_at),
+        waited_ms=response.waited_ms,
+    )
+
+
+def settlement(response: pb.SettleResponse) -> Settlement:
+    """Convert a SettleResponse."""
+    return Settlement(
+        charged_tokens=response.charged_tokens,
+        refunded_tokens=response.refunded_tokens,
+        overrun_tokens=response.overrun_tokens,
+    )
+
+
+def release(response: pb.ReleaseResponse) -> Release:
+    """Convert a ReleaseResponse."""
+    return Release(
+        charged_tokens=response.charged_tokens,
+        refunded_tokens=response.refunded_tokens,
+    )
+
+
+def extension(response: pb.ExtendResponse) -> Extension:
+    """Convert an ExtendResponse."""
+    return Extension(
+        granted_tokens=response.granted_tokens,
+        sources=_sources(response.sources),
+        lease_expires_at=_datetime(response.lease_expires_at),
+    )
+
+
+def _pool_status(pool: pb.PoolStatus) -> PoolStatus:
+    return PoolStatus(
+        name=pool.name,
+        share_percent=pool.share_percent,
+        capacity_tokens=pool.capacity_tokens,
+        available_tokens=pool.available_tokens,
+        in_flight_tokens=pool.in_flight_tokens,
+        debt_tokens=pool.debt_tokens,
+        waiting=pool.waiting,
+        lent_tokens=pool.lent_tokens,
+        borrowed_tokens=pool.borrowed_tokens,
+        utilization=pool.utilization,
+    )
+
+
+def budget_status(budget: pb.BudgetStatus) -> BudgetStatus:
+    """Convert a BudgetStatus message."""
+    return BudgetStatus(
+        name=budget.name,
+        capacity_tokens=budget.capacity_tokens,
+        window_seconds=budget.window_seconds,
+        pools=tuple(_pool_status(pool) for pool in budget.pools),
+        open_reservations=budget.open_reservations,
+    )
+
+
+def budget_statuses(response: pb.ListBudgetsResponse) -> tuple[BudgetStatus, ...]:
+    """Convert a ListBudgetsResponse."""
+    return tuple(budget_status(budget) for budget in response.budgets)
+
+
+def tenant_status(tenant: pb.TenantStatus) -> TenantStatus:
+    """Convert a TenantStatus message."""
+    return TenantStatus(
+        name=tenant.name,
+        tier=tenant.tier,
+        weight=tenant.weight,
+        configured=tenant.configured,
+        open_reservations=tenant.open_reservations,
+        in_flight_tokens=tenant.in_flight_tokens,
+    )

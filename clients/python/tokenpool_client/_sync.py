@@ -1,0 +1,187 @@
+"""Blocking client of the tokenpool daemon."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar, Unpack
+
+import grpc
+
+from . import _codec
+from ._errors import error_from_rpc
+from ._types import (
+    BudgetStatus,
+    Extension,
+    Release,
+    Reservation,
+    ReservationScope,
+    ReserveOptions,
+    Settlement,
+    TenantStatus,
+    Usage,
+)
+from .v1 import tokenpool_pb2 as pb
+from .v1 import tokenpool_pb2_grpc as pb_grpc
+
+logger = logging.getLogger(__name__)
+
+_R = TypeVar("_R")
+
+
+class Client:
+    """Blocking client of the daemon's TokenPool service.
+
+    Use it as a context manager (or call `close()`); it is safe to share
+    between threads. Each method takes the arguments of its `AsyncClient`
+    twin, documented there, and blocks instead of returning a coroutine.
+    Every failed call raises a `TokenPoolError` subclass chained to the
+    original `grpc.RpcError`.
+
+    Args:
+        address: host:port of the daemon.
+        timeout_s: Deadline of each call in seconds; Reserve adds its
+            max_wait_ms on top.
+        metadata: gRPC metadata sent with every call (e.g. credentials).
+        channel: A channel to use instead of opening one to address; the
+            caller keeps ownership and closes it.
+    """
+
+    def __init__(
+        self,
+        address: str = _codec.DEFAULT_ADDRESS,
+        *,
+        timeout_s: float = _codec.DEFAULT_TIMEOUT_S,
+        metadata: Sequence[tuple[str, str]] = (),
+        channel: grpc.Channel | None = None,
+    ) -> None:
+        self._options = _codec.CallOptions(timeout_s, metadata)
+        self._owns_channel = channel is None
+        self._channel = grpc.insecure_channel(address) if channel is None else channel
+        # The generated stub has no annotations; its methods return Any.
+        self._stub = pb_grpc.TokenPoolStub(  # type: ignore[no-untyped-call]
+            self._channel
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the channel, unless the caller passed it in."""
+        if self._owns_channel:
+            self._channel.close()
+
+    def _call(
+        self,
+        rpc: Callable[..., _R],
+        request: Any,
+        timeout_s: float | None = None,
+    ) -> _R:
+        try:
+            return rpc(request, **self._options.kwargs(timeout_s))
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from exc
+
+    def reserve(
+        self,
+        budget: str,
+        tenant: str,
+        *,
+        timeout_s: float | None = None,
+        **options: Unpack[ReserveOptions],
+    ) -> Reservation:
+        """Hold tokens for one API call, waiting up to max_wait_ms for them."""
+        request = _codec.reserve_request(budget, tenant, options)
+        timeout = self._options.reserve_timeout_s(timeout_s, options)
+        response = self._call(self._stub.Reserve, request, timeout)
+        return _codec.reservation(response)
+
+    def settle(
+        self,
+        reservation_id: str,
+        tenant: str,
+        usage: Usage | None = None,
+        **usage_fields: int | bool | str,
+    ) -> Settlement:
+        """Report what the call really used; unused tokens go back."""
+        request = _codec.settle_request(reservation_id, tenant, usage, usage_fields)
+        return _codec.settlement(self._call(self._stub.Settle, request))
+
+    def release(
+        self, reservation_id: str, tenant: str, *, billed_input_tokens: int = 0
+    ) -> Release:
+        """End a reservation whose call never happened or failed."""
+        request = _codec.release_request(reservation_id, tenant, billed_input_tokens)
+        return _codec.release(self._call(self._stub.Release, request))
+
+    def extend(
+        self,
+        reservation_id: str,
+        tenant: str,
+        *,
+        total_tokens: int = 0,
+        lease_expires_at: datetime | None = None,
+    ) -> Extension:
+        """Set a new total hold and/or lease end for a running call."""
+        request = _codec.extend_request(
+            reservation_id, tenant, total_tokens, lease_expires_at
+        )
+        return _codec.extension(self._call(self._stub.Extend, request))
+
+    def get_budget(self, budget: str) -> BudgetStatus:
+        """Return one budget's capacity and pools as they stand now."""
+        request = pb.GetBudgetRequest(budget=budget)
+        return _codec.budget_status(self._call(self._stub.GetBudget, request))
+
+    def list_budgets(self) -> tuple[BudgetStatus, ...]:
+        """Return every budget the daemon serves, in configuration order."""
+        request = pb.ListBudgetsRequest()
+        return _codec.budget_statuses(self._call(self._stub.ListBudgets, request))
+
+    def get_tenant(self, tenant: str) -> TenantStatus:
+        """Return a tenant's tier, weight and what it holds now."""
+        request = pb.GetTenantRequest(tenant=tenant)
+        return _codec.tenant_status(self._call(self._stub.GetTenant, request))
+
+    @contextlib.contextmanager
+    def reservation(
+        self,
+        budget: str,
+        tenant: str,
+        *,
+        timeout_s: float | None = None,
+        **options: Unpack[ReserveOptions],
+    ) -> Iterator[ReservationScope]:
+        """Reserve on entry, settle on exit, and release if the block raises."""
+        options = _codec.with_idempotency_key(options)
+        reservation = self.reserve(budget, tenant, timeout_s=timeout_s, **options)
+        scope = ReservationScope(reservation)
+        try:
+            yield scope
+        except BaseException:
+            self._release_quietly(scope, tenant)
+            raise
+
+        self.settle(scope.reservation.reservation_id, tenant, scope.usage)
+
+    def _release_quietly(self, scope: ReservationScope, tenant: str) -> None:
+        reservation_id = scope.reservation.reservation_id
+        try:
+            self.release(
+                reservation_id,
+                tenant,
+                billed_input_tokens=scope.billed_input_tokens,
+            )
+        except Exception as exc:
+            _codec.log_release_failure(logger, reservation_id, exc)
