@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -16,6 +17,11 @@ from tokenpool_client.v1 import tokenpool_pb2_grpc as pb_grpc
 from tokenpool.daemon import Daemon, Settings
 from tokenpool.engine import Engine, ManualClock
 from tokenpool.ledger import Ledger
+
+
+# Per-statement DEBUG lines of these libraries drown the daemon's own.
+for _noisy in ("aiosqlite", "grpc._cython.cygrpc", "asyncio"):
+    logging.getLogger(_noisy).setLevel(logging.INFO)
 
 
 @pytest.fixture

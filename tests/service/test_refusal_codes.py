@@ -1,0 +1,270 @@
+"""Every refusal code of SPEC 11-12, each naming its field and changing nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import pytest
+from tokenpool_client.v1 import tokenpool_pb2 as pb
+
+from tests.conftest import Served, ServeFactory
+from tests.service._helpers import refusal
+
+pytestmark = pytest.mark.anyio
+
+CONFIG: dict[str, Any] = {
+    "budgets": [
+        {"name": "b", "capacity_tokens": 10_000, "max_wait_ms": 5000},
+        {"name": "closed", "capacity_tokens": 1000, "unknown_tenants": "refuse"},
+    ],
+    "tenants": [{"name": "known"}],
+}
+
+Call = Callable[[Served, str], Awaitable[Any]]
+
+
+def _reserve(**fields: Any) -> Call:
+    def call(s: Served, _: str) -> Awaitable[Any]:
+        request = {"budget": "b", "tenant": "t", **fields}
+        return s.api.Reserve(pb.ReserveRequest(**request))
+
+    return call
+
+
+def _settle(**fields: Any) -> Call:
+    def call(s: Served, rid: str) -> Awaitable[Any]:
+        request = {"reservation_id": rid, "tenant": "t", **fields}
+        return s.api.Settle(pb.SettleRequest(**request))
+
+    return call
+
+
+CASES: list[tuple[str, Call, grpc.StatusCode, str]] = [
+    ("negative tokens", _reserve(tokens=-5), grpc.StatusCode.INVALID_ARGUMENT, "tokens"),
+    (
+        "nothing to size from",
+        _reserve(),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "nothing to size",
+    ),
+    (
+        "empty tenant",
+        _reserve(tenant="", tokens=1),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "tenant",
+    ),
+    (
+        "control character in tenant",
+        _reserve(tenant="a\x01b", tokens=1),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "tenant",
+    ),
+    (
+        "10 kB tenant",
+        _reserve(tenant="x" * 10_000, tokens=1),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "tenant",
+    ),
+    (
+        "max wait above the maximum",
+        _reserve(tokens=1, max_wait_ms=5001),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "max_wait_ms",
+    ),
+    (
+        "negative lease",
+        _reserve(tokens=1, lease_ms=-1),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "lease_ms",
+    ),
+    (
+        "lease above the maximum",
+        _reserve(tokens=1, lease_ms=3_600_001),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "lease_ms",
+    ),
+    (
+        "too many labels",
+        _reserve(tokens=1, labels={str(i): "v" for i in range(65)}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "labels",
+    ),
+    (
+        "unknown budget",
+        _reserve(budget="nope", tokens=1),
+        grpc.StatusCode.NOT_FOUND,
+        "nope",
+    ),
+    (
+        "unknown tenant refused",
+        _reserve(budget="closed", tenant="stranger", tokens=1),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "stranger",
+    ),
+    (
+        "larger than ever grantable",
+        _reserve(tokens=2**63 - 1),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "tokens",
+    ),
+    (
+        "larger than the budget",
+        _reserve(tokens=10_001),
+        grpc.StatusCode.OUT_OF_RANGE,
+        "can never grant",
+    ),
+    (
+        "not enough tokens now",
+        _reserve(tokens=7100),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "cannot grant",
+    ),
+    (
+        "negative usage",
+        _settle(output_tokens=-1),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "output_tokens",
+    ),
+    (
+        "usage that overflows",
+        _settle(input_tokens=2**62, output_tokens=2**62),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "usage",
+    ),
+    (
+        "usage above 2^62",
+        _settle(input_tokens=2**62 + 1),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "input_tokens",
+    ),
+    (
+        "cache hit with usage",
+        _settle(response_cache_hit=True, output_tokens=5),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "response_cache_hit",
+    ),
+    (
+        "someone else's reservation",
+        _settle(tenant="intruder"),
+        grpc.StatusCode.NOT_FOUND,
+        "reservation_id",
+    ),
+    (
+        "unknown reservation",
+        lambda s, _: s.api.Settle(pb.SettleRequest(reservation_id="0" * 32, tenant="t")),
+        grpc.StatusCode.NOT_FOUND,
+        "reservation_id",
+    ),
+    (
+        "release of someone else's reservation",
+        lambda s, rid: s.api.Release(pb.ReleaseRequest(reservation_id=rid, tenant="x")),
+        grpc.StatusCode.NOT_FOUND,
+        "reservation_id",
+    ),
+    (
+        "extend beyond the budget",
+        lambda s, rid: s.api.Extend(
+            pb.ExtendRequest(reservation_id=rid, tenant="t", total_tokens=10_001)
+        ),
+        grpc.StatusCode.OUT_OF_RANGE,
+        "can ever hold",
+    ),
+    (
+        "extend beyond available tokens",
+        lambda s, rid: s.api.Extend(
+            pb.ExtendRequest(reservation_id=rid, tenant="t", total_tokens=6600)
+        ),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "cannot grant",
+    ),
+    (
+        "status of an unknown budget",
+        lambda s, _: s.api.GetBudget(pb.GetBudgetRequest(budget="nope")),
+        grpc.StatusCode.NOT_FOUND,
+        "nope",
+    ),
+]
+
+
+async def _snapshot(s: Served) -> tuple[object, ...]:
+    status = await s.api.GetBudget(pb.GetBudgetRequest(budget="b"))
+    return (status.SerializeToString(), await s.ledger.entry_count())
+
+
+@pytest.mark.parametrize(
+    ("call", "code", "named"), [case[1:] for case in CASES], ids=[c[0] for c in CASES]
+)
+async def test_bad_request_is_refused_and_changes_nothing(
+    serve: ServeFactory, call: Call, code: grpc.StatusCode, named: str
+) -> None:
+    async with serve(**CONFIG) as s:
+        held = await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=100))
+        # With u's hold, t can reach 5200 in basic plus its 650 of burst.
+        await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="u", tokens=1200))
+        before = await _snapshot(s)
+
+        failed = await refusal(call(s, held.reservation_id))
+
+        assert failed.code == code
+        assert named in failed.message
+        assert await _snapshot(s) == before
+        # The daemon keeps serving.
+        assert (await s.api.ListBudgets(pb.ListBudgetsRequest())).budgets
+
+
+async def test_resource_exhausted_carries_retry_details(serve: ServeFactory) -> None:
+    async with serve(**CONFIG) as s:
+        await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=6000))
+
+        failed = await refusal(
+            s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=1500))
+        )
+
+        assert failed.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert failed.reason == "POOL_EXHAUSTED"
+        assert failed.detail is not None
+        # 500 left in basic and half of burst's 1300 for one tenant.
+        assert failed.detail.largest_grantable_tokens == 1150
+        assert failed.detail.pool == "basic"
+        assert failed.retry_after_s is not None and failed.retry_after_s > 0
+
+
+async def test_out_of_range_is_not_retryable(serve: ServeFactory) -> None:
+    async with serve(**CONFIG) as s:
+        failed = await refusal(
+            s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=10_000))
+        )
+
+        assert failed.code == grpc.StatusCode.OUT_OF_RANGE
+        assert failed.retry_after_s is None
+        assert failed.detail is not None
+        assert failed.detail.largest_grantable_tokens == 6500 + 650
+
+
+async def test_full_queue_refuses_at_once(serve: ServeFactory) -> None:
+    budgets = [{"name": "b", "capacity_tokens": 1000, "queue_limit": 0}]
+    async with serve(budgets=budgets) as s:
+        await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=700))
+
+        failed = await refusal(
+            s.api.Reserve(
+                pb.ReserveRequest(budget="b", tenant="t", tokens=500, max_wait_ms=5000)
+            )
+        )
+
+        assert failed.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert failed.reason == "QUEUE_FULL"
+
+
+async def test_draining_daemon_answers_unavailable(serve: ServeFactory) -> None:
+    async with serve(**CONFIG) as s:
+        s.engine.begin_shutdown()
+
+        failed = await refusal(
+            s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=1))
+        )
+
+        assert failed.code == grpc.StatusCode.UNAVAILABLE
+        assert "shutting down" in failed.message
