@@ -1,0 +1,86 @@
+"""The client stub against a real daemon: context manager, errors, sync client."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from tests.conftest import ServeFactory
+from tokenpool_client import (
+    AsyncClient,
+    Client,
+    ConflictError,
+    NotFoundError,
+    RefusedError,
+    TooLargeError,
+)
+
+pytestmark = pytest.mark.anyio
+
+BUDGET = {
+    "budgets": [
+        {"name": "b", "capacity_tokens": 1000, "shares": {"basic": 100, "priority": 0, "burst": 0}}
+    ]
+}
+
+
+async def _available(client: AsyncClient) -> int:
+    status = await client.get_budget("b")
+    return {pool.name: pool for pool in status.pools}["basic"].available_tokens
+
+
+async def test_context_manager_settles_on_success(serve: ServeFactory) -> None:
+    async with serve(**BUDGET) as s, AsyncClient(s.address) as client:
+        async with client.reservation("b", "t", input_tokens=100, max_output_tokens=300) as scope:
+            assert scope.reservation.granted_tokens == 400
+            scope.record(input_tokens=100, output_tokens=50)
+
+        assert await _available(client) == 850
+        assert (await client.get_budget("b")).open_reservations == 0
+        kinds = [e.kind for e in await s.ledger.entries()]
+        assert kinds == ["reserve", "settle"]
+
+
+async def test_context_manager_releases_on_error(serve: ServeFactory) -> None:
+    async with serve(**BUDGET) as s, AsyncClient(s.address) as client:
+        with pytest.raises(RuntimeError, match="provider failed"):
+            async with client.reservation("b", "t", tokens=400) as scope:
+                scope.billed_input_tokens = 20
+                raise RuntimeError("provider failed")
+
+        assert await _available(client) == 980
+        kinds = [e.kind for e in await s.ledger.entries()]
+        assert kinds == ["reserve", "release"]
+
+
+async def test_refusal_maps_to_python_exceptions(serve: ServeFactory) -> None:
+    async with serve(**BUDGET) as s, AsyncClient(s.address) as client:
+        await client.reserve("b", "t", tokens=900)
+
+        with pytest.raises(RefusedError, match="cannot grant") as refused:
+            await client.reserve("b", "t", tokens=200)
+        assert refused.value.reason == "POOL_EXHAUSTED"
+        assert refused.value.largest_grantable_tokens == 100
+        assert refused.value.retry_after_s is not None
+        with pytest.raises(TooLargeError, match="can never grant"):
+            await client.reserve("b", "t", tokens=1001)
+        with pytest.raises(NotFoundError, match="Unknown budget"):
+            await client.reserve("nope", "t", tokens=1)
+
+
+async def test_sync_client_round_trip(serve: ServeFactory) -> None:
+    async with serve(**BUDGET) as s:
+
+        def use_sync_client() -> tuple[int, int]:
+            with Client(s.address) as client:
+                reservation = client.reserve("b", "t", tokens=300)
+                settled = client.settle(reservation.reservation_id, "t", output_tokens=100)
+                try:
+                    client.settle(reservation.reservation_id, "t", output_tokens=99)
+                except ConflictError:
+                    pass
+                else:
+                    raise AssertionError("a settle with other figures must conflict")
+                return settled.charged_tokens, settled.refunded_tokens
+
+        assert await anyio.to_thread.run_sync(use_sync_client) == (100, 200)
