@@ -18,7 +18,6 @@ from tokenpool.daemon import Daemon, Settings
 from tokenpool.engine import Engine, ManualClock
 from tokenpool.ledger import Ledger
 
-
 # Per-statement DEBUG lines of these libraries drown the daemon's own.
 for _noisy in ("aiosqlite", "grpc._cython.cygrpc", "asyncio"):
     logging.getLogger(_noisy).setLevel(logging.INFO)
@@ -63,7 +62,10 @@ def serve(tmp_path: Path) -> ServeFactory:
 
     @asynccontextmanager
     async def start(
-        *, db_path: Path | None = None, clock: ManualClock | None = None, **overrides: Any
+        *,
+        db_path: Path | None = None,
+        clock: ManualClock | None = None,
+        **overrides: Any,
     ) -> AsyncIterator[Served]:
         path = db_path or tmp_path / "ledger.db"
         clock = clock or ManualClock()

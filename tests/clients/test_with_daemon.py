@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import anyio
 import pytest
-
-from tests.conftest import ServeFactory
 from tokenpool_client import (
     AsyncClient,
     Client,
@@ -15,11 +13,17 @@ from tokenpool_client import (
     TooLargeError,
 )
 
+from tests.conftest import ServeFactory
+
 pytestmark = pytest.mark.anyio
 
 BUDGET = {
     "budgets": [
-        {"name": "b", "capacity_tokens": 1000, "shares": {"basic": 100, "priority": 0, "burst": 0}}
+        {
+            "name": "b",
+            "capacity_tokens": 1000,
+            "shares": {"basic": 100, "priority": 0, "burst": 0},
+        }
     ]
 }
 
@@ -31,7 +35,9 @@ async def _available(client: AsyncClient) -> int:
 
 async def test_context_manager_settles_on_success(serve: ServeFactory) -> None:
     async with serve(**BUDGET) as s, AsyncClient(s.address) as client:
-        async with client.reservation("b", "t", input_tokens=100, max_output_tokens=300) as scope:
+        async with client.reservation(
+            "b", "t", input_tokens=100, max_output_tokens=300
+        ) as scope:
             assert scope.reservation.granted_tokens == 400
             scope.record(input_tokens=100, output_tokens=50)
 
@@ -74,7 +80,9 @@ async def test_sync_client_round_trip(serve: ServeFactory) -> None:
         def use_sync_client() -> tuple[int, int]:
             with Client(s.address) as client:
                 reservation = client.reserve("b", "t", tokens=300)
-                settled = client.settle(reservation.reservation_id, "t", output_tokens=100)
+                settled = client.settle(
+                    reservation.reservation_id, "t", output_tokens=100
+                )
                 try:
                     client.settle(reservation.reservation_id, "t", output_tokens=99)
                 except ConflictError:

@@ -6,13 +6,13 @@ from tokenpool import InvalidFieldError
 from tokenpool.core import (
     BudgetPolicy,
     CallShape,
+    InputLimits,
     Pool,
     Reach,
     Shares,
     account,
     check_labels,
     check_name,
-    InputLimits,
     plan_draws,
     plan_overrun,
     plan_refund,
@@ -73,7 +73,10 @@ def test_sizing_explicit_or_input_plus_output() -> None:
     policy = BudgetPolicy(name="b", capacity_tokens=1000, default_output_tokens=256)
 
     assert size_call(CallShape(tokens=77), policy).tokens == 77
-    assert size_call(CallShape(input_tokens=100, max_output_tokens=50), policy).tokens == 150
+    assert (
+        size_call(CallShape(input_tokens=100, max_output_tokens=50), policy).tokens
+        == 150
+    )
     assert size_call(CallShape(input_tokens=100), policy).tokens == 356
     assert size_call(CallShape(input_chars=10, max_output_tokens=1), policy).tokens == 4
 

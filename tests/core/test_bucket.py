@@ -9,7 +9,9 @@ _SECOND = 1_000_000_000
 
 
 def test_refill_carries_fractions_exactly() -> None:
-    bucket = TokenBucket(capacity=1000, window_ns=60 * _SECOND, level=0, carry=0, updated_ns=0)
+    bucket = TokenBucket(
+        capacity=1000, window_ns=60 * _SECOND, level=0, carry=0, updated_ns=0
+    )
 
     # 1000 tokens per 60 s is 16.66... per second; 60 one-second steps give 1000.
     for second in range(1, 61):
@@ -19,7 +21,9 @@ def test_refill_carries_fractions_exactly() -> None:
     assert bucket.carry == 0
 
 
-@given(st.lists(st.integers(min_value=1, max_value=7 * _SECOND), min_size=1, max_size=40))
+@given(
+    st.lists(st.integers(min_value=1, max_value=7 * _SECOND), min_size=1, max_size=40)
+)
 def test_refill_in_steps_equals_refill_at_once(steps: list[int]) -> None:
     stepped = TokenBucket(10**6, 60 * _SECOND, -(10**7), 0, 0)
     at_once = TokenBucket(10**6, 60 * _SECOND, -(10**7), 0, 0)

@@ -15,8 +15,9 @@ from tokenpool_client.v1 import tokenpool_pb2 as pb
 from tokenpool_client.v1 import tokenpool_pb2_grpc as pb_grpc
 
 import tokenpool
-from tests.conftest import ServeFactory
+from tests.conftest import Served, ServeFactory
 from tests.daemon._process import DaemonProcess, free_port, write_config
+from tests.service._helpers import wait_until, waiting
 
 
 def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -105,7 +106,9 @@ def test_sigterm_drains_and_closes_the_ledger(tmp_path: Path) -> None:
     daemon = DaemonProcess(config, port, log)
     with grpc.insecure_channel(daemon.address) as channel:
         stub = pb_grpc.TokenPoolStub(channel)
-        granted = stub.Reserve(pb.ReserveRequest(budget="default", tenant="t", tokens=5))
+        granted = stub.Reserve(
+            pb.ReserveRequest(budget="default", tenant="t", tokens=5)
+        )
 
     assert daemon.terminate() == 0
     text = log.read_text()
@@ -123,6 +126,10 @@ def test_sigterm_drains_and_closes_the_ledger(tmp_path: Path) -> None:
     assert rows == [("open",)]
 
 
+async def _anyone_waiting(s: Served) -> bool:
+    return await waiting(s.api) > 0
+
+
 @pytest.mark.anyio
 async def test_in_flight_waiter_is_answered_when_daemon_stops(
     serve: ServeFactory,
@@ -135,16 +142,16 @@ async def test_in_flight_waiter_is_answered_when_daemon_stops(
         async def wait() -> None:
             try:
                 await s.api.Reserve(
-                    pb.ReserveRequest(budget="b", tenant="t", tokens=60, max_wait_ms=60_000)
+                    pb.ReserveRequest(
+                        budget="b", tenant="t", tokens=60, max_wait_ms=60_000
+                    )
                 )
             except grpc.aio.AioRpcError as exc:
                 codes.append(exc.code())
 
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(wait)
-            with anyio.fail_after(5):
-                while s.engine.waiting == 0:
-                    await anyio.sleep(0.01)
+            await wait_until(lambda: _anyone_waiting(s))
             s.daemon.stop()
 
         assert codes == [grpc.StatusCode.UNAVAILABLE]

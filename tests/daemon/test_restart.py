@@ -37,7 +37,9 @@ def test_sigkill_keeps_reservations_and_levels(tmp_path: Path) -> None:
         stub = pb_grpc.TokenPoolStub(channel)
         held = [
             stub.Reserve(
-                pb.ReserveRequest(budget="b", tenant=f"t{i}", tokens=10_000, lease_ms=600_000)
+                pb.ReserveRequest(
+                    budget="b", tenant=f"t{i}", tokens=10_000, lease_ms=600_000
+                )
             )
             for i in range(4)
         ]
@@ -70,7 +72,9 @@ def test_sigkill_keeps_reservations_and_levels(tmp_path: Path) -> None:
             assert level <= after.available_tokens <= level + 1000 * elapsed + 1
             settled = stub.Settle(
                 pb.SettleRequest(
-                    reservation_id=held[0].reservation_id, tenant="t0", output_tokens=4000
+                    reservation_id=held[0].reservation_id,
+                    tenant="t0",
+                    output_tokens=4000,
                 )
             )
             assert (settled.charged_tokens, settled.refunded_tokens) == (4000, 6000)
@@ -81,7 +85,9 @@ def test_sigkill_keeps_reservations_and_levels(tmp_path: Path) -> None:
             )
             repeat = stub.Settle(
                 pb.SettleRequest(
-                    reservation_id=held[3].reservation_id, tenant="t3", output_tokens=9000
+                    reservation_id=held[3].reservation_id,
+                    tenant="t3",
+                    output_tokens=9000,
                 )
             )
             assert repeat.charged_tokens == 9000

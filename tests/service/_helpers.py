@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from tokenpool_client.v1 import tokenpool_pb2 as pb
+from tokenpool_client.v1 import tokenpool_pb2_grpc as pb_grpc
 
 BUDGET_1000 = {
     "budgets": [
@@ -59,3 +61,18 @@ async def refusal(call: Awaitable[Any]) -> Refusal:
 def pools(status: pb.BudgetStatus) -> dict[str, pb.PoolStatus]:
     """A budget status's pools by name."""
     return {pool.name: pool for pool in status.pools}
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool]], timeout_s: float = 5
+) -> None:
+    """Polls an async condition until it holds; the daemon gives no event."""
+    with anyio.fail_after(timeout_s):
+        while not await check():  # noqa: ASYNC110 - polls over gRPC, not in-process
+            await anyio.sleep(0.01)
+
+
+async def waiting(api: pb_grpc.TokenPoolStub, budget: str = "b") -> int:
+    """Requests queued in a budget's basic pool."""
+    status = await api.GetBudget(pb.GetBudgetRequest(budget=budget))
+    return pools(status)["basic"].waiting

@@ -42,7 +42,12 @@ def _settle(**fields: Any) -> Call:
 
 
 CASES: list[tuple[str, Call, grpc.StatusCode, str]] = [
-    ("negative tokens", _reserve(tokens=-5), grpc.StatusCode.INVALID_ARGUMENT, "tokens"),
+    (
+        "negative tokens",
+        _reserve(tokens=-5),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "tokens",
+    ),
     (
         "nothing to size from",
         _reserve(),
@@ -153,7 +158,9 @@ CASES: list[tuple[str, Call, grpc.StatusCode, str]] = [
     ),
     (
         "unknown reservation",
-        lambda s, _: s.api.Settle(pb.SettleRequest(reservation_id="0" * 32, tenant="t")),
+        lambda s, _: s.api.Settle(
+            pb.SettleRequest(reservation_id="0" * 32, tenant="t")
+        ),
         grpc.StatusCode.NOT_FOUND,
         "reservation_id",
     ),
@@ -200,7 +207,9 @@ async def test_bad_request_is_refused_and_changes_nothing(
     serve: ServeFactory, call: Call, code: grpc.StatusCode, named: str
 ) -> None:
     async with serve(**CONFIG) as s:
-        held = await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=100))
+        held = await s.api.Reserve(
+            pb.ReserveRequest(budget="b", tenant="t", tokens=100)
+        )
         # With u's hold, t can reach 5200 in basic plus its 650 of burst.
         await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="u", tokens=1200))
         before = await _snapshot(s)

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import anyio
 import grpc
 import pytest
 from google.protobuf import timestamp_pb2
 from tokenpool_client.v1 import tokenpool_pb2 as pb
 
-from tests.conftest import ServeFactory
-from tests.service._helpers import BUDGET_1000, pools, refusal
+from tests.conftest import Served, ServeFactory
+from tests.service._helpers import BUDGET_1000, pools, refusal, wait_until, waiting
 
 pytestmark = pytest.mark.anyio
 
 # Default split 65/22/13 of 10,000 tokens: basic 6500, priority 2200, burst 1300.
 SPLIT_10K = {"budgets": [{"name": "b", "capacity_tokens": 10_000}]}
+
+
+async def _waiting_is(s: Served, count: int) -> bool:
+    return await waiting(s.api) == count
+
+
+async def _open_count(s: Served, count: int) -> bool:
+    status = await s.api.GetBudget(pb.GetBudgetRequest(budget="b"))
+    return status.open_reservations == count
 
 
 async def _entries(served: object, kind: str) -> int:
@@ -25,7 +36,9 @@ async def _entries(served: object, kind: str) -> int:
 async def test_reserve_then_settle_refunds_unused(serve: ServeFactory) -> None:
     async with serve(**SPLIT_10K) as s:
         granted = await s.api.Reserve(
-            pb.ReserveRequest(budget="b", tenant="t", input_tokens=300, max_output_tokens=200)
+            pb.ReserveRequest(
+                budget="b", tenant="t", input_tokens=300, max_output_tokens=200
+            )
         )
         assert granted.granted_tokens == 500
         assert granted.pool == "basic"
@@ -54,7 +67,9 @@ async def test_reserve_then_settle_refunds_unused(serve: ServeFactory) -> None:
 
 async def test_settle_overrun_becomes_debt(serve: ServeFactory) -> None:
     async with serve(**BUDGET_1000) as s:
-        first = await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=900))
+        first = await s.api.Reserve(
+            pb.ReserveRequest(budget="b", tenant="t", tokens=900)
+        )
 
         settled = await s.api.Settle(
             pb.SettleRequest(
@@ -66,9 +81,11 @@ async def test_settle_overrun_becomes_debt(serve: ServeFactory) -> None:
         basic = pools(await s.api.GetBudget(pb.GetBudgetRequest(budget="b")))["basic"]
         assert (basic.available_tokens, basic.debt_tokens) == (0, 300)
         # A pool in debt grants nothing until refill pays it off.
-        assert (await refusal(
-            s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=1))
-        )).code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert (
+            await refusal(
+                s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=1))
+            )
+        ).code == grpc.StatusCode.RESOURCE_EXHAUSTED
         s.clock.advance(18.06)  # 1000/60 s: 301 tokens of refill
         basic = pools(await s.api.GetBudget(pb.GetBudgetRequest(budget="b")))["basic"]
         assert (basic.available_tokens, basic.debt_tokens) == (1, 0)
@@ -76,7 +93,9 @@ async def test_settle_overrun_becomes_debt(serve: ServeFactory) -> None:
 
 async def test_incomplete_settle_charges_at_least_the_hold(serve: ServeFactory) -> None:
     async with serve(**BUDGET_1000) as s:
-        granted = await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=400))
+        granted = await s.api.Reserve(
+            pb.ReserveRequest(budget="b", tenant="t", tokens=400)
+        )
 
         settled = await s.api.Settle(
             pb.SettleRequest(
@@ -92,11 +111,15 @@ async def test_incomplete_settle_charges_at_least_the_hold(serve: ServeFactory) 
 
 async def test_response_cache_hit_refunds_everything(serve: ServeFactory) -> None:
     async with serve(**BUDGET_1000) as s:
-        granted = await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=400))
+        granted = await s.api.Reserve(
+            pb.ReserveRequest(budget="b", tenant="t", tokens=400)
+        )
 
         settled = await s.api.Settle(
             pb.SettleRequest(
-                reservation_id=granted.reservation_id, tenant="t", response_cache_hit=True
+                reservation_id=granted.reservation_id,
+                tenant="t",
+                response_cache_hit=True,
             )
         )
 
@@ -105,11 +128,15 @@ async def test_response_cache_hit_refunds_everything(serve: ServeFactory) -> Non
 
 async def test_release_gives_back_all_but_billed_input(serve: ServeFactory) -> None:
     async with serve(**BUDGET_1000) as s:
-        granted = await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=400))
+        granted = await s.api.Reserve(
+            pb.ReserveRequest(budget="b", tenant="t", tokens=400)
+        )
 
         released = await s.api.Release(
             pb.ReleaseRequest(
-                reservation_id=granted.reservation_id, tenant="t", billed_input_tokens=30
+                reservation_id=granted.reservation_id,
+                tenant="t",
+                billed_input_tokens=30,
             )
         )
 
@@ -117,7 +144,9 @@ async def test_release_gives_back_all_but_billed_input(serve: ServeFactory) -> N
         basic = pools(await s.api.GetBudget(pb.GetBudgetRequest(budget="b")))["basic"]
         assert basic.available_tokens == 970
         again = await refusal(
-            s.api.Settle(pb.SettleRequest(reservation_id=granted.reservation_id, tenant="t"))
+            s.api.Settle(
+                pb.SettleRequest(reservation_id=granted.reservation_id, tenant="t")
+            )
         )
         assert again.code == grpc.StatusCode.FAILED_PRECONDITION
         assert "released" in again.message
@@ -125,23 +154,33 @@ async def test_release_gives_back_all_but_billed_input(serve: ServeFactory) -> N
 
 async def test_extend_grows_shrinks_and_moves_lease(serve: ServeFactory) -> None:
     async with serve(**BUDGET_1000) as s:
-        granted = await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=400))
+        granted = await s.api.Reserve(
+            pb.ReserveRequest(budget="b", tenant="t", tokens=400)
+        )
         rid = granted.reservation_id
 
-        grown = await s.api.Extend(pb.ExtendRequest(reservation_id=rid, tenant="t", total_tokens=700))
+        grown = await s.api.Extend(
+            pb.ExtendRequest(reservation_id=rid, tenant="t", total_tokens=700)
+        )
         assert grown.granted_tokens == 700
-        again = await s.api.Extend(pb.ExtendRequest(reservation_id=rid, tenant="t", total_tokens=700))
+        again = await s.api.Extend(
+            pb.ExtendRequest(reservation_id=rid, tenant="t", total_tokens=700)
+        )
         assert again.granted_tokens == 700
         basic = pools(await s.api.GetBudget(pb.GetBudgetRequest(budget="b")))["basic"]
         assert (basic.available_tokens, basic.in_flight_tokens) == (300, 700)
 
-        shrunk = await s.api.Extend(pb.ExtendRequest(reservation_id=rid, tenant="t", total_tokens=100))
+        shrunk = await s.api.Extend(
+            pb.ExtendRequest(reservation_id=rid, tenant="t", total_tokens=100)
+        )
         assert shrunk.granted_tokens == 100
         basic = pools(await s.api.GetBudget(pb.GetBudgetRequest(budget="b")))["basic"]
         assert (basic.available_tokens, basic.in_flight_tokens) == (900, 100)
 
         too_much = await refusal(
-            s.api.Extend(pb.ExtendRequest(reservation_id=rid, tenant="t", total_tokens=1001))
+            s.api.Extend(
+                pb.ExtendRequest(reservation_id=rid, tenant="t", total_tokens=1001)
+            )
         )
         assert too_much.code == grpc.StatusCode.OUT_OF_RANGE
 
@@ -161,12 +200,12 @@ async def test_sweeper_expires_a_lease_on_the_driven_clock(serve: ServeFactory) 
         )
         s.clock.advance(9.9)
         await anyio.sleep(0.05)
-        assert (await s.api.GetBudget(pb.GetBudgetRequest(budget="b"))).open_reservations == 1
+        assert (
+            await s.api.GetBudget(pb.GetBudgetRequest(budget="b"))
+        ).open_reservations == 1
 
         s.clock.advance(0.2)
-        with anyio.fail_after(5):
-            while (await s.api.GetBudget(pb.GetBudgetRequest(budget="b"))).open_reservations:
-                await anyio.sleep(0.01)
+        await wait_until(lambda: _open_count(s, 0))
 
         assert await _entries(s, "expire") == 1
         # Expired holds are charged by default: nothing came back to the pool
@@ -196,14 +235,18 @@ async def test_sweeper_expires_a_lease_on_the_driven_clock(serve: ServeFactory) 
 
 async def test_idempotent_reserve_returns_the_original(serve: ServeFactory) -> None:
     async with serve(**BUDGET_1000) as s:
-        request = pb.ReserveRequest(budget="b", tenant="t", tokens=300, idempotency_key="k1")
+        request = pb.ReserveRequest(
+            budget="b", tenant="t", tokens=300, idempotency_key="k1"
+        )
 
         first, second = await s.api.Reserve(request), await s.api.Reserve(request)
 
         assert first == second
         basic = pools(await s.api.GetBudget(pb.GetBudgetRequest(budget="b")))["basic"]
         assert basic.in_flight_tokens == 300
-        changed = pb.ReserveRequest(budget="b", tenant="t", tokens=301, idempotency_key="k1")
+        changed = pb.ReserveRequest(
+            budget="b", tenant="t", tokens=301, idempotency_key="k1"
+        )
         conflict = await refusal(s.api.Reserve(changed))
         assert conflict.code == grpc.StatusCode.FAILED_PRECONDITION
         assert "idempotency_key" in conflict.message
@@ -217,7 +260,9 @@ async def test_idempotent_reserve_returns_the_original(serve: ServeFactory) -> N
 
 async def test_concurrent_repeats_of_a_key_hold_once(serve: ServeFactory) -> None:
     async with serve(**BUDGET_1000) as s:
-        request = pb.ReserveRequest(budget="b", tenant="t", tokens=300, idempotency_key="k")
+        request = pb.ReserveRequest(
+            budget="b", tenant="t", tokens=300, idempotency_key="k"
+        )
         answers: list[pb.ReserveResponse] = []
 
         async def send() -> None:
@@ -234,7 +279,9 @@ async def test_concurrent_repeats_of_a_key_hold_once(serve: ServeFactory) -> Non
 async def test_refused_key_is_decided_afresh(serve: ServeFactory) -> None:
     async with serve(**BUDGET_1000) as s:
         await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=900))
-        request = pb.ReserveRequest(budget="b", tenant="t", tokens=500, idempotency_key="k")
+        request = pb.ReserveRequest(
+            budget="b", tenant="t", tokens=500, idempotency_key="k"
+        )
         assert (await refusal(s.api.Reserve(request))).code == (
             grpc.StatusCode.RESOURCE_EXHAUSTED
         )
@@ -246,7 +293,9 @@ async def test_refused_key_is_decided_afresh(serve: ServeFactory) -> None:
 
 async def test_settle_repeats_same_answer_or_conflicts(serve: ServeFactory) -> None:
     async with serve(**BUDGET_1000) as s:
-        granted = await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=300))
+        granted = await s.api.Reserve(
+            pb.ReserveRequest(budget="b", tenant="t", tokens=300)
+        )
         request = pb.SettleRequest(
             reservation_id=granted.reservation_id, tenant="t", output_tokens=100
         )
@@ -265,26 +314,28 @@ async def test_settle_repeats_same_answer_or_conflicts(serve: ServeFactory) -> N
 
 async def test_waiter_is_granted_when_tokens_come_back(serve: ServeFactory) -> None:
     async with serve(**BUDGET_1000) as s:
-        held = await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=800))
+        held = await s.api.Reserve(
+            pb.ReserveRequest(budget="b", tenant="t", tokens=800)
+        )
         answers: list[pb.ReserveResponse] = []
 
         async def wait_for_tokens() -> None:
             answers.append(
                 await s.api.Reserve(
-                    pb.ReserveRequest(budget="b", tenant="u", tokens=500, max_wait_ms=30_000)
+                    pb.ReserveRequest(
+                        budget="b", tenant="u", tokens=500, max_wait_ms=30_000
+                    )
                 )
             )
 
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(wait_for_tokens)
-            with anyio.fail_after(5):
-                while not pools(await s.api.GetBudget(pb.GetBudgetRequest(budget="b")))[
-                    "basic"
-                ].waiting:
-                    await anyio.sleep(0.01)
+            await wait_until(lambda: _waiting_is(s, 1))
             s.clock.advance(2)
             await s.api.Settle(
-                pb.SettleRequest(reservation_id=held.reservation_id, tenant="t", output_tokens=100)
+                pb.SettleRequest(
+                    reservation_id=held.reservation_id, tenant="t", output_tokens=100
+                )
             )
 
         assert answers[0].granted_tokens == 500
@@ -298,21 +349,17 @@ async def test_waiters_are_served_in_arrival_order(serve: ServeFactory) -> None:
 
         async def wait(tenant: str, tokens: int) -> None:
             await s.api.Reserve(
-                pb.ReserveRequest(budget="b", tenant=tenant, tokens=tokens, max_wait_ms=60_000)
+                pb.ReserveRequest(
+                    budget="b", tenant=tenant, tokens=tokens, max_wait_ms=60_000
+                )
             )
             order.append(tenant)
 
         async with anyio.create_task_group() as tasks:
             for tenant, tokens in (("big", 600), ("small", 10)):
                 tasks.start_soon(wait, tenant, tokens)
-                with anyio.fail_after(5):
-                    while (
-                        pools(await s.api.GetBudget(pb.GetBudgetRequest(budget="b")))[
-                            "basic"
-                        ].waiting
-                        < len(order) + (1 if tenant == "big" else 2)
-                    ):
-                        await anyio.sleep(0.01)
+                queued = 1 if tenant == "big" else 2
+                await wait_until(partial(_waiting_is, s, queued))
             # The small request fits long before the big one but may not jump it.
             s.clock.advance(1)
             await anyio.sleep(0.05)
@@ -331,18 +378,16 @@ async def test_wait_ends_in_refusal_at_max_wait(serve: ServeFactory) -> None:
             outcome.append(
                 await refusal(
                     s.api.Reserve(
-                        pb.ReserveRequest(budget="b", tenant="u", tokens=500, max_wait_ms=1000)
+                        pb.ReserveRequest(
+                            budget="b", tenant="u", tokens=500, max_wait_ms=1000
+                        )
                     )
                 )
             )
 
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(wait)
-            with anyio.fail_after(5):
-                while not pools(await s.api.GetBudget(pb.GetBudgetRequest(budget="b")))[
-                    "basic"
-                ].waiting:
-                    await anyio.sleep(0.01)
+            await wait_until(lambda: _waiting_is(s, 1))
             s.clock.advance(1.0)
 
         assert outcome[0].code == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
@@ -357,17 +402,15 @@ async def test_caller_that_gives_up_leaves_the_queue(serve: ServeFactory) -> Non
 
         failed = await refusal(
             s.api.Reserve(
-                pb.ReserveRequest(budget="b", tenant="u", tokens=500, max_wait_ms=60_000),
+                pb.ReserveRequest(
+                    budget="b", tenant="u", tokens=500, max_wait_ms=60_000
+                ),
                 timeout=0.3,
             )
         )
 
         assert failed.code == grpc.StatusCode.DEADLINE_EXCEEDED
-        with anyio.fail_after(5):
-            while pools(await s.api.GetBudget(pb.GetBudgetRequest(budget="b")))[
-                "basic"
-            ].waiting:
-                await anyio.sleep(0.01)
+        await wait_until(lambda: _waiting_is(s, 0))
         s.clock.advance(60)
         await anyio.sleep(0.05)
         status = await s.api.GetBudget(pb.GetBudgetRequest(budget="b"))
@@ -375,24 +418,37 @@ async def test_caller_that_gives_up_leaves_the_queue(serve: ServeFactory) -> Non
         assert status.open_reservations == 1
 
 
-async def test_burst_covers_a_spike_within_the_tenant_limit(serve: ServeFactory) -> None:
+async def test_burst_covers_a_spike_within_the_tenant_limit(
+    serve: ServeFactory,
+) -> None:
     async with serve(**SPLIT_10K) as s:
-        first = await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=6000))
+        first = await s.api.Reserve(
+            pb.ReserveRequest(budget="b", tenant="t", tokens=6000)
+        )
         assert [(d.pool, d.tokens) for d in first.sources] == [("basic", 6000)]
 
-        spike = await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=1000))
+        spike = await s.api.Reserve(
+            pb.ReserveRequest(budget="b", tenant="t", tokens=1000)
+        )
 
-        assert [(d.pool, d.tokens) for d in spike.sources] == [("basic", 500), ("burst", 500)]
+        assert [(d.pool, d.tokens) for d in spike.sources] == [
+            ("basic", 500),
+            ("burst", 500),
+        ]
         status = pools(await s.api.GetBudget(pb.GetBudgetRequest(budget="b")))
         assert status["burst"].lent_tokens == 500
         assert status["basic"].borrowed_tokens == 500
         # Burst is 1300; one tenant may hold half of it (650): 150 more, not 151.
-        over = await refusal(s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=151)))
+        over = await refusal(
+            s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=151))
+        )
         assert over.code == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert over.detail is not None and over.detail.largest_grantable_tokens == 150
         await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="other", tokens=600))
 
-        await s.api.Settle(pb.SettleRequest(reservation_id=spike.reservation_id, tenant="t"))
+        await s.api.Settle(
+            pb.SettleRequest(reservation_id=spike.reservation_id, tenant="t")
+        )
 
         status = pools(await s.api.GetBudget(pb.GetBudgetRequest(budget="b")))
         assert status["burst"].lent_tokens == 600
@@ -402,7 +458,9 @@ async def test_burst_covers_a_spike_within_the_tenant_limit(serve: ServeFactory)
 async def test_priority_tenant_draws_on_priority_pool(serve: ServeFactory) -> None:
     tenants = [{"name": "vip", "tier": "priority", "weight": 2}]
     async with serve(**SPLIT_10K, tenants=tenants) as s:
-        granted = await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="vip", tokens=100))
+        granted = await s.api.Reserve(
+            pb.ReserveRequest(budget="b", tenant="vip", tokens=100)
+        )
 
         assert granted.pool == "priority"
         tenant = await s.api.GetTenant(pb.GetTenantRequest(tenant="vip"))
@@ -412,31 +470,49 @@ async def test_priority_tenant_draws_on_priority_pool(serve: ServeFactory) -> No
 
 async def test_fallback_budget_grants_when_first_refuses(serve: ServeFactory) -> None:
     budgets = [
-        {"name": "small", "capacity_tokens": 100, "shares": {"basic": 100, "priority": 0, "burst": 0}},
+        {
+            "name": "small",
+            "capacity_tokens": 100,
+            "shares": {"basic": 100, "priority": 0, "burst": 0},
+        },
         {"name": "big", "capacity_tokens": 1000},
     ]
     async with serve(budgets=budgets) as s:
         granted = await s.api.Reserve(
-            pb.ReserveRequest(budget="small", tenant="t", tokens=90, fallback_budgets=["big"])
+            pb.ReserveRequest(
+                budget="small", tenant="t", tokens=90, fallback_budgets=["big"]
+            )
         )
         assert granted.budget == "small"
 
         second = await s.api.Reserve(
-            pb.ReserveRequest(budget="small", tenant="t", tokens=90, fallback_budgets=["big"])
+            pb.ReserveRequest(
+                budget="small", tenant="t", tokens=90, fallback_budgets=["big"]
+            )
         )
 
         assert second.budget == "big"
-        listed = await s.admin.ListReservations(pb.ListReservationsRequest(budget="big"))
-        assert [r.reservation_id for r in listed.reservations] == [second.reservation_id]
+        listed = await s.admin.ListReservations(
+            pb.ListReservationsRequest(budget="big")
+        )
+        assert [r.reservation_id for r in listed.reservations] == [
+            second.reservation_id
+        ]
 
 
 async def test_report_sums_the_ledger(serve: ServeFactory) -> None:
     async with serve(**BUDGET_1000) as s:
-        granted = await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=300))
-        await s.api.Settle(
-            pb.SettleRequest(reservation_id=granted.reservation_id, tenant="t", output_tokens=120)
+        granted = await s.api.Reserve(
+            pb.ReserveRequest(budget="b", tenant="t", tokens=300)
         )
-        await refusal(s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=999)))
+        await s.api.Settle(
+            pb.SettleRequest(
+                reservation_id=granted.reservation_id, tenant="t", output_tokens=120
+            )
+        )
+        await refusal(
+            s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=999))
+        )
         s.clock.advance(1)
         with anyio.fail_after(5):
             while True:
@@ -446,5 +522,9 @@ async def test_report_sums_the_ledger(serve: ServeFactory) -> None:
                 await anyio.sleep(0.01)
 
         (row,) = report.rows
-        assert (row.reservations, row.tokens_reserved, row.tokens_charged) == (1, 300, 120)
+        assert (row.reservations, row.tokens_reserved, row.tokens_charged) == (
+            1,
+            300,
+            120,
+        )
         assert (row.tokens_refunded, row.refusals) == (180, 1)

@@ -99,7 +99,8 @@ def status(
     ] = None,
 ) -> None:
     """Show budgets and pools of a running daemon."""
-    from tokenpool_client import Client, TokenPoolError as ClientError
+    from tokenpool_client import Client
+    from tokenpool_client import TokenPoolError as ClientError
 
     try:
         with Client(address, timeout_s=5.0) as client:

@@ -31,7 +31,12 @@ from tokenpool.core._policy import (
 from tokenpool.core._pools import DEFAULT_SHARES, POOL_ORDER, Pool, Tier, split_capacity
 from tokenpool.core._reservation import Reservation, State
 from tokenpool.core._sizing import CallShape, Sizing, size_call
-from tokenpool.core._validation import check_count, check_labels, check_name, check_total
+from tokenpool.core._validation import (
+    check_count,
+    check_labels,
+    check_name,
+    check_total,
+)
 
 __all__ = [
     "DEFAULT_SHARES",

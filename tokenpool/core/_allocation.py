@@ -99,7 +99,9 @@ class OverrunCharge:
     debt: int
 
 
-def plan_overrun(overrun: int, own_available: int, burst_available: int) -> OverrunCharge:
+def plan_overrun(
+    overrun: int, own_available: int, burst_available: int
+) -> OverrunCharge:
     """Charges an overrun to the own pool, what it lacks to burst, the rest as debt."""
     from_own = min(overrun, own_available)
     from_burst = min(overrun - from_own, burst_available)

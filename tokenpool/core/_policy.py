@@ -12,7 +12,9 @@ from tokenpool.core._pools import DEFAULT_SHARES, Pool, Tier
 MAX_TOKENS = 2**62
 
 # Printable, no control characters; the length is checked by the validators.
-Name = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Name = Annotated[
+    str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
 
 
 class _Frozen(BaseModel):
@@ -38,7 +40,11 @@ class Shares(_Frozen):
 
     def by_pool(self) -> dict[Pool, int]:
         """The shares keyed by pool."""
-        return {Pool.BASIC: self.basic, Pool.PRIORITY: self.priority, Pool.BURST: self.burst}
+        return {
+            Pool.BASIC: self.basic,
+            Pool.PRIORITY: self.priority,
+            Pool.BURST: self.burst,
+        }
 
 
 class TenantPolicy(_Frozen):

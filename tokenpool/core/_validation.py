@@ -41,7 +41,8 @@ def check_total(field: str, *values: int) -> int:
     total = sum(values)
     if total > MAX_TOKENS:
         raise InvalidFieldError(
-            field, f"the usage figures add up to {total}, above the maximum {MAX_TOKENS}"
+            field,
+            f"the usage figures add up to {total}, above the maximum {MAX_TOKENS}",
         )
     return total
 

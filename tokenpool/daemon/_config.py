@@ -94,14 +94,20 @@ def load_settings(path: Path | None) -> Settings:
         except OSError as exc:
             raise ConfigError(f"Cannot read config file {str(path)!r}: {exc}") from exc
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"Config file {str(path)!r} is not valid TOML: {exc}") from exc
+            raise ConfigError(
+                f"Config file {str(path)!r} is not valid TOML: {exc}"
+            ) from exc
 
     try:
         return Settings(**data)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or '(file)'}: {error['msg']}"
-            for error in exc.errors()
+            f"{_location(error['loc'])}: {error['msg']}" for error in exc.errors()
         )
         where = f"config file {str(path)!r}" if path else "the configuration"
         raise ConfigError(f"Invalid {where}: {problems}") from exc
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    """A validation error's place in the file, as dotted keys (budgets.0.name)."""
+    return ".".join(str(part) for part in loc) or "(file)"

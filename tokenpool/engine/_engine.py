@@ -410,9 +410,10 @@ class Engine:
         tenant = self._tenant(command.tenant, policy)
         sizing = size_call(_shape(command), policy)
         check_count("tokens", sizing.tokens)
-        wait_ns = check_count(
-            "max_wait_ms", command.max_wait_ms, maximum=policy.max_wait_ms
-        ) * _NS_PER_MS
+        wait_ns = (
+            check_count("max_wait_ms", command.max_wait_ms, maximum=policy.max_wait_ms)
+            * _NS_PER_MS
+        )
         lease_ms = check_count(
             "lease_ms", command.lease_ms, maximum=int(policy.max_lease_seconds * 1000)
         )
@@ -437,10 +438,20 @@ class Engine:
         now = self._clock.monotonic_ns()
         queue = budget.queues[pool]
         if not queue:
-            draws = plan_draws(sizing.tokens, self._reach(budget, tenant, pool, sizing, now))
+            draws = plan_draws(
+                sizing.tokens, self._reach(budget, tenant, pool, sizing, now)
+            )
             if draws and self._store.take(policy.name, draws, now):
                 reservation, batch = self._open(
-                    budget, tenant, command, sizing, draws, lease_ns, fingerprint, now, now
+                    budget,
+                    tenant,
+                    command,
+                    sizing,
+                    draws,
+                    lease_ns,
+                    fingerprint,
+                    now,
+                    now,
                 )
                 return await self._answer_grant(reservation, self._submit(batch))
 
@@ -554,7 +565,9 @@ class Engine:
                 waits.append(own)
             from_burst = head.sizing.tokens - reach.own_available
             if from_burst <= reach.burst_room:
-                burst = self._store.ns_until(budget.policy.name, Pool.BURST, from_burst, now)
+                burst = self._store.ns_until(
+                    budget.policy.name, Pool.BURST, from_burst, now
+                )
                 if burst is not None:
                     waits.append(burst)
             due = now + max(_NS_PER_MS, min(waits))
@@ -565,7 +578,9 @@ class Engine:
         if budget.alarm is not None:
             budget.alarm.cancel()
         budget.alarm_at = wake_at
-        budget.alarm = self._clock.call_at(wake_at, lambda: self._on_queue_alarm(budget))
+        budget.alarm = self._clock.call_at(
+            wake_at, lambda: self._on_queue_alarm(budget)
+        )
 
     def _on_queue_alarm(self, budget: _Budget) -> None:
         budget.alarm = None
@@ -701,7 +716,9 @@ class Engine:
             reservation, State.SETTLED, EntryKind.SETTLE, outcome, fingerprint, detail
         )
 
-    async def release(self, reservation_id: str, tenant: str, billed: int) -> Reservation:
+    async def release(
+        self, reservation_id: str, tenant: str, billed: int
+    ) -> Reservation:
         """Ends a reservation whose call never happened; billed input is charged."""
         self._check_serving()
         check_count("billed_input_tokens", billed)
@@ -845,7 +862,9 @@ class Engine:
         reservation.ended_wall_ns = wall
         self._ended.append((wall, reservation.reservation_id))
 
-    def _charge_overrun(self, budget: _Budget, pool: Pool, overrun: int, now: int) -> None:
+    def _charge_overrun(
+        self, budget: _Budget, pool: Pool, overrun: int, now: int
+    ) -> None:
         levels = self._store.levels(budget.policy.name, now)
         charge = plan_overrun(
             overrun, levels[pool].available, levels[Pool.BURST].available
@@ -962,8 +981,7 @@ class Engine:
             outcome = Outcome(hold - refunded, refunded, 0)
             self._finish(budget, reservation, State.EXPIRED, outcome, now, wall)
             logger.info(
-                "reservation expired budget=%s tenant=%s reservation_id=%s "
-                "charged=%d",
+                "reservation expired budget=%s tenant=%s reservation_id=%s charged=%d",
                 reservation.budget,
                 reservation.tenant,
                 reservation_id,
@@ -1055,7 +1073,9 @@ class Engine:
         """A tenant's tier and what it holds now."""
         check_name("tenant", name)
         tenant = self._tenants.get(name) or TenantPolicy(name=name)
-        held = [r for r in self._reservations.values() if r.is_open and r.tenant == name]
+        held = [
+            r for r in self._reservations.values() if r.is_open and r.tenant == name
+        ]
         return TenantView(
             name=name,
             tier=tenant.tier.value,
@@ -1141,10 +1161,17 @@ class Engine:
             await self._settled(commit)
 
     def _reach(
-        self, budget: _Budget, tenant: TenantPolicy, pool: Pool, sizing: Sizing, now: int
+        self,
+        budget: _Budget,
+        tenant: TenantPolicy,
+        pool: Pool,
+        sizing: Sizing,
+        now: int,
     ) -> Reach:
         levels = self._store.levels(budget.policy.name, now)
-        limit = burst_limit(budget.capacities[Pool.BURST], _burst_percent(budget, sizing))
+        limit = burst_limit(
+            budget.capacities[Pool.BURST], _burst_percent(budget, sizing)
+        )
         return Reach(
             own_pool=pool,
             own_available=levels[pool].available,
@@ -1156,7 +1183,9 @@ class Engine:
         """The most the budget could ever grant one request from this pool."""
         policy = budget.policy
         peak = split_capacity(policy.peak_capacity, policy.shares.by_pool())
-        return peak[pool] + burst_limit(peak[Pool.BURST], _burst_percent(budget, sizing))
+        return peak[pool] + burst_limit(
+            peak[Pool.BURST], _burst_percent(budget, sizing)
+        )
 
     def _refusal(
         self,
@@ -1172,7 +1201,9 @@ class Engine:
         queued = budget.queues[pool]
         largest = 0 if queued else reach.largest
         ahead = sum(w.sizing.tokens for w in queued)
-        wanted = min(ahead + sizing.tokens - reach.burst_usable, budget.capacities[pool])
+        wanted = min(
+            ahead + sizing.tokens - reach.burst_usable, budget.capacities[pool]
+        )
         retry_ns = self._store.ns_until(name, pool, wanted, now)
         if retry_ns is None:
             retry_ns = self._store.ns_until(

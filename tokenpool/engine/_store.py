@@ -52,10 +52,14 @@ class PoolStore(Protocol):
     def take(self, budget: str, draws: Iterable[tuple[Pool, int]], now_ns: int) -> bool:
         """Draws from several pools if each has enough; otherwise changes nothing."""
 
-    def give(self, budget: str, amounts: Iterable[tuple[Pool, int]], now_ns: int) -> None:
+    def give(
+        self, budget: str, amounts: Iterable[tuple[Pool, int]], now_ns: int
+    ) -> None:
         """Returns tokens; no pool rises above its capacity."""
 
-    def charge(self, budget: str, amounts: Iterable[tuple[Pool, int]], now_ns: int) -> None:
+    def charge(
+        self, budget: str, amounts: Iterable[tuple[Pool, int]], now_ns: int
+    ) -> None:
         """Draws tokens whether or not they are there; shortfalls become debt."""
 
     def resize(self, budget: str, capacities: Mapping[Pool, int], now_ns: int) -> None:
@@ -117,13 +121,17 @@ class MemoryPoolStore:
             buckets[pool].take(tokens)
         return True
 
-    def give(self, budget: str, amounts: Iterable[tuple[Pool, int]], now_ns: int) -> None:
+    def give(
+        self, budget: str, amounts: Iterable[tuple[Pool, int]], now_ns: int
+    ) -> None:
         """Returns tokens; no pool rises above its capacity."""
         buckets = self._refilled(budget, now_ns)
         for pool, tokens in amounts:
             buckets[pool].give(tokens)
 
-    def charge(self, budget: str, amounts: Iterable[tuple[Pool, int]], now_ns: int) -> None:
+    def charge(
+        self, budget: str, amounts: Iterable[tuple[Pool, int]], now_ns: int
+    ) -> None:
         """Draws tokens whether or not they are there; shortfalls become debt."""
         buckets = self._refilled(budget, now_ns)
         for pool, tokens in amounts:

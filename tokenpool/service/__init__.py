@@ -5,4 +5,10 @@ from __future__ import annotations
 from tokenpool.service._servicer import AdminServicer, TokenPoolServicer
 from tokenpool.service._status import ERROR_DOMAIN, status_code, to_status
 
-__all__ = ["ERROR_DOMAIN", "AdminServicer", "TokenPoolServicer", "status_code", "to_status"]
+__all__ = [
+    "ERROR_DOMAIN",
+    "AdminServicer",
+    "TokenPoolServicer",
+    "status_code",
+    "to_status",
+]

@@ -61,14 +61,14 @@ class TokenPoolServicer(pb_grpc.TokenPoolServicer):
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    async def Reserve(  # noqa: D102
+    async def Reserve(
         self, request: pb.ReserveRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReserveResponse:
         command = convert.reserve_command(request)
         work = self._engine.reserve(command, deadline_s=_deadline(context))
         return convert.reserve_response(await _answer("Reserve", context, work))
 
-    async def Settle(  # noqa: D102
+    async def Settle(
         self, request: pb.SettleRequest, context: grpc.aio.ServicerContext
     ) -> pb.SettleResponse:
         work = self._engine.settle(convert.settle_command(request))
@@ -79,7 +79,7 @@ class TokenPoolServicer(pb_grpc.TokenPoolServicer):
             overrun_tokens=settled.overrun,
         )
 
-    async def Release(  # noqa: D102
+    async def Release(
         self, request: pb.ReleaseRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReleaseResponse:
         work = self._engine.release(
@@ -90,13 +90,13 @@ class TokenPoolServicer(pb_grpc.TokenPoolServicer):
             charged_tokens=released.charged, refunded_tokens=released.refunded
         )
 
-    async def Extend(  # noqa: D102
+    async def Extend(
         self, request: pb.ExtendRequest, context: grpc.aio.ServicerContext
     ) -> pb.ExtendResponse:
         work = self._engine.extend(convert.extend_command(request))
         return convert.extend_response(await _answer("Extend", context, work))
 
-    async def GetBudget(  # noqa: D102
+    async def GetBudget(
         self, request: pb.GetBudgetRequest, context: grpc.aio.ServicerContext
     ) -> pb.BudgetStatus:
         view = await _answer_now(
@@ -104,13 +104,15 @@ class TokenPoolServicer(pb_grpc.TokenPoolServicer):
         )
         return convert.budget_status(view)
 
-    async def ListBudgets(  # noqa: D102
+    async def ListBudgets(
         self, request: pb.ListBudgetsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListBudgetsResponse:
-        views = [self._engine.budget_status(name) for name in self._engine.budget_names()]
+        views = [
+            self._engine.budget_status(name) for name in self._engine.budget_names()
+        ]
         return pb.ListBudgetsResponse(budgets=[convert.budget_status(v) for v in views])
 
-    async def GetTenant(  # noqa: D102
+    async def GetTenant(
         self, request: pb.GetTenantRequest, context: grpc.aio.ServicerContext
     ) -> pb.TenantStatus:
         view = await _answer_now(
@@ -126,7 +128,7 @@ class AdminServicer(pb_grpc.AdminServicer):
         self._engine = engine
         self._ledger = ledger
 
-    async def ListReservations(  # noqa: D102
+    async def ListReservations(
         self, request: pb.ListReservationsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListReservationsResponse:
         async def listing() -> list[pb.ReservationInfo]:
@@ -142,7 +144,7 @@ class AdminServicer(pb_grpc.AdminServicer):
         rows = await _answer("ListReservations", context, listing())
         return pb.ListReservationsResponse(reservations=rows)
 
-    async def Report(  # noqa: D102
+    async def Report(
         self, request: pb.ReportRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReportResponse:
         async def totals() -> list[pb.ReportRow]:

@@ -58,11 +58,15 @@ def to_status(error: TokenPoolError) -> grpc.Status:
     code = status_code(error)
     status = status_pb2.Status(code=code.value[0], message=str(error))
     if isinstance(error, RefusalError):
-        retry_ms = 0 if error.retry_after_ns is None else -(-error.retry_after_ns // 10**6)
+        retry_ms = (
+            0 if error.retry_after_ns is None else -(-error.retry_after_ns // 10**6)
+        )
         if error.retry_after_ns is not None:
             delay = duration_pb2.Duration()
             delay.FromNanoseconds(error.retry_after_ns)
-            status.details.append(_packed(error_details_pb2.RetryInfo(retry_delay=delay)))
+            status.details.append(
+                _packed(error_details_pb2.RetryInfo(retry_delay=delay))
+            )
         info = error_details_pb2.ErrorInfo(
             reason=error.reason,
             domain=ERROR_DOMAIN,
