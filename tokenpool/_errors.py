@@ -10,6 +10,7 @@
     │   ├── IdempotencyConflictError
     │   └── ReservationEndedError
     ├── TenantRefusedError          the tenant may not act here
+    ├── NotOwnerError               the reservation is another tenant's
     ├── RefusalError                not enough tokens for the request
     │   ├── InsufficientTokensError retryable: wait and try again
     │   └── RequestTooLargeError    never grantable as asked
@@ -56,12 +57,12 @@ class UnknownBudgetError(NotFoundError):
 
 
 class UnknownReservationError(NotFoundError):
-    """Raised when a reservation id is unknown, or held by another tenant."""
+    """Raised when a reservation id is unknown to the daemon."""
 
     def __init__(self, reservation_id: str) -> None:
         super().__init__(
-            f"Unknown reservation_id {reservation_id!r} for this tenant; "
-            "use the id Reserve returned."
+            f"Unknown reservation_id {reservation_id[:64]!r}; use the id Reserve "
+            "returned."
         )
         self.reservation_id = reservation_id
 
@@ -99,6 +100,18 @@ class TenantRefusedError(TokenPoolError):
             f"Tenant {tenant!r} is not configured and budget {budget!r} refuses "
             "unknown tenants; add it under [[tenants]]."
         )
+        self.tenant = tenant
+
+
+class NotOwnerError(TokenPoolError):
+    """Raised when a tenant names a reservation that another tenant holds."""
+
+    def __init__(self, reservation_id: str, tenant: str) -> None:
+        super().__init__(
+            f"Reservation {reservation_id!r} is not held by tenant {tenant!r}; "
+            "a tenant may only settle, release or extend its own reservations."
+        )
+        self.reservation_id = reservation_id
         self.tenant = tenant
 
 

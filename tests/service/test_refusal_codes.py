@@ -153,8 +153,8 @@ CASES: list[tuple[str, Call, grpc.StatusCode, str]] = [
     (
         "someone else's reservation",
         _settle(tenant="intruder"),
-        grpc.StatusCode.NOT_FOUND,
-        "reservation_id",
+        grpc.StatusCode.PERMISSION_DENIED,
+        "not held by tenant 'intruder'",
     ),
     (
         "unknown reservation",
@@ -167,8 +167,8 @@ CASES: list[tuple[str, Call, grpc.StatusCode, str]] = [
     (
         "release of someone else's reservation",
         lambda s, rid: s.api.Release(pb.ReleaseRequest(reservation_id=rid, tenant="x")),
-        grpc.StatusCode.NOT_FOUND,
-        "reservation_id",
+        grpc.StatusCode.PERMISSION_DENIED,
+        "its own reservations",
     ),
     (
         "extend beyond the budget",

@@ -20,6 +20,7 @@ from tokenpool._errors import (
     InvalidFieldError,
     LedgerError,
     LedgerUnavailableError,
+    NotOwnerError,
     RefusalError,
     RequestTooLargeError,
     ReservationEndedError,
@@ -479,7 +480,7 @@ class Engine:
         )
 
         try:
-            with anyio.fail_after(deadline_s) if deadline_s else nullcontext():
+            with anyio.move_on_after(deadline_s) if deadline_s else nullcontext():
                 await waiter.event.wait()
         except BaseException:
             alarm.cancel()
@@ -488,6 +489,8 @@ class Engine:
                 self._undo(waiter.reservation)
             raise
         alarm.cancel()
+        # The call's own deadline came first: leave the queue as refused.
+        self._leave_queue(budget, waiter)
 
         if waiter.reservation is None or waiter.commit is None:
             self._check_serving()
@@ -684,7 +687,7 @@ class Engine:
         policy = self._budgets[reservation.budget].policy
         used = 0
         if not command.response_cache_hit:
-            used = usage_tokens(*figures[:4], policy.cache_read_weight_percent)
+            used = _used(command, policy)
         outcome = account(reservation.hold, used, incomplete=command.incomplete)
         detail: dict[str, object] = {
             "input_tokens": command.input_tokens,
@@ -728,7 +731,7 @@ class Engine:
             return await self._repeat_end(reservation, State.RELEASED, fingerprint)
 
         outcome = account(reservation.hold, billed)
-        detail = {"billed_input_tokens": billed}
+        detail: dict[str, object] = {"billed_input_tokens": billed}
         return await self._end(
             reservation, State.RELEASED, EntryKind.RELEASE, outcome, fingerprint, detail
         )
@@ -757,13 +760,7 @@ class Engine:
                 "a late settle was already recorded with different figures.",
             )
         budget = self._budgets[reservation.budget]
-        used = usage_tokens(
-            command.input_tokens,
-            command.cached_input_tokens,
-            command.cache_write_tokens,
-            command.output_tokens,
-            budget.policy.cache_read_weight_percent,
-        )
+        used = _used(command, budget.policy)
         extra = max(0, used - reservation.charged)
         if not reservation.end_fingerprint:
             reservation.end_fingerprint = fingerprint
@@ -1151,8 +1148,10 @@ class Engine:
                     reservation = None
                 else:
                     self._remember(reservation)
-        if reservation is None or reservation.tenant != tenant:
+        if reservation is None:
             raise UnknownReservationError(reservation_id)
+        if reservation.tenant != tenant:
+            raise NotOwnerError(reservation_id, tenant)
         return reservation
 
     async def _durable(self, reservation_id: str) -> None:
@@ -1344,6 +1343,16 @@ def _shape(command: ReserveCommand) -> CallShape:
         output_detail=command.output_detail,
         structured_output=command.structured_output,
         context_items=command.context_items,
+    )
+
+
+def _used(command: SettleCommand, policy: BudgetPolicy) -> int:
+    return usage_tokens(
+        command.input_tokens,
+        command.cached_input_tokens,
+        command.cache_write_tokens,
+        command.output_tokens,
+        policy.cache_read_weight_percent,
     )
 
 

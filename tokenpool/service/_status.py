@@ -15,6 +15,7 @@ from tokenpool._errors import (
     InvalidFieldError,
     LedgerError,
     NotFoundError,
+    NotOwnerError,
     RefusalError,
     RequestTooLargeError,
     ShuttingDownError,
@@ -31,6 +32,7 @@ _CODES: dict[type[TokenPoolError], grpc.StatusCode] = {
     NotFoundError: grpc.StatusCode.NOT_FOUND,
     ConflictError: grpc.StatusCode.FAILED_PRECONDITION,
     TenantRefusedError: grpc.StatusCode.PERMISSION_DENIED,
+    NotOwnerError: grpc.StatusCode.PERMISSION_DENIED,
     InsufficientTokensError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     RequestTooLargeError: grpc.StatusCode.OUT_OF_RANGE,
     LedgerError: grpc.StatusCode.UNAVAILABLE,
@@ -41,7 +43,7 @@ _CODES: dict[type[TokenPoolError], grpc.StatusCode] = {
 def status_code(error: TokenPoolError) -> grpc.StatusCode:
     """The gRPC code for an error: its nearest class in the table."""
     for cls in type(error).__mro__:
-        code = _CODES.get(cls)  # type: ignore[call-overload]
+        code = _CODES.get(cls)
         if code is not None:
             return code
     return grpc.StatusCode.INTERNAL
@@ -49,7 +51,7 @@ def status_code(error: TokenPoolError) -> grpc.StatusCode:
 
 def _packed(message: object) -> any_pb2.Any:
     packed = any_pb2.Any()
-    packed.Pack(message)  # type: ignore[arg-type]
+    packed.Pack(message)
     return packed
 
 
