@@ -97,6 +97,30 @@ CASES: list[tuple[str, Call, grpc.StatusCode, str]] = [
         "labels",
     ),
     (
+        "negative urgency",
+        _reserve(tokens=1, urgency=-1),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "urgency",
+    ),
+    (
+        "output detail above 3",
+        _reserve(tokens=1, output_detail=4),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "output_detail",
+    ),
+    (
+        "control character in the model",
+        _reserve(tokens=1, model="gpt\n4"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "model",
+    ),
+    (
+        "unknown fallback budget",
+        _reserve(tokens=1, fallback_budgets=["nowhere"]),
+        grpc.StatusCode.NOT_FOUND,
+        "nowhere",
+    ),
+    (
         "unknown budget",
         _reserve(budget="nope", tokens=1),
         grpc.StatusCode.NOT_FOUND,

@@ -35,6 +35,8 @@ from tokenpool.core._validation import (
     check_count,
     check_labels,
     check_name,
+    check_range,
+    check_text,
     check_total,
 )
 
@@ -62,6 +64,8 @@ __all__ = [
     "check_count",
     "check_labels",
     "check_name",
+    "check_range",
+    "check_text",
     "check_total",
     "merge",
     "plan_draws",

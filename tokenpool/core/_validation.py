@@ -68,3 +68,21 @@ def check_labels(labels: Mapping[str, str], limits: InputLimits) -> dict[str, st
         if _CONTROL.search(key) or _CONTROL.search(value):
             raise InvalidFieldError("labels", f"{key[:40]!r} holds control characters")
     return dict(labels)
+
+
+def check_range(field: str, value: int, low: int, high: int) -> int:
+    """Returns a small integer field, or refuses one outside [low, high]."""
+    if not low <= value <= high:
+        raise InvalidFieldError(field, f"{value} is outside {low} to {high}")
+    return value
+
+
+def check_text(field: str, value: str, max_length: int = MAX_NAME_LENGTH) -> str:
+    """Returns an optional free-text field (may be empty), or refuses it."""
+    if len(value) > max_length:
+        raise InvalidFieldError(
+            field, f"is {len(value)} characters long; at most {max_length}"
+        )
+    if _CONTROL.search(value):
+        raise InvalidFieldError(field, f"{value[:40]!r} holds control characters")
+    return value

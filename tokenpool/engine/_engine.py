@@ -48,6 +48,8 @@ from tokenpool.core import (
     check_count,
     check_labels,
     check_name,
+    check_range,
+    check_text,
     check_total,
     merge,
     plan_draws,
@@ -333,6 +335,7 @@ class Engine:
         """
         self._check_serving()
         check_name("tenant", command.tenant)
+        _check_request(command)
         for name in (command.budget, *command.fallback_budgets):
             self._budget(name)
         check_labels(command.labels, self._limits)
@@ -1344,6 +1347,28 @@ def _shape(command: ReserveCommand) -> CallShape:
         structured_output=command.structured_output,
         context_items=command.context_items,
     )
+
+
+# Fallback budgets one request may name.
+_MAX_FALLBACKS = 8
+
+# Largest urgency a request may carry; it multiplies a tenant's weight.
+_MAX_URGENCY = 1000
+
+
+def _check_request(command: ReserveCommand) -> None:
+    """Refuses malformed optional fields of a Reserve before anything else."""
+    check_text("model", command.model)
+    check_text("task_type", command.task_type, 64)
+    check_text("idempotency_key", command.idempotency_key)
+    check_range("output_detail", command.output_detail, 0, 3)
+    check_range("context_items", command.context_items, 0, 1_000_000)
+    check_range("urgency", command.urgency, 0, _MAX_URGENCY)
+    if len(command.fallback_budgets) > _MAX_FALLBACKS:
+        raise InvalidFieldError(
+            "fallback_budgets",
+            f"{len(command.fallback_budgets)} given; at most {_MAX_FALLBACKS}",
+        )
 
 
 def _used(command: SettleCommand, policy: BudgetPolicy) -> int:
