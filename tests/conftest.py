@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 import grpc
 import pytest
+from blockbuster import blockbuster_ctx
 from tokenpool_client.v1 import tokenpool_pb2_grpc as pb_grpc
 
 from tokenpool.daemon import Daemon, Settings
@@ -70,20 +71,22 @@ def serve(tmp_path: Path) -> ServeFactory:
         path = db_path or tmp_path / "ledger.db"
         clock = clock or ManualClock()
         daemon = Daemon(settings_for(path, **overrides), clock=clock)
-        async with anyio.create_task_group() as tasks:
-            running = await tasks.start(daemon.run)
-            async with grpc.aio.insecure_channel(running.address) as channel:
-                yield Served(
-                    address=running.address,
-                    clock=clock,
-                    engine=running.engine,
-                    ledger=running.ledger,
-                    daemon=daemon,
-                    channel=channel,
-                    api=pb_grpc.TokenPoolStub(channel),
-                    admin=pb_grpc.AdminStub(channel),
-                    db_path=path,
-                )
-            daemon.stop()
+        # A blocking call on the event loop while the daemon runs fails the test.
+        with blockbuster_ctx():
+            async with anyio.create_task_group() as tasks:
+                running = await tasks.start(daemon.run)
+                async with grpc.aio.insecure_channel(running.address) as channel:
+                    yield Served(
+                        address=running.address,
+                        clock=clock,
+                        engine=running.engine,
+                        ledger=running.ledger,
+                        daemon=daemon,
+                        channel=channel,
+                        api=pb_grpc.TokenPoolStub(channel),
+                        admin=pb_grpc.AdminStub(channel),
+                        db_path=path,
+                    )
+                daemon.stop()
 
     return start

@@ -409,7 +409,12 @@ async def test_caller_that_gives_up_leaves_the_queue(serve: ServeFactory) -> Non
             )
         )
 
-        assert failed.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        # The daemon ends the wait just before the deadline; whether its refusal
+        # or the caller's own deadline arrives first is a race either way.
+        assert failed.code in (
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+        )
         await wait_until(lambda: _waiting_is(s, 0))
         s.clock.advance(60)
         await anyio.sleep(0.05)

@@ -93,6 +93,9 @@ _SWEEP_IDLE_NS = 1_000_000_000
 # often; settles and releases wake the queue sooner.
 _RETRY_POLL_NS = 100 * _NS_PER_MS
 
+# How much sooner than the caller's deadline a wait ends (seconds, at most).
+_DEADLINE_MARGIN_S = 0.05
+
 # After a failed commit, how long to let in-flight commits finish before
 # state is rebuilt from the database (seconds of real time).
 _RECOVERY_PAUSE_S = 0.2
@@ -482,6 +485,10 @@ class Engine:
             len(queue),
         )
 
+        # End the wait a little before the call's deadline, so the refusal
+        # reaches a caller that is still listening.
+        if deadline_s is not None:
+            deadline_s -= min(_DEADLINE_MARGIN_S, deadline_s * 0.05)
         try:
             with anyio.move_on_after(deadline_s) if deadline_s else nullcontext():
                 await waiter.event.wait()
