@@ -15,6 +15,7 @@ PACKAGES = [
     "tokenpool.service",
     "tokenpool.daemon",
     "tokenpool.cli",
+    "tokenpool.replay",
     "tokenpool_client",
 ]
 

@@ -364,9 +364,13 @@ async def test_waiters_are_served_in_arrival_order(serve: ServeFactory) -> None:
             s.clock.advance(1)
             await anyio.sleep(0.05)
             assert order == []
-            s.clock.advance(36.6)  # 610 tokens of refill in all
+            s.clock.advance(35)  # 600 tokens of refill in all: the big one fits
+            await wait_until(partial(_waiting_is, s, 1))
+            s.clock.advance(0.6)  # 10 more: the small one
 
         assert order == ["big", "small"]
+        grants = [e.tenant for e in await s.ledger.entries() if e.kind == "reserve"]
+        assert grants == ["t", "big", "small"]
 
 
 async def test_wait_ends_in_refusal_at_max_wait(serve: ServeFactory) -> None:

@@ -223,6 +223,7 @@ def _pool_status(pool: pb.PoolStatus) -> PoolStatus:
         lent_tokens=pool.lent_tokens,
         borrowed_tokens=pool.borrowed_tokens,
         utilization=pool.utilization,
+        charged_tokens=pool.charged_tokens,
     )
 
 

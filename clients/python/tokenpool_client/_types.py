@@ -211,6 +211,8 @@ class PoolStatus:
     """Drawn by this pool's tenants from other pools, outstanding now."""
     utilization: float
     """(capacity - available) / capacity; 0 at capacity 0."""
+    charged_tokens: int = 0
+    """Tokens charged to this pool since the daemon started."""
 
 
 @dataclass(frozen=True, slots=True)
