@@ -9,12 +9,14 @@ DEMO_DIR := deploy/demo
 
 .PHONY: venv demo test proto lint typecheck clean
 
+# pip's output goes to a log, shown only when the install fails.
 $(STAMP): pyproject.toml clients/python/pyproject.toml constraints.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt \
-		-e clients/python -e '.[dev,fast]'
-	touch $(STAMP)
+	@echo "Setting up $(VENV) (log: $(VENV)/install.log)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@( $(PY) -m pip install --upgrade pip && \
+	   $(PY) -m pip install -c constraints.txt -e clients/python -e '.[dev,fast]' \
+	 ) > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
+	@touch $(STAMP)
 
 venv: $(STAMP)
 
