@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from tokenpool.engine._base import (
+    POOL_EXHAUSTED,
+    QUEUE_FULL,
+    REQUEST_TOO_LARGE,
+    Recorder,
+)
 from tokenpool.engine._clock import Alarm, Clock, ManualClock, ScaledClock, SystemClock
 from tokenpool.engine._commands import (
     BudgetView,
@@ -11,13 +17,7 @@ from tokenpool.engine._commands import (
     SettleCommand,
     TenantView,
 )
-from tokenpool.engine._engine import (
-    POOL_EXHAUSTED,
-    QUEUE_FULL,
-    REQUEST_TOO_LARGE,
-    Engine,
-    Recorder,
-)
+from tokenpool.engine._engine import Engine
 from tokenpool.engine._store import MemoryPoolStore, PoolLevel, PoolStore
 
 __all__ = [

@@ -1,0 +1,445 @@
+"""State every engine operation shares, and the helpers that read and change it."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections import Counter, deque
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import anyio
+
+from tokenpool._errors import (
+    InsufficientTokensError,
+    InvalidFieldError,
+    LedgerUnavailableError,
+    NotOwnerError,
+    ShuttingDownError,
+    TenantRefusedError,
+    UnknownBudgetError,
+    UnknownReservationError,
+)
+from tokenpool.core import (
+    POOL_ORDER,
+    BudgetPolicy,
+    InputLimits,
+    Outcome,
+    Pool,
+    Reach,
+    Reservation,
+    Sizing,
+    State,
+    TenantPolicy,
+    burst_limit,
+    check_name,
+    plan_overrun,
+    plan_refund,
+    split_capacity,
+)
+from tokenpool.engine._clock import Alarm, Clock
+from tokenpool.engine._commands import ReserveCommand
+from tokenpool.engine._records import reservation_from_row, reservation_row
+from tokenpool.engine._store import MemoryPoolStore, PoolStore
+from tokenpool.ledger import (
+    Entry,
+    LedgerBatch,
+    PoolRow,
+    RefusalCount,
+    ReservationRow,
+    StoredState,
+)
+
+logger = logging.getLogger(__name__)
+
+# Nanoseconds per millisecond, for the millisecond fields of the API.
+NS_PER_MS = 1_000_000
+
+# Unknown tenants admitted under unknown_tenants = "admit" are remembered up
+# to this many, so that hostile names cannot grow memory without bound.
+_ADMITTED_CACHE_LIMIT = 10_000
+
+# Refusal reasons, sent as ErrorInfo.reason (SPEC 12.1).
+POOL_EXHAUSTED = "POOL_EXHAUSTED"
+QUEUE_FULL = "QUEUE_FULL"
+REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
+
+
+class Recorder(Protocol):
+    """The part of the ledger the engine writes and reads through."""
+
+    def submit(self, batch: LedgerBatch) -> Awaitable[None]:
+        """Queues a batch for the next group commit."""
+
+    async def load_state(self, *, keep_ended_after_wall_ns: int) -> StoredState:
+        """Reads what a restart restores."""
+
+    async def get_reservation(self, reservation_id: str) -> ReservationRow | None:
+        """Reads one reservation, however old."""
+
+    @property
+    def failed_commits(self) -> int:
+        """Commit groups that failed since the ledger was opened."""
+
+
+@dataclass(eq=False, slots=True)
+class Waiter:
+    """A Reserve waiting in a pool's queue for tokens."""
+
+    command: ReserveCommand
+    tenant: TenantPolicy
+    sizing: Sizing
+    lease_ns: int
+    fingerprint: str
+    arrived_ns: int
+    event: anyio.Event = field(default_factory=anyio.Event)
+    reservation: Reservation | None = None
+    commit: Awaitable[None] | None = None
+
+
+@dataclass(slots=True)
+class BudgetState:
+    """A budget's live state beside its pool levels."""
+
+    policy: BudgetPolicy
+    capacities: dict[Pool, int]
+    queues: dict[Pool, deque[Waiter]]
+    in_flight: dict[Pool, int]
+    borrowed: dict[Pool, int]
+    burst_by_tenant: Counter[str]
+    charged: dict[Pool, int]
+    open_reservations: int = 0
+    alarm: Alarm | None = None
+    alarm_at: int = 0
+
+    @classmethod
+    def new(cls, policy: BudgetPolicy) -> BudgetState:
+        """A budget with empty queues and tallies, split by its shares."""
+        return cls(
+            policy=policy,
+            capacities=split_capacity(policy.capacity_tokens, policy.shares.by_pool()),
+            queues={Pool.BASIC: deque(), Pool.PRIORITY: deque()},
+            in_flight=dict.fromkeys(POOL_ORDER, 0),
+            borrowed=dict.fromkeys(POOL_ORDER, 0),
+            burst_by_tenant=Counter(),
+            charged=dict.fromkeys(POOL_ORDER, 0),
+        )
+
+
+class EngineBase:
+    """Live state of the engine and the helpers its operations share.
+
+    The operations themselves live in `_reserving` (granting, waiting) and
+    `_closing` (settle, release, extend, expiry); `Engine` joins them.
+    """
+
+    def __init__(
+        self,
+        *,
+        budgets: Sequence[BudgetPolicy],
+        tenants: Sequence[TenantPolicy],
+        limits: InputLimits,
+        clock: Clock,
+        ledger: Recorder,
+        store: PoolStore | None = None,
+    ) -> None:
+        self._clock = clock
+        self._ledger = ledger
+        self._owns_store = store is None
+        self._store = store or MemoryPoolStore()
+        self._limits = limits
+        self._budgets = {policy.name: BudgetState.new(policy) for policy in budgets}
+        self._tenants = {tenant.name: tenant for tenant in tenants}
+        self._admitted: dict[str, TenantPolicy] = {}
+        self._reservations: dict[str, Reservation] = {}
+        self._commits: dict[str, Awaitable[None]] = {}
+        self._idempotency: dict[tuple[str, str], str] = {}
+        self._idempotency_busy: dict[tuple[str, str], anyio.Event] = {}
+        self._leases: list[tuple[int, str]] = []
+        self._ended: deque[tuple[int, str]] = deque()
+        self._refusals: Counter[tuple[str, str, int, str]] = Counter()
+        self._sweep_wake = anyio.Event()
+        self._sweep_at: int | None = None
+        self._draining = False
+        self._degraded = False
+        self._failures_seen = ledger.failed_commits
+
+    def _check_serving(self) -> None:
+        if self._draining:
+            raise ShuttingDownError()
+        if self._degraded:
+            raise LedgerUnavailableError(
+                "The ledger could not be written; the daemon refuses new work "
+                "until it can record again. Retry shortly."
+            )
+
+    def _budget(self, name: str) -> BudgetState:
+        check_name("budget", name)
+        budget = self._budgets.get(name)
+        if budget is None:
+            raise UnknownBudgetError(name, list(self._budgets))
+        return budget
+
+    def _tenant(self, name: str, policy: BudgetPolicy) -> TenantPolicy:
+        tenant = self._tenants.get(name)
+        if tenant is not None:
+            return tenant
+        if policy.unknown_tenants == "refuse":
+            raise TenantRefusedError(name, policy.name)
+        admitted = self._admitted.get(name)
+        if admitted is None:
+            admitted = TenantPolicy(name=name)
+            if len(self._admitted) < _ADMITTED_CACHE_LIMIT:
+                self._admitted[name] = admitted
+        return admitted
+
+    async def _find(self, reservation_id: str, tenant: str) -> Reservation:
+        """Looks a reservation up in memory, then in the ledger."""
+        check_name("tenant", tenant)
+        if not reservation_id or len(reservation_id) > 64:
+            raise InvalidFieldError("reservation_id", "must be 1 to 64 characters")
+        reservation = self._reservations.get(reservation_id)
+        if reservation is None:
+            row = await self._ledger.get_reservation(reservation_id)
+            if row is not None and row.budget in self._budgets:
+                now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()
+                reservation = reservation_from_row(row, now, wall)
+                if reservation.is_open:
+                    reservation = None
+                else:
+                    self._remember(reservation)
+        if reservation is None:
+            raise UnknownReservationError(reservation_id)
+        if reservation.tenant != tenant:
+            raise NotOwnerError(reservation_id, tenant)
+        return reservation
+
+    async def _durable(self, reservation_id: str) -> None:
+        commit = self._commits.get(reservation_id)
+        if commit is not None:
+            await self._settled(commit)
+
+    async def _settled(self, commit: Awaitable[None]) -> None:
+        """Waits for a commit; a failed one stops new work until state is rebuilt.
+
+        The ledger's outcome may be awaited by many callers, and a caller
+        that is cancelled while waiting does not withdraw the commit.
+        """
+        try:
+            await commit
+        except LedgerUnavailableError:
+            self._degrade()
+            raise
+
+    def _degrade(self) -> None:
+        if not self._degraded:
+            logger.error("ledger commit failed; refusing new work until rebuilt")
+        self._degraded = True
+        self._sweep_wake.set()
+
+    def _reach(
+        self,
+        budget: BudgetState,
+        tenant: TenantPolicy,
+        pool: Pool,
+        sizing: Sizing,
+        now: int,
+    ) -> Reach:
+        levels = self._store.levels(budget.policy.name, now)
+        limit = burst_limit(
+            budget.capacities[Pool.BURST], _burst_percent(budget, sizing)
+        )
+        return Reach(
+            own_pool=pool,
+            own_available=levels[pool].available,
+            burst_available=levels[Pool.BURST].available,
+            burst_room=limit - budget.burst_by_tenant[tenant.name],
+        )
+
+    def _ceiling(self, budget: BudgetState, pool: Pool, sizing: Sizing) -> int:
+        """The most the budget could ever grant one request from this pool."""
+        policy = budget.policy
+        peak = split_capacity(policy.peak_capacity, policy.shares.by_pool())
+        return peak[pool] + burst_limit(
+            peak[Pool.BURST], _burst_percent(budget, sizing)
+        )
+
+    def _refusal(
+        self,
+        budget: BudgetState,
+        tenant: TenantPolicy,
+        pool: Pool,
+        sizing: Sizing,
+        reason: str,
+        now: int,
+    ) -> InsufficientTokensError:
+        name = budget.policy.name
+        reach = self._reach(budget, tenant, pool, sizing, now)
+        queued = budget.queues[pool]
+        largest = 0 if queued else reach.largest
+        ahead = sum(w.sizing.tokens for w in queued)
+        wanted = min(
+            ahead + sizing.tokens - reach.burst_usable, budget.capacities[pool]
+        )
+        retry_ns = self._store.ns_until(name, pool, wanted, now)
+        if retry_ns is None:
+            retry_ns = self._store.ns_until(
+                name, Pool.BURST, sizing.tokens - reach.own_available, now
+            )
+        self._count_refusal(name, tenant.name, reason)
+        logger.debug(
+            "reserve refused budget=%s tenant=%s tokens=%d reason=%s largest=%d",
+            name,
+            tenant.name,
+            sizing.tokens,
+            reason,
+            largest,
+        )
+        what = "its queue is full" if reason == QUEUE_FULL else "not enough tokens"
+        return InsufficientTokensError(
+            f"Budget {name!r} cannot grant {sizing.tokens} tokens to tenant "
+            f"{tenant.name!r} now ({what} in pool {pool}; largest grantable now: "
+            f"{largest}); retry later or ask for less.",
+            reason=reason,
+            budget=name,
+            pool=pool,
+            requested=sizing.tokens,
+            largest_grantable=largest,
+            retry_after_ns=max(retry_ns or 0, NS_PER_MS),
+        )
+
+    def _count_refusal(self, budget: str, tenant: str, reason: str) -> None:
+        minute = self._clock.wall_ns() // 60_000_000_000
+        self._refusals[(budget, tenant, minute, reason)] += 1
+
+    def _take_refusals(self) -> list[RefusalCount]:
+        counts = [
+            RefusalCount(budget, tenant, minute, reason, count)
+            for (budget, tenant, minute, reason), count in self._refusals.items()
+        ]
+        self._refusals.clear()
+        return counts
+
+    def _remember(self, reservation: Reservation) -> None:
+        self._reservations[reservation.reservation_id] = reservation
+        if reservation.idempotency_key:
+            key = (reservation.tenant, reservation.idempotency_key)
+            self._idempotency[key] = reservation.reservation_id
+        if not reservation.is_open:
+            self._ended.append((reservation.ended_wall_ns, reservation.reservation_id))
+
+    def _forget_old(self, wall: int) -> None:
+        """Drops ended reservations older than the idempotency window."""
+        horizon = wall - self._limits.idempotency_ttl_seconds * 1_000_000_000
+        while self._ended and self._ended[0][0] < horizon:
+            _, reservation_id = self._ended.popleft()
+            reservation = self._reservations.pop(reservation_id, None)
+            self._commits.pop(reservation_id, None)
+            if reservation is not None and reservation.idempotency_key:
+                key = (reservation.tenant, reservation.idempotency_key)
+                self._idempotency.pop(key, None)
+
+    def _hold(self, budget: BudgetState, reservation: Reservation) -> None:
+        """Counts an open reservation's draws in its budget's tallies."""
+        budget.open_reservations += 1
+        for pool, tokens in reservation.sources:
+            budget.in_flight[pool] += tokens
+            if pool is Pool.BURST:
+                budget.borrowed[reservation.pool] += tokens
+                budget.burst_by_tenant[reservation.tenant] += tokens
+        heapq.heappush(
+            self._leases,
+            (reservation.lease_expires_mono_ns, reservation.reservation_id),
+        )
+        if self._sweep_at is not None and reservation.lease_expires_mono_ns < (
+            self._sweep_at
+        ):
+            self._sweep_wake.set()
+
+    def _unhold(self, budget: BudgetState, reservation: Reservation) -> None:
+        budget.open_reservations -= 1
+        for pool, tokens in reservation.sources:
+            budget.in_flight[pool] -= tokens
+            if pool is Pool.BURST:
+                budget.borrowed[reservation.pool] -= tokens
+                budget.burst_by_tenant[reservation.tenant] -= tokens
+                if budget.burst_by_tenant[reservation.tenant] <= 0:
+                    del budget.burst_by_tenant[reservation.tenant]
+
+    def _pool_rows(self, name: str, now: int, wall: int) -> list[PoolRow]:
+        return [
+            PoolRow(name, pool.value, level.capacity, level.level, level.carry, wall)
+            for pool, level in self._store.levels(name, now).items()
+        ]
+
+    def _batch(
+        self,
+        budget: BudgetState,
+        entry: Entry,
+        reservation: Reservation,
+        now: int,
+        wall: int,
+    ) -> LedgerBatch:
+        return LedgerBatch(
+            entries=[entry],
+            reservations=[reservation_row(reservation)],
+            pools=self._pool_rows(budget.policy.name, now, wall),
+        )
+
+    def _submit(self, batch: LedgerBatch) -> Awaitable[None]:
+        """Queues a batch for group commit; await the result to know it is kept."""
+        if self._refusals:
+            batch.refusals.extend(self._take_refusals())
+        return self._ledger.submit(batch)
+
+    def _finish(
+        self,
+        budget: BudgetState,
+        reservation: Reservation,
+        state: State,
+        outcome: Outcome,
+        now: int,
+        wall: int,
+    ) -> None:
+        """Ends a hold: gives back the refund, charges any overrun."""
+        refund = plan_refund(reservation.sources, outcome.refunded)
+        self._unhold(budget, reservation)
+        self._store.give(budget.policy.name, refund, now)
+        for pool, tokens in reservation.sources:
+            budget.charged[pool] += tokens
+        for pool, tokens in refund:
+            budget.charged[pool] -= tokens
+        if outcome.overrun:
+            self._charge_overrun(budget, reservation.pool, outcome.overrun, now)
+        reservation.state = state
+        reservation.charged = outcome.charged
+        reservation.refunded = outcome.refunded
+        reservation.overrun = outcome.overrun
+        reservation.ended_wall_ns = wall
+        self._ended.append((wall, reservation.reservation_id))
+
+    def _charge_overrun(
+        self, budget: BudgetState, pool: Pool, overrun: int, now: int
+    ) -> None:
+        levels = self._store.levels(budget.policy.name, now)
+        charge = plan_overrun(
+            overrun, levels[pool].available, levels[Pool.BURST].available
+        )
+        self._store.charge(
+            budget.policy.name,
+            ((pool, charge.from_own + charge.debt), (Pool.BURST, charge.from_burst)),
+            now,
+        )
+        budget.charged[pool] += charge.from_own + charge.debt
+        budget.charged[Pool.BURST] += charge.from_burst
+
+    def _serve_queues(self, budget: BudgetState) -> None:
+        """Grants queued waiters that fit now; `_reserving` implements it."""
+        raise NotImplementedError
+
+
+def _burst_percent(budget: BudgetState, sizing: Sizing) -> int:
+    if sizing.complexity_score >= 7:
+        return budget.policy.burst_high_complexity_percent
+    return budget.policy.burst_tenant_percent

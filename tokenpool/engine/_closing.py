@@ -1,0 +1,344 @@
+"""Ending and changing reservations: settle, release, extend and expiry."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+
+from tokenpool._errors import (
+    InvalidFieldError,
+    RequestTooLargeError,
+    ReservationEndedError,
+)
+from tokenpool.core import (
+    Outcome,
+    Reservation,
+    Sizing,
+    State,
+    account,
+    check_count,
+    check_total,
+    merge,
+    plan_draws,
+    plan_refund,
+    subtract,
+)
+from tokenpool.engine._base import POOL_EXHAUSTED, REQUEST_TOO_LARGE, EngineBase
+from tokenpool.engine._checks import counted_usage, digest
+from tokenpool.engine._commands import ExtendCommand, SettleCommand
+from tokenpool.engine._records import reservation_row
+from tokenpool.ledger import Entry, EntryKind, LedgerBatch
+
+logger = logging.getLogger(__name__)
+
+
+class Closing(EngineBase):
+    """Settle, Release, Extend and lease expiry of open reservations."""
+
+    async def settle(self, command: SettleCommand) -> Reservation:
+        """Charges what a call used and gives the rest back (SPEC 4, 12.5-12.6)."""
+        self._check_serving()
+        figures = [
+            check_count(name, getattr(command, name))
+            for name in (
+                "input_tokens",
+                "cached_input_tokens",
+                "cache_write_tokens",
+                "output_tokens",
+                "provider_remaining_tokens",
+                "provider_limit_tokens",
+            )
+        ]
+        check_total("usage", *figures[:4])
+        if command.response_cache_hit and any(figures[:4]):
+            raise InvalidFieldError(
+                "response_cache_hit",
+                "a response-cache hit carries no usage; send the token counts as 0",
+            )
+        reservation = await self._find(command.reservation_id, command.tenant)
+        fingerprint = digest(
+            "settle", *figures[:4], command.incomplete, command.response_cache_hit
+        )
+        if reservation.state is State.EXPIRED:
+            return await self._settle_late(reservation, command, fingerprint)
+        if not reservation.is_open:
+            return await self._repeat_end(reservation, State.SETTLED, fingerprint)
+
+        policy = self._budgets[reservation.budget].policy
+        used = 0
+        if not command.response_cache_hit:
+            used = counted_usage(command, policy)
+        outcome = account(reservation.hold, used, incomplete=command.incomplete)
+        detail: dict[str, object] = {
+            "input_tokens": command.input_tokens,
+            "cached_input_tokens": command.cached_input_tokens,
+            "cache_write_tokens": command.cache_write_tokens,
+            "output_tokens": command.output_tokens,
+            "incomplete": command.incomplete,
+            "response_cache_hit": command.response_cache_hit,
+            "model": command.model or reservation.model,
+        }
+        if command.provider_rate_limited or command.provider_limit_tokens:
+            detail["provider"] = {
+                "rate_limited": command.provider_rate_limited,
+                "remaining_tokens": command.provider_remaining_tokens,
+                "limit_tokens": command.provider_limit_tokens,
+            }
+        if outcome.overrun * 100 > reservation.hold * policy.overrun_limit_percent:
+            detail["violation"] = True
+            logger.warning(
+                "overrun beyond limit budget=%s tenant=%s reservation_id=%s "
+                "hold=%d used=%d",
+                reservation.budget,
+                reservation.tenant,
+                reservation.reservation_id,
+                reservation.hold,
+                outcome.charged,
+            )
+        return await self._end(
+            reservation, State.SETTLED, EntryKind.SETTLE, outcome, fingerprint, detail
+        )
+
+    async def release(
+        self, reservation_id: str, tenant: str, billed: int
+    ) -> Reservation:
+        """Ends a reservation whose call never happened; billed input is charged."""
+        self._check_serving()
+        check_count("billed_input_tokens", billed)
+        reservation = await self._find(reservation_id, tenant)
+        fingerprint = digest("release", billed)
+        if not reservation.is_open:
+            return await self._repeat_end(reservation, State.RELEASED, fingerprint)
+
+        outcome = account(reservation.hold, billed)
+        detail: dict[str, object] = {"billed_input_tokens": billed}
+        return await self._end(
+            reservation, State.RELEASED, EntryKind.RELEASE, outcome, fingerprint, detail
+        )
+
+    async def _repeat_end(
+        self, reservation: Reservation, state: State, fingerprint: str
+    ) -> Reservation:
+        if reservation.state is state and reservation.end_fingerprint == fingerprint:
+            await self._durable(reservation.reservation_id)
+            return reservation
+        detail = ""
+        if reservation.state is state:
+            detail = "with different figures; a repeat must send the same ones."
+        raise ReservationEndedError(
+            reservation.reservation_id, reservation.state.value, detail
+        )
+
+    async def _settle_late(
+        self, reservation: Reservation, command: SettleCommand, fingerprint: str
+    ) -> Reservation:
+        """Charges usage beyond what expiry charged, then says it had expired."""
+        if reservation.end_fingerprint and reservation.end_fingerprint != fingerprint:
+            raise ReservationEndedError(
+                reservation.reservation_id,
+                "expired",
+                "a late settle was already recorded with different figures.",
+            )
+        budget = self._budgets[reservation.budget]
+        used = counted_usage(command, budget.policy)
+        extra = max(0, used - reservation.charged)
+        if not reservation.end_fingerprint:
+            reservation.end_fingerprint = fingerprint
+            if extra:
+                now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()
+                self._charge_overrun(budget, reservation.pool, extra, now)
+                reservation.charged += extra
+                reservation.overrun += extra
+                entry = Entry(
+                    kind=EntryKind.OVERRUN,
+                    at_wall_ns=wall,
+                    budget=reservation.budget,
+                    tenant=reservation.tenant,
+                    reservation_id=reservation.reservation_id,
+                    pool=reservation.pool,
+                    charged=extra,
+                    overrun=extra,
+                    detail={"late_settle": True, "used": used},
+                )
+                batch = self._batch(budget, entry, reservation, now, wall)
+                self._commits[reservation.reservation_id] = self._submit(batch)
+        await self._durable(reservation.reservation_id)
+        raise ReservationEndedError(
+            reservation.reservation_id,
+            "expired",
+            f"its lease ended before this settle; {extra} tokens of usage beyond "
+            "what expiry charged were recorded as overrun.",
+        )
+
+    async def _end(
+        self,
+        reservation: Reservation,
+        state: State,
+        kind: EntryKind,
+        outcome: Outcome,
+        fingerprint: str,
+        detail: dict[str, object],
+    ) -> Reservation:
+        budget = self._budgets[reservation.budget]
+        now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()
+        self._finish(budget, reservation, state, outcome, now, wall)
+        reservation.end_fingerprint = fingerprint
+        logger.debug(
+            "%s budget=%s tenant=%s reservation_id=%s charged=%d refunded=%d "
+            "overrun=%d",
+            kind.value,
+            reservation.budget,
+            reservation.tenant,
+            reservation.reservation_id,
+            outcome.charged,
+            outcome.refunded,
+            outcome.overrun,
+        )
+        entry = Entry(
+            kind=kind,
+            at_wall_ns=wall,
+            budget=reservation.budget,
+            tenant=reservation.tenant,
+            reservation_id=reservation.reservation_id,
+            pool=reservation.pool,
+            tokens=-reservation.hold,
+            charged=outcome.charged,
+            refunded=outcome.refunded,
+            overrun=outcome.overrun,
+            detail=detail,
+        )
+        batch = self._batch(budget, entry, reservation, now, wall)
+        self._commits[reservation.reservation_id] = self._submit(batch)
+        self._serve_queues(budget)
+        await self._durable(reservation.reservation_id)
+        return reservation
+
+    async def extend(self, command: ExtendCommand) -> Reservation:
+        """Sets a new total hold and/or lease end; a repeat changes nothing."""
+        self._check_serving()
+        check_count("total_tokens", command.total_tokens)
+        reservation = await self._find(command.reservation_id, command.tenant)
+        if not reservation.is_open:
+            raise ReservationEndedError(
+                reservation.reservation_id, reservation.state.value
+            )
+        budget = self._budgets[reservation.budget]
+        policy = budget.policy
+        now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()
+
+        lease_wall = reservation.lease_expires_wall_ns
+        if command.lease_expires_wall_ns is not None:
+            lease_wall = command.lease_expires_wall_ns
+            latest = wall + int(policy.max_lease_seconds * 1e9)
+            if lease_wall <= wall or lease_wall > latest:
+                raise InvalidFieldError(
+                    "lease_expires_at",
+                    "must be in the future and at most "
+                    f"{policy.max_lease_seconds:g} s from now",
+                )
+        total = command.total_tokens or reservation.hold
+        delta = total - reservation.hold
+        if delta == 0 and lease_wall == reservation.lease_expires_wall_ns:
+            await self._durable(reservation.reservation_id)
+            return reservation
+
+        tenant = self._tenant(reservation.tenant, policy)
+        sizing = Sizing(total, reservation.complexity_score, reservation.multiplier)
+        ceiling = self._ceiling(budget, reservation.pool, sizing)
+        if total > ceiling:
+            raise RequestTooLargeError(
+                f"total_tokens {total} is more than budget {policy.name!r} can "
+                f"ever hold for tenant {tenant.name!r} ({ceiling}).",
+                reason=REQUEST_TOO_LARGE,
+                budget=policy.name,
+                pool=reservation.pool,
+                requested=total,
+                largest_grantable=ceiling,
+                retry_after_ns=None,
+            )
+        self._unhold(budget, reservation)
+        if delta > 0:
+            extra = Sizing(delta, sizing.complexity_score, sizing.multiplier)
+            draws = plan_draws(
+                delta, self._reach(budget, tenant, reservation.pool, extra, now)
+            )
+            if draws is None or not self._store.take(policy.name, draws, now):
+                self._hold(budget, reservation)
+                raise self._refusal(
+                    budget, tenant, reservation.pool, extra, POOL_EXHAUSTED, now
+                )
+            reservation.sources = merge(reservation.sources, draws)
+        elif delta < 0:
+            refund = plan_refund(reservation.sources, -delta)
+            self._store.give(policy.name, refund, now)
+            reservation.sources = subtract(reservation.sources, refund)
+        reservation.hold = total
+        reservation.lease_expires_wall_ns = lease_wall
+        reservation.lease_expires_mono_ns = now + (lease_wall - wall)
+        self._hold(budget, reservation)
+
+        entry = Entry(
+            kind=EntryKind.EXTEND,
+            at_wall_ns=wall,
+            budget=reservation.budget,
+            tenant=reservation.tenant,
+            reservation_id=reservation.reservation_id,
+            pool=reservation.pool,
+            tokens=delta,
+            detail={
+                "sources": [[pool, tokens] for pool, tokens in reservation.sources],
+                "lease_expires_wall_ns": lease_wall,
+            },
+        )
+        batch = self._batch(budget, entry, reservation, now, wall)
+        self._commits[reservation.reservation_id] = self._submit(batch)
+        if delta < 0:
+            self._serve_queues(budget)
+        await self._durable(reservation.reservation_id)
+        return reservation
+
+    def _expire_due(self, now: int) -> LedgerBatch:
+        """Ends every open reservation whose lease has run out."""
+        batch = LedgerBatch()
+        wall = self._clock.wall_ns()
+        touched: set[str] = set()
+        while self._leases and self._leases[0][0] <= now:
+            _, reservation_id = heapq.heappop(self._leases)
+            reservation = self._reservations.get(reservation_id)
+            if (
+                reservation is None
+                or not reservation.is_open
+                or reservation.lease_expires_mono_ns > now
+            ):
+                continue
+            budget = self._budgets[reservation.budget]
+            hold = reservation.hold
+            refunded = hold if budget.policy.refund_on_expiry else 0
+            outcome = Outcome(hold - refunded, refunded, 0)
+            self._finish(budget, reservation, State.EXPIRED, outcome, now, wall)
+            logger.info(
+                "reservation expired budget=%s tenant=%s reservation_id=%s charged=%d",
+                reservation.budget,
+                reservation.tenant,
+                reservation_id,
+                outcome.charged,
+            )
+            batch.entries.append(
+                Entry(
+                    kind=EntryKind.EXPIRE,
+                    at_wall_ns=wall,
+                    budget=reservation.budget,
+                    tenant=reservation.tenant,
+                    reservation_id=reservation_id,
+                    pool=reservation.pool,
+                    tokens=-hold,
+                    charged=outcome.charged,
+                    refunded=outcome.refunded,
+                )
+            )
+            batch.reservations.append(reservation_row(reservation))
+            touched.add(reservation.budget)
+        for name in touched:
+            batch.pools.extend(self._pool_rows(name, now, wall))
+            self._serve_queues(self._budgets[name])
+        return batch

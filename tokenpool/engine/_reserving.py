@@ -1,0 +1,423 @@
+"""Granting reservations: at once, after a wait in a pool's queue, or refused."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable
+from contextlib import nullcontext
+
+import anyio
+
+from tokenpool._errors import (
+    ConflictError,
+    LedgerUnavailableError,
+    RefusalError,
+    RequestTooLargeError,
+)
+from tokenpool.core import (
+    Draws,
+    Outcome,
+    Pool,
+    Reservation,
+    Sizing,
+    State,
+    TenantPolicy,
+    check_count,
+    check_labels,
+    check_name,
+    plan_draws,
+    size_call,
+)
+from tokenpool.engine._base import (
+    NS_PER_MS,
+    POOL_EXHAUSTED,
+    QUEUE_FULL,
+    REQUEST_TOO_LARGE,
+    BudgetState,
+    EngineBase,
+    Waiter,
+)
+from tokenpool.engine._checks import check_request, digest, shape
+from tokenpool.engine._commands import ReserveCommand
+from tokenpool.ledger import Entry, EntryKind, LedgerBatch
+
+logger = logging.getLogger(__name__)
+
+# A waiter whose pool cannot say when it will fit is looked at again this
+# often; settles and releases wake the queue sooner.
+_RETRY_POLL_NS = 100 * NS_PER_MS
+
+# How much sooner than the caller's deadline a wait ends (seconds, at most).
+_DEADLINE_MARGIN_S = 0.05
+
+
+class Reserving(EngineBase):
+    """Reserve: grant from the own pool and burst, queue in arrival order, refuse."""
+
+    async def reserve(
+        self, command: ReserveCommand, *, deadline_s: float | None = None
+    ) -> Reservation:
+        """Grants tokens now, after a wait, from a fallback budget, or refuses.
+
+        Raises:
+            RefusalError: no budget could grant it (nothing is held).
+        """
+        self._check_serving()
+        check_name("tenant", command.tenant)
+        check_request(command)
+        for name in (command.budget, *command.fallback_budgets):
+            self._budget(name)
+        check_labels(command.labels, self._limits)
+        fingerprint = digest(
+            command.budget,
+            command.tokens,
+            command.input_tokens,
+            command.input_chars,
+            command.max_output_tokens,
+            command.model,
+            command.task_type,
+            command.output_detail,
+            command.structured_output,
+            command.context_items,
+            command.urgency,
+            command.lease_ms,
+            command.fallback_budgets,
+            sorted(command.labels.items()),
+        )
+
+        key = (command.tenant, command.idempotency_key)
+        if not command.idempotency_key:
+            return await self._reserve_anywhere(command, fingerprint, deadline_s)
+        while key in self._idempotency_busy:
+            await self._idempotency_busy[key].wait()
+        earlier = self._idempotency.get(key)
+        if earlier is not None:
+            return await self._repeat_reserve(earlier, command, fingerprint)
+
+        self._idempotency_busy[key] = anyio.Event()
+        try:
+            return await self._reserve_anywhere(command, fingerprint, deadline_s)
+        finally:
+            self._idempotency_busy.pop(key).set()
+
+    async def _repeat_reserve(
+        self, reservation_id: str, command: ReserveCommand, fingerprint: str
+    ) -> Reservation:
+        reservation = self._reservations[reservation_id]
+        if reservation.request_fingerprint != fingerprint:
+            raise ConflictError(
+                f"idempotency_key {command.idempotency_key!r} was used for a "
+                "Reserve with different fields; use a new key for a new request."
+            )
+        await self._durable(reservation_id)
+        return reservation
+
+    async def _reserve_anywhere(
+        self, command: ReserveCommand, fingerprint: str, deadline_s: float | None
+    ) -> Reservation:
+        first: RefusalError | None = None
+        for index, name in enumerate((command.budget, *command.fallback_budgets)):
+            try:
+                return await self._reserve_in(
+                    self._budget(name),
+                    command,
+                    fingerprint,
+                    may_wait=index == 0,
+                    deadline_s=deadline_s,
+                )
+            except RefusalError as exc:
+                first = first or exc
+        assert first is not None
+        raise first
+
+    async def _reserve_in(
+        self,
+        budget: BudgetState,
+        command: ReserveCommand,
+        fingerprint: str,
+        *,
+        may_wait: bool,
+        deadline_s: float | None,
+    ) -> Reservation:
+        policy = budget.policy
+        tenant = self._tenant(command.tenant, policy)
+        sizing = size_call(shape(command), policy)
+        check_count("tokens", sizing.tokens)
+        wait_ns = (
+            check_count("max_wait_ms", command.max_wait_ms, maximum=policy.max_wait_ms)
+            * NS_PER_MS
+        )
+        lease_ms = check_count(
+            "lease_ms", command.lease_ms, maximum=int(policy.max_lease_seconds * 1000)
+        )
+        lease_ns = lease_ms * NS_PER_MS or int(policy.lease_seconds * 1e9)
+        pool = tenant.tier.pool
+
+        ceiling = self._ceiling(budget, pool, sizing)
+        if sizing.tokens > ceiling:
+            self._count_refusal(policy.name, tenant.name, REQUEST_TOO_LARGE)
+            raise RequestTooLargeError(
+                f"Budget {policy.name!r} can never grant {sizing.tokens} tokens "
+                f"to tenant {tenant.name!r} (at most {ceiling} from pool {pool} and "
+                "burst); split the call or lower max_output_tokens.",
+                reason=REQUEST_TOO_LARGE,
+                budget=policy.name,
+                pool=pool,
+                requested=sizing.tokens,
+                largest_grantable=ceiling,
+                retry_after_ns=None,
+            )
+
+        now = self._clock.monotonic_ns()
+        queue = budget.queues[pool]
+        if not queue:
+            draws = plan_draws(
+                sizing.tokens, self._reach(budget, tenant, pool, sizing, now)
+            )
+            if draws and self._store.take(policy.name, draws, now):
+                reservation, batch = self._open(
+                    budget,
+                    tenant,
+                    command,
+                    sizing,
+                    draws,
+                    lease_ns,
+                    fingerprint,
+                    now,
+                    now,
+                )
+                return await self._answer_grant(reservation, self._submit(batch))
+
+        if not may_wait or wait_ns == 0:
+            raise self._refusal(budget, tenant, pool, sizing, POOL_EXHAUSTED, now)
+        if len(queue) >= policy.queue_limit:
+            raise self._refusal(budget, tenant, pool, sizing, QUEUE_FULL, now)
+        waiter = Waiter(command, tenant, sizing, lease_ns, fingerprint, now)
+        return await self._wait(budget, waiter, now + wait_ns, deadline_s)
+
+    async def _wait(
+        self,
+        budget: BudgetState,
+        waiter: Waiter,
+        until_ns: int,
+        deadline_s: float | None,
+    ) -> Reservation:
+        pool = waiter.tenant.tier.pool
+        queue = budget.queues[pool]
+        queue.append(waiter)
+        self._schedule_queue(budget, waiter.arrived_ns)
+        alarm = self._clock.call_at(until_ns, lambda: self._give_up(budget, waiter))
+        logger.debug(
+            "reserve queued budget=%s tenant=%s tokens=%d position=%d",
+            budget.policy.name,
+            waiter.tenant.name,
+            waiter.sizing.tokens,
+            len(queue),
+        )
+
+        # End the wait a little before the call's deadline, so the refusal
+        # reaches a caller that is still listening.
+        if deadline_s is not None:
+            deadline_s -= min(_DEADLINE_MARGIN_S, deadline_s * 0.05)
+        try:
+            with anyio.move_on_after(deadline_s) if deadline_s else nullcontext():
+                await waiter.event.wait()
+        except BaseException:
+            alarm.cancel()
+            self._leave_queue(budget, waiter)
+            if waiter.reservation is not None:
+                self._undo(waiter.reservation)
+            raise
+        alarm.cancel()
+        # The call's own deadline came first: leave the queue as refused.
+        self._leave_queue(budget, waiter)
+
+        if waiter.reservation is None or waiter.commit is None:
+            self._check_serving()
+            now = self._clock.monotonic_ns()
+            raise self._refusal(
+                budget, waiter.tenant, pool, waiter.sizing, POOL_EXHAUSTED, now
+            )
+        return await self._answer_grant(waiter.reservation, waiter.commit)
+
+    async def _answer_grant(
+        self, reservation: Reservation, commit: Awaitable[None]
+    ) -> Reservation:
+        try:
+            await self._settled(commit)
+        except LedgerUnavailableError:
+            raise
+        except BaseException:
+            self._undo(reservation)
+            raise
+        return reservation
+
+    def _give_up(self, budget: BudgetState, waiter: Waiter) -> None:
+        if waiter.reservation is None:
+            self._leave_queue(budget, waiter)
+            waiter.event.set()
+
+    def _leave_queue(self, budget: BudgetState, waiter: Waiter) -> None:
+        queue = budget.queues[waiter.tenant.tier.pool]
+        if waiter in queue:
+            was_head = queue[0] is waiter
+            queue.remove(waiter)
+            if was_head:
+                self._serve_queues(budget)
+
+    def _serve_queues(self, budget: BudgetState) -> None:
+        """Grants waiters in arrival order while the head of each queue fits."""
+        now = self._clock.monotonic_ns()
+        name = budget.policy.name
+        for pool, queue in budget.queues.items():
+            while queue:
+                waiter = queue[0]
+                reach = self._reach(budget, waiter.tenant, pool, waiter.sizing, now)
+                draws = plan_draws(waiter.sizing.tokens, reach)
+                if draws is None or not self._store.take(name, draws, now):
+                    break
+                queue.popleft()
+                waiter.reservation, batch = self._open(
+                    budget,
+                    waiter.tenant,
+                    waiter.command,
+                    waiter.sizing,
+                    draws,
+                    waiter.lease_ns,
+                    waiter.fingerprint,
+                    now,
+                    waiter.arrived_ns,
+                )
+                waiter.commit = self._submit(batch)
+                waiter.event.set()
+        self._schedule_queue(budget, now)
+
+    def _schedule_queue(self, budget: BudgetState, now: int) -> None:
+        """Sets an alarm for when refill may let a queue's head through."""
+        wake_at: int | None = None
+        for pool, queue in budget.queues.items():
+            if not queue:
+                continue
+            head = queue[0]
+            reach = self._reach(budget, head.tenant, pool, head.sizing, now)
+            waits = [_RETRY_POLL_NS]
+            own = self._store.ns_until(
+                budget.policy.name, pool, head.sizing.tokens - reach.burst_usable, now
+            )
+            if own is not None:
+                waits.append(own)
+            from_burst = head.sizing.tokens - reach.own_available
+            if from_burst <= reach.burst_room:
+                burst = self._store.ns_until(
+                    budget.policy.name, Pool.BURST, from_burst, now
+                )
+                if burst is not None:
+                    waits.append(burst)
+            due = now + max(NS_PER_MS, min(waits))
+            wake_at = due if wake_at is None else min(wake_at, due)
+
+        if wake_at is None or (budget.alarm is not None and budget.alarm_at <= wake_at):
+            return
+        if budget.alarm is not None:
+            budget.alarm.cancel()
+        budget.alarm_at = wake_at
+        budget.alarm = self._clock.call_at(
+            wake_at, lambda: self._on_queue_alarm(budget)
+        )
+
+    def _on_queue_alarm(self, budget: BudgetState) -> None:
+        budget.alarm = None
+        self._serve_queues(budget)
+
+    def _open(
+        self,
+        budget: BudgetState,
+        tenant: TenantPolicy,
+        command: ReserveCommand,
+        sizing: Sizing,
+        draws: Draws,
+        lease_ns: int,
+        fingerprint: str,
+        now: int,
+        arrived_ns: int,
+    ) -> tuple[Reservation, LedgerBatch]:
+        """Creates a granted reservation whose tokens were just taken."""
+        wall = self._clock.wall_ns()
+        reservation = Reservation(
+            reservation_id=uuid.uuid4().hex,
+            budget=budget.policy.name,
+            tenant=tenant.name,
+            pool=tenant.tier.pool,
+            hold=sizing.tokens,
+            sources=draws,
+            requested=sizing.tokens,
+            complexity_score=sizing.complexity_score,
+            multiplier=sizing.multiplier,
+            created_wall_ns=wall,
+            lease_expires_wall_ns=wall + lease_ns,
+            lease_expires_mono_ns=now + lease_ns,
+            waited_ms=(now - arrived_ns) // NS_PER_MS,
+            idempotency_key=command.idempotency_key,
+            request_fingerprint=fingerprint,
+            model=command.model,
+            labels=dict(command.labels),
+        )
+        self._remember(reservation)
+        self._hold(budget, reservation)
+        logger.debug(
+            "reserve granted budget=%s tenant=%s reservation_id=%s tokens=%d "
+            "sources=%s waited_ms=%d",
+            reservation.budget,
+            reservation.tenant,
+            reservation.reservation_id,
+            reservation.hold,
+            reservation.sources,
+            reservation.waited_ms,
+        )
+        entry = Entry(
+            kind=EntryKind.RESERVE,
+            at_wall_ns=wall,
+            budget=reservation.budget,
+            tenant=reservation.tenant,
+            reservation_id=reservation.reservation_id,
+            pool=reservation.pool,
+            tokens=reservation.hold,
+            detail={
+                "sources": [[pool, tokens] for pool, tokens in draws],
+                "waited_ms": reservation.waited_ms,
+                "complexity_score": sizing.complexity_score,
+                "multiplier": sizing.multiplier,
+                "model": command.model,
+                "labels": reservation.labels,
+            },
+        )
+        return reservation, self._batch(budget, entry, reservation, now, wall)
+
+    def _undo(self, reservation: Reservation) -> None:
+        """Takes back a grant whose caller left before it was answered."""
+        if not reservation.is_open:
+            return
+        budget = self._budgets[reservation.budget]
+        now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()
+        outcome = Outcome(0, reservation.hold, 0)
+        self._finish(budget, reservation, State.UNDONE, outcome, now, wall)
+        logger.warning(
+            "grant undone, caller left budget=%s tenant=%s reservation_id=%s",
+            reservation.budget,
+            reservation.tenant,
+            reservation.reservation_id,
+        )
+        entry = Entry(
+            kind=EntryKind.UNDO,
+            at_wall_ns=wall,
+            budget=reservation.budget,
+            tenant=reservation.tenant,
+            reservation_id=reservation.reservation_id,
+            pool=reservation.pool,
+            tokens=-reservation.hold,
+            refunded=reservation.hold,
+        )
+        commit = self._submit(self._batch(budget, entry, reservation, now, wall))
+        self._commits[reservation.reservation_id] = commit
+        self._serve_queues(budget)
