@@ -26,8 +26,8 @@ from tokenpool.core import (
 from tokenpool.engine._base import POOL_EXHAUSTED, REQUEST_TOO_LARGE, EngineBase
 from tokenpool.engine._checks import counted_usage, digest
 from tokenpool.engine._commands import ExtendCommand, SettleCommand
-from tokenpool.engine._records import reservation_row
-from tokenpool.ledger import Entry, EntryKind, LedgerBatch
+from tokenpool.engine._records import reservation_entry, reservation_row
+from tokenpool.ledger import EntryKind, LedgerBatch
 
 logger = logging.getLogger(__name__)
 
@@ -142,20 +142,17 @@ class Closing(EngineBase):
         budget = self._budgets[reservation.budget]
         used = counted_usage(command, budget.policy)
         extra = max(0, used - reservation.charged)
-        if not reservation.end_fingerprint:
+        if extra and not reservation.end_fingerprint:
             reservation.end_fingerprint = fingerprint
             if extra:
                 now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()
                 self._charge_overrun(budget, reservation.pool, extra, now)
                 reservation.charged += extra
                 reservation.overrun += extra
-                entry = Entry(
-                    kind=EntryKind.OVERRUN,
-                    at_wall_ns=wall,
-                    budget=reservation.budget,
-                    tenant=reservation.tenant,
-                    reservation_id=reservation.reservation_id,
-                    pool=reservation.pool,
+                entry = reservation_entry(
+                    EntryKind.OVERRUN,
+                    reservation,
+                    wall,
                     charged=extra,
                     overrun=extra,
                     detail={"late_settle": True, "used": used},
@@ -194,13 +191,10 @@ class Closing(EngineBase):
             outcome.refunded,
             outcome.overrun,
         )
-        entry = Entry(
-            kind=kind,
-            at_wall_ns=wall,
-            budget=reservation.budget,
-            tenant=reservation.tenant,
-            reservation_id=reservation.reservation_id,
-            pool=reservation.pool,
+        entry = reservation_entry(
+            kind,
+            reservation,
+            wall,
             tokens=-reservation.hold,
             charged=outcome.charged,
             refunded=outcome.refunded,
@@ -277,13 +271,10 @@ class Closing(EngineBase):
         reservation.lease_expires_mono_ns = now + (lease_wall - wall)
         self._hold(budget, reservation)
 
-        entry = Entry(
-            kind=EntryKind.EXTEND,
-            at_wall_ns=wall,
-            budget=reservation.budget,
-            tenant=reservation.tenant,
-            reservation_id=reservation.reservation_id,
-            pool=reservation.pool,
+        entry = reservation_entry(
+            EntryKind.EXTEND,
+            reservation,
+            wall,
             tokens=delta,
             detail={
                 "sources": [[pool, tokens] for pool, tokens in reservation.sources],
@@ -324,13 +315,10 @@ class Closing(EngineBase):
                 outcome.charged,
             )
             batch.entries.append(
-                Entry(
-                    kind=EntryKind.EXPIRE,
-                    at_wall_ns=wall,
-                    budget=reservation.budget,
-                    tenant=reservation.tenant,
-                    reservation_id=reservation_id,
-                    pool=reservation.pool,
+                reservation_entry(
+                    EntryKind.EXPIRE,
+                    reservation,
+                    wall,
                     tokens=-hold,
                     charged=outcome.charged,
                     refunded=outcome.refunded,

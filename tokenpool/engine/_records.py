@@ -1,9 +1,11 @@
-"""Conversions between live reservations and the rows the ledger stores."""
+"""Conversions between live reservations and the rows and entries the ledger stores."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from tokenpool.core import Pool, Reservation, State
-from tokenpool.ledger import ReservationRow, ReservationState
+from tokenpool.ledger import Entry, EntryKind, ReservationRow, ReservationState
 
 
 def reservation_row(reservation: Reservation) -> ReservationRow:
@@ -60,4 +62,31 @@ def reservation_from_row(row: ReservationRow, now_ns: int, wall_ns: int) -> Rese
         overrun=row.overrun,
         model=row.model,
         labels=dict(row.labels),
+    )
+
+
+def reservation_entry(
+    kind: EntryKind,
+    reservation: Reservation,
+    wall_ns: int,
+    *,
+    tokens: int = 0,
+    charged: int = 0,
+    refunded: int = 0,
+    overrun: int = 0,
+    detail: Mapping[str, object] | None = None,
+) -> Entry:
+    """The ledger entry for one change to a reservation."""
+    return Entry(
+        kind=kind,
+        at_wall_ns=wall_ns,
+        budget=reservation.budget,
+        tenant=reservation.tenant,
+        reservation_id=reservation.reservation_id,
+        pool=reservation.pool,
+        tokens=tokens,
+        charged=charged,
+        refunded=refunded,
+        overrun=overrun,
+        detail=detail or {},
     )

@@ -40,7 +40,8 @@ from tokenpool.engine._base import (
 )
 from tokenpool.engine._checks import check_request, digest, shape
 from tokenpool.engine._commands import ReserveCommand
-from tokenpool.ledger import Entry, EntryKind, LedgerBatch
+from tokenpool.engine._records import reservation_entry
+from tokenpool.ledger import EntryKind, LedgerBatch
 
 logger = logging.getLogger(__name__)
 
@@ -375,13 +376,10 @@ class Reserving(EngineBase):
             reservation.sources,
             reservation.waited_ms,
         )
-        entry = Entry(
-            kind=EntryKind.RESERVE,
-            at_wall_ns=wall,
-            budget=reservation.budget,
-            tenant=reservation.tenant,
-            reservation_id=reservation.reservation_id,
-            pool=reservation.pool,
+        entry = reservation_entry(
+            EntryKind.RESERVE,
+            reservation,
+            wall,
             tokens=reservation.hold,
             detail={
                 "sources": [[pool, tokens] for pool, tokens in draws],
@@ -408,13 +406,10 @@ class Reserving(EngineBase):
             reservation.tenant,
             reservation.reservation_id,
         )
-        entry = Entry(
-            kind=EntryKind.UNDO,
-            at_wall_ns=wall,
-            budget=reservation.budget,
-            tenant=reservation.tenant,
-            reservation_id=reservation.reservation_id,
-            pool=reservation.pool,
+        entry = reservation_entry(
+            EntryKind.UNDO,
+            reservation,
+            wall,
             tokens=-reservation.hold,
             refunded=reservation.hold,
         )
