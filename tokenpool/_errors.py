@@ -16,6 +16,7 @@
     │   └── RequestTooLargeError    never grantable as asked
     ├── LedgerError
     │   ├── LedgerUnavailableError  the ledger cannot be written now
+    │   ├── LedgerInUseError        another process owns the ledger file
     │   └── LedgerSchemaError       the database is from a newer tokenpool
     └── ShuttingDownError           the daemon is draining
 
@@ -157,6 +158,18 @@ class LedgerError(TokenPoolError):
 
 class LedgerUnavailableError(LedgerError):
     """Raised when the ledger cannot commit; the operation was not applied."""
+
+
+class LedgerInUseError(LedgerError):
+    """Raised when another process already owns the ledger file."""
+
+    def __init__(self, lock_path: str, holder: str) -> None:
+        super().__init__(
+            f"The ledger is in use by another tokenpool process (pid {holder}, "
+            f"lock {lock_path!r}); stop that process or set another ledger.path."
+        )
+        self.lock_path = lock_path
+        self.holder = holder
 
 
 class LedgerSchemaError(LedgerError):

@@ -155,3 +155,28 @@ async def test_in_flight_waiter_is_answered_when_daemon_stops(
             s.daemon.stop()
 
         assert codes == [grpc.StatusCode.UNAVAILABLE]
+
+
+def test_second_daemon_on_same_ledger_or_port_is_refused(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port, "")
+    daemon = DaemonProcess(config, port, tmp_path / "daemon.log")
+    try:
+        (tmp_path / "b").mkdir()
+        same_ledger = tmp_path / "b" / "same-ledger.toml"
+        same_ledger.write_text(
+            config.read_text().replace(f":{port}", f":{free_port()}"), encoding="utf-8"
+        )
+        (tmp_path / "c").mkdir()
+        same_port = write_config(tmp_path / "c", port, "")
+
+        ledger_taken = _cli("serve", "--config", str(same_ledger))
+        port_taken = _cli("serve", "--config", str(same_port))
+
+        assert ledger_taken.returncode == 1
+        assert "LedgerInUseError" in ledger_taken.stderr
+        assert f"pid {daemon.process.pid}" in ledger_taken.stderr
+        assert port_taken.returncode == 1
+        assert "Cannot listen on server.address" in port_taken.stderr
+    finally:
+        assert daemon.terminate() == 0

@@ -21,6 +21,7 @@ import tokenpool.ledger
 from tokenpool._errors import (
     ConfigError,
     LedgerError,
+    LedgerInUseError,
     LedgerSchemaError,
     LedgerUnavailableError,
 )
@@ -142,7 +143,9 @@ async def test_open_bad_options_raise_config_error(tmp_path: Path) -> None:
 
 
 async def test_open_missing_directory_is_unavailable(tmp_path: Path) -> None:
-    with pytest.raises(LedgerUnavailableError, match=r"open of .* failed"):
+    with pytest.raises(
+        LedgerUnavailableError, match=r"Cannot lock ledger .* folder exists"
+    ):
         await Ledger.open(tmp_path / "missing" / "ledger.db")
 
 
@@ -507,3 +510,16 @@ async def test_entries_pages_by_id(tmp_path: Path) -> None:
     assert [e.tokens for e in first] == [0, 1]
     assert [e.tokens for e in rest] == [2, 3, 4]
     assert [e.id for e in first + rest] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.anyio
+async def test_second_open_of_a_ledger_is_refused_until_closed(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    first = await Ledger.open(path)
+
+    with pytest.raises(LedgerInUseError, match=r"in use by another tokenpool process"):
+        await Ledger.open(path)
+
+    await first.aclose()
+    second = await Ledger.open(path)
+    await second.aclose()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -33,6 +33,7 @@ class Refusal:
     reason: str = ""
     retry_after_s: float | None = None
     detail: pb.RefusalDetail | None = None
+    bad_fields: list[str] = field(default_factory=list)
 
 
 async def refusal(call: Awaitable[Any]) -> Refusal:
@@ -51,6 +52,10 @@ async def refusal(call: Awaitable[Any]) -> Refusal:
                 retry = error_details_pb2.RetryInfo()
                 packed.Unpack(retry)
                 found.retry_after_s = retry.retry_delay.ToNanoseconds() / 1e9
+            elif packed.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                packed.Unpack(bad)
+                found.bad_fields = [v.field for v in bad.field_violations]
             elif packed.Is(pb.RefusalDetail.DESCRIPTOR):
                 found.detail = pb.RefusalDetail()
                 packed.Unpack(found.detail)

@@ -7,6 +7,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import timestamp_pb2
 from tokenpool_client.v1 import tokenpool_pb2 as pb
 
 from tests.conftest import Served, ServeFactory
@@ -211,6 +212,52 @@ CASES: list[tuple[str, Call, grpc.StatusCode, str]] = [
         "cannot grant",
     ),
     (
+        "extend to an impossible time",
+        lambda s, rid: s.api.Extend(
+            pb.ExtendRequest(
+                reservation_id=rid,
+                tenant="t",
+                lease_expires_at=timestamp_pb2.Timestamp(seconds=2**63 - 1),
+            )
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "lease_expires_at",
+    ),
+    (
+        "control characters in a settle's model",
+        _settle(model="gpt\x00\x1b[31m"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "model",
+    ),
+    (
+        "control characters in a reservation id",
+        lambda s, _: s.api.Settle(
+            pb.SettleRequest(reservation_id="a\x07b", tenant="t")
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "reservation_id",
+    ),
+    (
+        "empty fallback budget",
+        _reserve(tokens=1, fallback_budgets=[""]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "fallback_budgets",
+    ),
+    (
+        "negative listing limit",
+        lambda s, _: s.admin.ListReservations(pb.ListReservationsRequest(limit=-1)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "limit",
+    ),
+    (
+        "an admin call of a later release",
+        lambda s, _: s.admin.SetCapacity(
+            pb.SetCapacityRequest(budget="b", capacity_tokens=5)
+        ),
+        grpc.StatusCode.UNIMPLEMENTED,
+        "not implemented",
+    ),
+    (
         "status of an unknown budget",
         lambda s, _: s.api.GetBudget(pb.GetBudgetRequest(budget="nope")),
         grpc.StatusCode.NOT_FOUND,
@@ -301,3 +348,51 @@ async def test_draining_daemon_answers_unavailable(serve: ServeFactory) -> None:
 
         assert failed.code == grpc.StatusCode.UNAVAILABLE
         assert "shutting down" in failed.message
+
+
+async def test_invalid_argument_names_the_field_in_details(serve: ServeFactory) -> None:
+    async with serve(**CONFIG) as s:
+        failed = await refusal(
+            s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=-1))
+        )
+
+        assert failed.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert failed.bad_fields == ["tokens"]
+
+
+async def test_usage_that_would_overflow_the_debt_is_refused(
+    serve: ServeFactory,
+) -> None:
+    async with serve(**CONFIG) as s:
+        held = [
+            await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=1))
+            for _ in range(2)
+        ]
+        huge = 2**62
+        first = await s.api.Settle(
+            pb.SettleRequest(
+                reservation_id=held[0].reservation_id, tenant="t", output_tokens=huge
+            )
+        )
+        assert first.overrun_tokens == huge - 1
+        before = await _snapshot(s)
+
+        failed = await refusal(
+            s.api.Settle(
+                pb.SettleRequest(
+                    reservation_id=held[1].reservation_id,
+                    tenant="t",
+                    output_tokens=huge,
+                )
+            )
+        )
+
+        assert failed.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert "2^62 tokens in debt" in failed.message
+        assert await _snapshot(s) == before
+        # The pool is deep in debt, yet refusals still carry a sane retry-after.
+        refused = await refusal(
+            s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=1))
+        )
+        assert refused.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert refused.retry_after_s is not None and refused.retry_after_s <= 86_400

@@ -25,6 +25,9 @@ app = typer.Typer(
 
 _stderr = Console(stderr=True)
 
+# Columns of `status` output when stdout is not a terminal.
+_PIPED_WIDTH = 140
+
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
@@ -64,8 +67,18 @@ def _root(
 
 
 def _fail(error: Exception) -> typer.Exit:
-    _stderr.print(f"[red]{type(error).__name__}:[/red] {error}")
+    # Not wrapped: a log collector or a test reads the line whole.
+    _stderr.print(f"[red]{type(error).__name__}:[/red] {error}", soft_wrap=True)
     return typer.Exit(code=1)
+
+
+def _first(group: BaseExceptionGroup[TokenPoolError]) -> TokenPoolError:
+    """The first of our errors in a (nested) exception group from a task group."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    assert isinstance(error, TokenPoolError)
+    return error
 
 
 def _log_format(value: str) -> Literal["text", "json"]:
@@ -89,6 +102,11 @@ def serve(
         anyio.run(Daemon(settings).serve_forever, backend_options=_loop_options())
     except TokenPoolError as exc:
         raise _fail(exc) from None
+    except BaseExceptionGroup as group:
+        ours = group.subgroup(TokenPoolError)
+        if ours is None:
+            raise
+        raise _fail(_first(ours)) from None
 
 
 @app.command()
@@ -108,7 +126,8 @@ def status(
     except ClientError as exc:
         raise _fail(exc) from None
 
-    console = Console()
+    # Piped output gets a fixed width wide enough for every column.
+    console = Console(width=None if sys.stdout.isatty() else _PIPED_WIDTH)
     for status in budgets:
         table = Table(
             title=f"budget {status.name}: {status.capacity_tokens:,} tokens "

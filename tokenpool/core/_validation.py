@@ -65,8 +65,14 @@ def check_labels(labels: Mapping[str, str], limits: InputLimits) -> dict[str, st
                 f"value of {key[:40]!r} is longer than {limits.max_label_length} "
                 "characters",
             )
-        if _CONTROL.search(key) or _CONTROL.search(value):
-            raise InvalidFieldError("labels", f"{key[:40]!r} holds control characters")
+        if _CONTROL.search(key):
+            raise InvalidFieldError(
+                "labels", f"key {key[:40]!r} holds control characters"
+            )
+        if _CONTROL.search(value):
+            raise InvalidFieldError(
+                "labels", f"value of {key[:40]!r} holds control characters"
+            )
     return dict(labels)
 
 

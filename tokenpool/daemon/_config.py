@@ -6,7 +6,14 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tokenpool._errors import ConfigError
@@ -17,6 +24,9 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"
 
 # The ledger file when nothing says otherwise, relative to the working folder.
 DEFAULT_LEDGER_PATH = "tokenpool.db"
+
+# Largest TCP port number.
+_MAX_PORT = 65_535
 
 # Capacity per window of the embedded `default` budget.
 DEFAULT_CAPACITY_TOKENS = 600_000
@@ -29,6 +39,18 @@ class ServerSettings(BaseModel):
 
     address: str = Field(DEFAULT_ADDRESS, min_length=3)
     """host:port to listen on; port 0 picks a free one."""
+
+    @field_validator("address")
+    @classmethod
+    def _host_and_port(cls, address: str) -> str:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= _MAX_PORT:
+            raise ValueError(
+                f"{address!r} is not host:port with a port from 0 to {_MAX_PORT} "
+                "(e.g. 127.0.0.1:50051, [::1]:50051)"
+            )
+        return address
+
     grace_seconds: float = Field(10.0, ge=0, le=600)
     """How long in-flight RPCs may run after a stop signal."""
 
@@ -104,8 +126,10 @@ def load_settings(path: Path | None) -> Settings:
         problems = "; ".join(
             f"{_location(error['loc'])}: {error['msg']}" for error in exc.errors()
         )
-        where = f"config file {str(path)!r}" if path else "the configuration"
-        raise ConfigError(f"Invalid {where}: {problems}") from exc
+        where = f"config file {str(path)!r}" if path else "configuration"
+        raise ConfigError(
+            f"Invalid {where} (TOKENPOOL_* environment included): {problems}"
+        ) from exc
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

@@ -91,7 +91,9 @@ class Daemon:
     async def _serve(
         self, engine: Engine, ledger: Ledger, task_status: TaskStatus[Running]
     ) -> None:
-        server = grpc.aio.server()
+        # Without this, a second daemon could bind the same port and take half
+        # the connections with state of its own.
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         pb_grpc.add_TokenPoolServicer_to_server(TokenPoolServicer(engine), server)
         pb_grpc.add_AdminServicer_to_server(AdminServicer(engine, ledger), server)
         health_servicer = health.aio.HealthServicer()

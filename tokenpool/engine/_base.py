@@ -22,6 +22,7 @@ from tokenpool._errors import (
     UnknownReservationError,
 )
 from tokenpool.core import (
+    MAX_TOKENS,
     POOL_ORDER,
     BudgetPolicy,
     InputLimits,
@@ -34,6 +35,7 @@ from tokenpool.core import (
     TenantPolicy,
     burst_limit,
     check_name,
+    check_text,
     plan_overrun,
     plan_refund,
     split_capacity,
@@ -59,6 +61,12 @@ NS_PER_MS = 1_000_000
 # Unknown tenants admitted under unknown_tenants = "admit" are remembered up
 # to this many, so that hostile names cannot grow memory without bound.
 _ADMITTED_CACHE_LIMIT = 10_000
+
+# Reservation ids are 32 hex digits; anything much longer is not one of ours.
+_MAX_RESERVATION_ID_LENGTH = 64
+
+# A retry-after hint is never longer than a day: past that, it says nothing.
+_MAX_RETRY_AFTER_NS = 86_400 * 1_000_000_000
 
 # Refusal reasons, sent as ErrorInfo.reason (SPEC 12.1).
 POOL_EXHAUSTED = "POOL_EXHAUSTED"
@@ -174,8 +182,8 @@ class EngineBase:
                 "until it can record again. Retry shortly."
             )
 
-    def _budget(self, name: str) -> BudgetState:
-        check_name("budget", name)
+    def _budget(self, name: str, field: str = "budget") -> BudgetState:
+        check_name(field, name)
         budget = self._budgets.get(name)
         if budget is None:
             raise UnknownBudgetError(name, list(self._budgets))
@@ -197,8 +205,9 @@ class EngineBase:
     async def _find(self, reservation_id: str, tenant: str) -> Reservation:
         """Looks a reservation up in memory, then in the ledger."""
         check_name("tenant", tenant)
-        if not reservation_id or len(reservation_id) > 64:
-            raise InvalidFieldError("reservation_id", "must be 1 to 64 characters")
+        if not reservation_id:
+            raise InvalidFieldError("reservation_id", "must not be empty")
+        check_text("reservation_id", reservation_id, _MAX_RESERVATION_ID_LENGTH)
         reservation = self._reservations.get(reservation_id)
         if reservation is None:
             row = await self._ledger.get_reservation(reservation_id)
@@ -306,7 +315,7 @@ class EngineBase:
             pool=pool,
             requested=sizing.tokens,
             largest_grantable=largest,
-            retry_after_ns=max(retry_ns or 0, NS_PER_MS),
+            retry_after_ns=min(max(retry_ns or 0, NS_PER_MS), _MAX_RETRY_AFTER_NS),
         )
 
     def _count_refusal(self, budget: str, tenant: str, reason: str) -> None:
@@ -418,6 +427,24 @@ class EngineBase:
         reservation.overrun = outcome.overrun
         reservation.ended_wall_ns = wall
         self._ended.append((wall, reservation.reservation_id))
+
+    def _check_debt_room(
+        self, budget: BudgetState, pool: Pool, overrun: int, now: int
+    ) -> None:
+        """Refuses usage whose overrun would take a pool's debt past 2^62."""
+        if overrun == 0:
+            return
+        levels = self._store.levels(budget.policy.name, now)
+        charge = plan_overrun(
+            overrun, levels[pool].available, levels[Pool.BURST].available
+        )
+        if levels[pool].level - charge.from_own - charge.debt < -MAX_TOKENS:
+            raise InvalidFieldError(
+                "usage",
+                f"{overrun} tokens beyond the hold would put pool {pool} of budget "
+                f"{budget.policy.name!r} more than 2^62 tokens in debt; report the "
+                "real usage",
+            )
 
     def _charge_overrun(
         self, budget: BudgetState, pool: Pool, overrun: int, now: int

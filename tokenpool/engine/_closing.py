@@ -17,6 +17,7 @@ from tokenpool.core import (
     State,
     account,
     check_count,
+    check_text,
     check_total,
     merge,
     plan_draws,
@@ -50,6 +51,7 @@ class Closing(EngineBase):
             )
         ]
         check_total("usage", *figures[:4])
+        check_text("model", command.model)
         if command.response_cache_hit and any(figures[:4]):
             raise InvalidFieldError(
                 "response_cache_hit",
@@ -69,6 +71,10 @@ class Closing(EngineBase):
         if not command.response_cache_hit:
             used = counted_usage(command, policy)
         outcome = account(reservation.hold, used, incomplete=command.incomplete)
+        now = self._clock.monotonic_ns()
+        self._check_debt_room(
+            self._budgets[reservation.budget], reservation.pool, outcome.overrun, now
+        )
         detail: dict[str, object] = {
             "input_tokens": command.input_tokens,
             "cached_input_tokens": command.cached_input_tokens,
@@ -111,6 +117,12 @@ class Closing(EngineBase):
             return await self._repeat_end(reservation, State.RELEASED, fingerprint)
 
         outcome = account(reservation.hold, billed)
+        self._check_debt_room(
+            self._budgets[reservation.budget],
+            reservation.pool,
+            outcome.overrun,
+            self._clock.monotonic_ns(),
+        )
         detail: dict[str, object] = {"billed_input_tokens": billed}
         return await self._end(
             reservation, State.RELEASED, EntryKind.RELEASE, outcome, fingerprint, detail
@@ -143,28 +155,28 @@ class Closing(EngineBase):
         used = counted_usage(command, budget.policy)
         extra = max(0, used - reservation.charged)
         if extra and not reservation.end_fingerprint:
+            now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()
+            self._check_debt_room(budget, reservation.pool, extra, now)
             reservation.end_fingerprint = fingerprint
-            if extra:
-                now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()
-                self._charge_overrun(budget, reservation.pool, extra, now)
-                reservation.charged += extra
-                reservation.overrun += extra
-                entry = reservation_entry(
-                    EntryKind.OVERRUN,
-                    reservation,
-                    wall,
-                    charged=extra,
-                    overrun=extra,
-                    detail={"late_settle": True, "used": used},
-                )
-                batch = self._batch(budget, entry, reservation, now, wall)
-                self._commits[reservation.reservation_id] = self._submit(batch)
+            self._charge_overrun(budget, reservation.pool, extra, now)
+            reservation.charged += extra
+            reservation.overrun += extra
+            entry = reservation_entry(
+                EntryKind.OVERRUN,
+                reservation,
+                wall,
+                charged=extra,
+                overrun=extra,
+                detail={"late_settle": True, "used": used},
+            )
+            batch = self._batch(budget, entry, reservation, now, wall)
+            self._commits[reservation.reservation_id] = self._submit(batch)
         await self._durable(reservation.reservation_id)
         raise ReservationEndedError(
             reservation.reservation_id,
             "expired",
-            f"its lease ended before this settle; {extra} tokens of usage beyond "
-            "what expiry charged were recorded as overrun.",
+            f"its lease ended before this settle; {reservation.overrun} tokens of "
+            "usage beyond what expiry charged were recorded as overrun.",
         )
 
     async def _end(

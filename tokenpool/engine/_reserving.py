@@ -67,8 +67,9 @@ class Reserving(EngineBase):
         self._check_serving()
         check_name("tenant", command.tenant)
         check_request(command)
-        for name in (command.budget, *command.fallback_budgets):
-            self._budget(name)
+        self._budget(command.budget)
+        for name in command.fallback_budgets:
+            self._budget(name, "fallback_budgets")
         check_labels(command.labels, self._limits)
         fingerprint = digest(
             command.budget,
@@ -144,7 +145,9 @@ class Reserving(EngineBase):
         policy = budget.policy
         tenant = self._tenant(command.tenant, policy)
         sizing = size_call(shape(command), policy)
-        check_count("tokens", sizing.tokens)
+        check_count(
+            "tokens" if command.tokens else "input_tokens + output", sizing.tokens
+        )
         wait_ns = (
             check_count("max_wait_ms", command.max_wait_ms, maximum=policy.max_wait_ms)
             * NS_PER_MS

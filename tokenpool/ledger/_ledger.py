@@ -21,6 +21,7 @@ from tokenpool._errors import (
     LedgerError,
     LedgerUnavailableError,
 )
+from tokenpool.ledger._lock import LedgerLock
 from tokenpool.ledger._records import (
     Entry,
     EntryKind,
@@ -159,9 +160,16 @@ class Ledger:
     under load many operations share one transaction and one fsync.
     """
 
-    def __init__(self, conn: aiosqlite.Connection, *, path: str) -> None:
+    def __init__(
+        self,
+        conn: aiosqlite.Connection,
+        *,
+        path: str,
+        lock: LedgerLock | None = None,
+    ) -> None:
         self._conn: aiosqlite.Connection | None = conn
         self._path = path
+        self._file_lock = lock
         # Serialises write groups and reads on the one connection, so a read
         # never sees a group that is half written or later rolled back.
         self._lock = anyio.Lock()
@@ -209,6 +217,31 @@ class Ledger:
             )
         where = os.fspath(path)
 
+        lock = None if where == ":memory:" else LedgerLock(where)
+        if lock is not None:
+            try:
+                await anyio.to_thread.run_sync(lock.acquire)
+            except OSError as exc:
+                raise LedgerUnavailableError(
+                    f"Cannot lock ledger {where!r} ({exc}); check that its folder "
+                    "exists and is writable."
+                ) from exc
+        try:
+            return await cls._open_locked(where, durability, busy_timeout_ms, lock)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+
+    @classmethod
+    async def _open_locked(
+        cls,
+        where: str,
+        durability: Literal["normal", "power"],
+        busy_timeout_ms: int,
+        lock: LedgerLock | None,
+    ) -> Ledger:
+        """Opens and migrates a ledger whose lock this process holds."""
         # Probe first: when aiosqlite's own connect fails, its worker thread
         # may report to an event loop that has closed by then
         # (https://github.com/omnilib/aiosqlite/issues/387).
@@ -246,7 +279,7 @@ class Ledger:
                 "durability": durability,
             },
         )
-        return cls(conn, path=where)
+        return cls(conn, path=where, lock=lock)
 
     @staticmethod
     async def _prepare(
@@ -460,6 +493,8 @@ class Ledger:
                     if conn is not None:
                         await _close_quietly(conn)
         finally:
+            if self._file_lock is not None:
+                self._file_lock.release()
             self._close_done.set()
 
         logger.info(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from google.protobuf import timestamp_pb2
 from tokenpool_client.v1 import tokenpool_pb2 as pb
 
+from tokenpool._errors import InvalidFieldError
 from tokenpool.core import Reservation
 from tokenpool.engine import (
     BudgetView,
@@ -85,7 +86,10 @@ def extend_command(request: pb.ExtendRequest) -> ExtendCommand:
     """The engine's view of an Extend request."""
     lease = None
     if request.HasField("lease_expires_at"):
-        lease = request.lease_expires_at.ToNanoseconds()
+        try:
+            lease = request.lease_expires_at.ToNanoseconds()
+        except ValueError as exc:
+            raise InvalidFieldError("lease_expires_at", str(exc)) from exc
     return ExtendCommand(
         reservation_id=request.reservation_id,
         tenant=request.tenant,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import grpc
 from tokenpool_client.v1 import tokenpool_pb2 as pb
 from tokenpool_client.v1 import tokenpool_pb2_grpc as pb_grpc
 
 from tokenpool._errors import TokenPoolError
-from tokenpool.core import check_name
+from tokenpool.core import check_name, check_range
 from tokenpool.engine import Engine
 from tokenpool.ledger import Ledger
 from tokenpool.service import _convert as convert
@@ -23,11 +23,13 @@ _T = TypeVar("_T")
 
 
 async def _answer(
-    rpc: str, context: grpc.aio.ServicerContext[object, object], work: Awaitable[_T]
+    rpc: str,
+    context: grpc.aio.ServicerContext[object, object],
+    work: Callable[[], Awaitable[_T]],
 ) -> _T:
-    """Runs the engine call; turns our errors into their gRPC status."""
+    """Decodes and runs the engine call; turns our errors into their status."""
     try:
-        return await work
+        return await work()
     except TokenPoolError as exc:
         logger.debug("rpc refused rpc=%s code=%s error=%s", rpc, status_code(exc), exc)
         await context.abort_with_status(to_status(exc))
@@ -47,7 +49,12 @@ async def _answer_now(
     async def run() -> _T:
         return read()
 
-    return await _answer(rpc, context, run())
+    return await _answer(rpc, context, run)
+
+
+# ListReservations answers this many when the request says 0, at most the max.
+_LISTED = 100
+_MAX_LISTED = 10_000
 
 
 def _deadline(context: grpc.aio.ServicerContext[object, object]) -> float | None:
@@ -64,15 +71,24 @@ class TokenPoolServicer(pb_grpc.TokenPoolServicer):
     async def Reserve(
         self, request: pb.ReserveRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReserveResponse:
-        command = convert.reserve_command(request)
-        work = self._engine.reserve(command, deadline_s=_deadline(context))
-        return convert.reserve_response(await _answer("Reserve", context, work))
+        deadline_s = _deadline(context)
+        granted = await _answer(
+            "Reserve",
+            context,
+            lambda: self._engine.reserve(
+                convert.reserve_command(request), deadline_s=deadline_s
+            ),
+        )
+        return convert.reserve_response(granted)
 
     async def Settle(
         self, request: pb.SettleRequest, context: grpc.aio.ServicerContext
     ) -> pb.SettleResponse:
-        work = self._engine.settle(convert.settle_command(request))
-        settled = await _answer("Settle", context, work)
+        settled = await _answer(
+            "Settle",
+            context,
+            lambda: self._engine.settle(convert.settle_command(request)),
+        )
         return pb.SettleResponse(
             charged_tokens=settled.charged,
             refunded_tokens=settled.refunded,
@@ -82,10 +98,13 @@ class TokenPoolServicer(pb_grpc.TokenPoolServicer):
     async def Release(
         self, request: pb.ReleaseRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReleaseResponse:
-        work = self._engine.release(
-            request.reservation_id, request.tenant, request.billed_input_tokens
+        released = await _answer(
+            "Release",
+            context,
+            lambda: self._engine.release(
+                request.reservation_id, request.tenant, request.billed_input_tokens
+            ),
         )
-        released = await _answer("Release", context, work)
         return pb.ReleaseResponse(
             charged_tokens=released.charged, refunded_tokens=released.refunded
         )
@@ -93,8 +112,12 @@ class TokenPoolServicer(pb_grpc.TokenPoolServicer):
     async def Extend(
         self, request: pb.ExtendRequest, context: grpc.aio.ServicerContext
     ) -> pb.ExtendResponse:
-        work = self._engine.extend(convert.extend_command(request))
-        return convert.extend_response(await _answer("Extend", context, work))
+        extended = await _answer(
+            "Extend",
+            context,
+            lambda: self._engine.extend(convert.extend_command(request)),
+        )
+        return convert.extend_response(extended)
 
     async def GetBudget(
         self, request: pb.GetBudgetRequest, context: grpc.aio.ServicerContext
@@ -136,12 +159,13 @@ class AdminServicer(pb_grpc.AdminServicer):
                 self._engine.budget_status(request.budget)
             if request.tenant:
                 check_name("tenant", request.tenant)
+            limit = check_range("limit", request.limit, 0, _MAX_LISTED) or _LISTED
             found = self._engine.reservations(
-                budget=request.budget, tenant=request.tenant, limit=request.limit or 100
+                budget=request.budget, tenant=request.tenant, limit=limit
             )
             return [convert.reservation_info(r) for r in found]
 
-        rows = await _answer("ListReservations", context, listing())
+        rows = await _answer("ListReservations", context, listing)
         return pb.ListReservationsResponse(reservations=rows)
 
     async def Report(
@@ -153,4 +177,36 @@ class AdminServicer(pb_grpc.AdminServicer):
             rows = await self._ledger.totals(budget=request.budget or None)
             return [pb.ReportRow(**row) for row in rows]  # type: ignore[arg-type]
 
-        return pb.ReportResponse(rows=await _answer("Report", context, totals()))
+        return pb.ReportResponse(rows=await _answer("Report", context, totals))
+
+    async def Rebalance(
+        self, request: pb.RebalanceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.BudgetStatus:
+        await _not_yet(context, "Rebalance")
+
+    async def SetCapacity(
+        self, request: pb.SetCapacityRequest, context: grpc.aio.ServicerContext
+    ) -> pb.BudgetStatus:
+        await _not_yet(context, "SetCapacity")
+
+    async def UpsertTenant(
+        self, request: pb.UpsertTenantRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TenantStatus:
+        await _not_yet(context, "UpsertTenant")
+
+    async def ReloadConfig(
+        self, request: pb.ReloadConfigRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReloadConfigResponse:
+        await _not_yet(context, "ReloadConfig")
+
+
+async def _not_yet(
+    context: grpc.aio.ServicerContext[object, object], rpc: str
+) -> NoReturn:
+    """Answers UNIMPLEMENTED for an admin call of a later release."""
+    await context.abort(
+        grpc.StatusCode.UNIMPLEMENTED,
+        f"{rpc} is not implemented in this version of tokenpool; change the "
+        "configuration file and restart the daemon instead.",
+    )
+    raise AssertionError("abort returned")  # pragma: no cover

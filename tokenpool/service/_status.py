@@ -59,6 +59,12 @@ def to_status(error: TokenPoolError) -> grpc.Status:
     """A rich status: the code, the message and, for refusals, the details."""
     code = status_code(error)
     status = status_pb2.Status(code=code.value[0], message=str(error))
+    if isinstance(error, InvalidFieldError):
+        violation = error_details_pb2.BadRequest.FieldViolation(
+            field=error.field, description=error.reason
+        )
+        bad = error_details_pb2.BadRequest(field_violations=[violation])
+        status.details.append(_packed(bad))
     if isinstance(error, RefusalError):
         retry_ms = (
             0 if error.retry_after_ns is None else -(-error.retry_after_ns // 10**6)
