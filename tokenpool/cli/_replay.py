@@ -229,6 +229,11 @@ def replay(
             param_hint="--ledger",
         )
 
+    if json_path is not None and not json_path.parent.is_dir():
+        raise typer.BadParameter(
+            f"folder {str(json_path.parent)!r} does not exist", param_hint="--json"
+        )
+
     try:
         settings = load_settings(config)
         chosen = _tenants(tenants, settings)
@@ -276,12 +281,13 @@ def replay(
     except KeyboardInterrupt:
         raise _fail(ReplayError("Interrupted; no report was written.")) from None
 
-    print_summary(report, Console())
+    # The file first: a reader of stdout that stops early must not cost it.
     if json_path is not None:
         try:
             json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         except OSError as exc:
             raise _fail(exc) from None
+    print_summary(report, Console())
 
 
 def _run(setup: ReplaySetup, settings: Settings, ledger: Path | None) -> dict[str, Any]:

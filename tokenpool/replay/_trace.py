@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from tokenpool.core import MAX_TOKENS
 from tokenpool.replay._errors import TraceError
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ def _count(value: str, column: str) -> int:
         raise ValueError(f"{column} {value!r} is not a whole number") from None
     if count < 0:
         raise ValueError(f"{column} {count} is negative")
+    if count > MAX_TOKENS:
+        raise ValueError(f"{column} {count} is above the maximum 2^62")
     return count
 
 
