@@ -163,13 +163,12 @@ class LedgerUnavailableError(LedgerError):
 class LedgerInUseError(LedgerError):
     """Raised when another process already owns the ledger file."""
 
-    def __init__(self, lock_path: str, holder: str) -> None:
+    def __init__(self, path: str) -> None:
         super().__init__(
-            f"The ledger is in use by another tokenpool process (pid {holder}, "
-            f"lock {lock_path!r}); stop that process or set another ledger.path."
+            f"The ledger {path!r} is in use by another tokenpool process; stop "
+            "that process or set another ledger.path."
         )
-        self.lock_path = lock_path
-        self.holder = holder
+        self.path = path
 
 
 class LedgerSchemaError(LedgerError):

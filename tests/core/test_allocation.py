@@ -58,9 +58,15 @@ def test_account_refunds_and_overruns() -> None:
 
 
 def test_overrun_goes_to_own_then_burst_then_debt() -> None:
-    charge = plan_overrun(100, own_available=30, burst_available=50)
+    charge = plan_overrun(100, own_available=30, burst_available=50, debt_room=500)
 
     assert (charge.from_own, charge.from_burst, charge.debt) == (30, 50, 20)
+
+
+def test_debt_stops_at_the_room_left() -> None:
+    charge = plan_overrun(100, own_available=0, burst_available=10, debt_room=25)
+
+    assert (charge.from_own, charge.from_burst, charge.debt) == (0, 10, 25)
 
 
 def test_cache_reads_count_by_weight() -> None:

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 import anyio
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tokenpool import __version__
@@ -130,7 +131,7 @@ def status(
     console = Console(width=None if sys.stdout.isatty() else _PIPED_WIDTH)
     for status in budgets:
         table = Table(
-            title=f"budget {status.name}: {status.capacity_tokens:,} tokens "
+            title=f"budget {escape(status.name)}: {status.capacity_tokens:,} tokens "
             f"per {status.window_seconds} s, {status.open_reservations} open"
         )
         for column in (

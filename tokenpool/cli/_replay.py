@@ -51,6 +51,9 @@ logger = logging.getLogger(__name__)
 # used for an external daemon whose budget the replay cannot read.
 _DEFAULT_MAX_LEASE_MS = 3_600_000
 
+# Slowest --speed: an hour of trace in about a thousand hours.
+_MIN_SPEED = 0.001
+
 # --speed as the default `make demo` uses: an hour of trace in a minute.
 _DEFAULT_SPEED = "60"
 
@@ -63,9 +66,10 @@ def _speed(value: str) -> float | None:
         speed = float(value)
     except ValueError:
         speed = math.nan
-    if not (math.isfinite(speed) and speed > 0):
+    if not (math.isfinite(speed) and speed >= _MIN_SPEED):
         raise typer.BadParameter(
-            f"{value!r} is neither 'max' nor a positive number", param_hint="--speed"
+            f"{value!r} is neither 'max' nor a number of at least {_MIN_SPEED}",
+            param_hint="--speed",
         )
     return speed
 
@@ -229,6 +233,10 @@ def replay(
             param_hint="--ledger",
         )
 
+    if json_path is not None and json_path.is_dir():
+        raise typer.BadParameter(
+            f"{str(json_path)!r} is a folder; name a file", param_hint="--json"
+        )
     if json_path is not None and not json_path.parent.is_dir():
         raise typer.BadParameter(
             f"folder {str(json_path.parent)!r} does not exist", param_hint="--json"

@@ -100,12 +100,17 @@ class OverrunCharge:
 
 
 def plan_overrun(
-    overrun: int, own_available: int, burst_available: int
+    overrun: int, own_available: int, burst_available: int, debt_room: int
 ) -> OverrunCharge:
-    """Charges an overrun to the own pool, what it lacks to burst, the rest as debt."""
+    """Charges an overrun to the own pool, what it lacks to burst, the rest as debt.
+
+    Debt stops at `debt_room` (how much more debt the own pool may carry);
+    what lies beyond is not counted by any pool.
+    """
     from_own = min(overrun, own_available)
     from_burst = min(overrun - from_own, burst_available)
-    return OverrunCharge(from_own, from_burst, overrun - from_own - from_burst)
+    debt = min(overrun - from_own - from_burst, max(0, debt_room))
+    return OverrunCharge(from_own, from_burst, debt)
 
 
 def burst_limit(burst_capacity: int, percent: int) -> int:

@@ -86,6 +86,12 @@ class BudgetPolicy(_Frozen):
     """Percent of a cached input token that counts against the budget."""
     overrun_limit_percent: int = Field(10, ge=0)
     """Usage this far above the hold is flagged as a violation."""
+    max_debt_windows: int = Field(1, ge=0, le=1000)
+    """A pool's debt never passes this many windows of its capacity.
+
+    Usage beyond it is still charged in the ledger, but the pool stops
+    counting it, so one wild usage report cannot lock a pool for years.
+    """
     chars_per_token: int = Field(4, ge=1, le=100)
     """Converts input_chars to tokens when no token count is given."""
     default_output_tokens: int = Field(512, ge=0, le=MAX_TOKENS)

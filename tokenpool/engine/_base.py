@@ -22,7 +22,6 @@ from tokenpool._errors import (
     UnknownReservationError,
 )
 from tokenpool.core import (
-    MAX_TOKENS,
     POOL_ORDER,
     BudgetPolicy,
     InputLimits,
@@ -428,31 +427,27 @@ class EngineBase:
         reservation.ended_wall_ns = wall
         self._ended.append((wall, reservation.reservation_id))
 
-    def _check_debt_room(
-        self, budget: BudgetState, pool: Pool, overrun: int, now: int
-    ) -> None:
-        """Refuses usage whose overrun would take a pool's debt past 2^62."""
-        if overrun == 0:
-            return
-        levels = self._store.levels(budget.policy.name, now)
-        charge = plan_overrun(
-            overrun, levels[pool].available, levels[Pool.BURST].available
-        )
-        if levels[pool].level - charge.from_own - charge.debt < -MAX_TOKENS:
-            raise InvalidFieldError(
-                "usage",
-                f"{overrun} tokens beyond the hold would put pool {pool} of budget "
-                f"{budget.policy.name!r} more than 2^62 tokens in debt; report the "
-                "real usage",
-            )
-
     def _charge_overrun(
         self, budget: BudgetState, pool: Pool, overrun: int, now: int
     ) -> None:
         levels = self._store.levels(budget.policy.name, now)
+        floor = -levels[pool].capacity * budget.policy.max_debt_windows
         charge = plan_overrun(
-            overrun, levels[pool].available, levels[Pool.BURST].available
+            overrun,
+            levels[pool].available,
+            levels[Pool.BURST].available,
+            debt_room=min(levels[pool].level, 0) - floor,
         )
+        counted = charge.from_own + charge.from_burst + charge.debt
+        if counted < overrun:
+            logger.warning(
+                "pool debt at its limit; overrun not counted by the pool budget=%s "
+                "pool=%s overrun=%d counted=%d",
+                budget.policy.name,
+                pool,
+                overrun,
+                counted,
+            )
         self._store.charge(
             budget.policy.name,
             ((pool, charge.from_own + charge.debt), (Pool.BURST, charge.from_burst)),

@@ -71,10 +71,6 @@ class Closing(EngineBase):
         if not command.response_cache_hit:
             used = counted_usage(command, policy)
         outcome = account(reservation.hold, used, incomplete=command.incomplete)
-        now = self._clock.monotonic_ns()
-        self._check_debt_room(
-            self._budgets[reservation.budget], reservation.pool, outcome.overrun, now
-        )
         detail: dict[str, object] = {
             "input_tokens": command.input_tokens,
             "cached_input_tokens": command.cached_input_tokens,
@@ -117,12 +113,6 @@ class Closing(EngineBase):
             return await self._repeat_end(reservation, State.RELEASED, fingerprint)
 
         outcome = account(reservation.hold, billed)
-        self._check_debt_room(
-            self._budgets[reservation.budget],
-            reservation.pool,
-            outcome.overrun,
-            self._clock.monotonic_ns(),
-        )
         detail: dict[str, object] = {"billed_input_tokens": billed}
         return await self._end(
             reservation, State.RELEASED, EntryKind.RELEASE, outcome, fingerprint, detail
@@ -156,7 +146,6 @@ class Closing(EngineBase):
         extra = max(0, used - reservation.charged)
         if extra and not reservation.end_fingerprint:
             now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()
-            self._check_debt_room(budget, reservation.pool, extra, now)
             reservation.end_fingerprint = fingerprint
             self._charge_overrun(budget, reservation.pool, extra, now)
             reservation.charged += extra

@@ -10,6 +10,7 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from tokenpool_client import Reservation
 from tokenpool_client.v1 import tokenpool_pb2 as pb
@@ -246,7 +247,8 @@ def print_summary(report: Mapping[str, Any], console: Console) -> None:
     if where == "in-process":
         where = "in-process daemon"
     summary = Table(
-        title=f"Replay of {report['trace']}: budget {report['budget']!r}, "
+        title=f"Replay of {escape(report['trace'])}: budget "
+        f"{escape(repr(report['budget']))}, "
         f"{report['capacity_tokens']:,} tokens / {report['window_seconds']} s, "
         f"speed {speed} ({report['mode']}, {where})",
         show_header=False,
@@ -308,7 +310,7 @@ def print_summary(report: Mapping[str, Any], console: Console) -> None:
     for name, row in report["tenants"].items():
         weight = f" x{row['weight']}" if row["weight"] != 1 else ""
         tenants.add_row(
-            name,
+            escape(name),
             row["tier"] + weight,
             f"{row['requests']:,}",
             f"{row['granted']:,}",
