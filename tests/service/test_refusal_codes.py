@@ -386,3 +386,25 @@ async def test_huge_usage_is_charged_but_debt_stops_at_a_window(
         # Two windows of refill repay the debt and refill the pool.
         s.clock.advance(120)
         await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="u", tokens=1000))
+
+
+@pytest.mark.parametrize(
+    ("path", "data"),
+    [
+        ("/tokenpool.v1.TokenPool/Reserve", b"\x12\x02\xff\xfe"),  # bad UTF-8
+        ("/tokenpool.v1.TokenPool/Settle", b"\x18\xff\xff\xff"),  # cut varint
+        ("/tokenpool.v1.TokenPool/GetBudget", b"\x0a\x7f" + b"x" * 3),  # short
+    ],
+)
+async def test_malformed_bytes_are_invalid_argument(
+    serve: ServeFactory, path: str, data: bytes
+) -> None:
+    async with serve(**CONFIG) as s:
+        before = await _snapshot(s)
+        call = s.channel.unary_unary(path)
+
+        failed = await refusal(call(data))
+
+        assert failed.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert "is not a valid tokenpool.v1." in failed.message
+        assert await _snapshot(s) == before

@@ -12,13 +12,12 @@ from anyio.abc import TaskStatus
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from tokenpool_client.v1 import tokenpool_pb2 as pb
-from tokenpool_client.v1 import tokenpool_pb2_grpc as pb_grpc
 
 from tokenpool._errors import ConfigError
 from tokenpool.daemon._config import Settings
 from tokenpool.engine import Clock, Engine, SystemClock
 from tokenpool.ledger import Ledger
-from tokenpool.service import AdminServicer, TokenPoolServicer
+from tokenpool.service import AdminServicer, TokenPoolServicer, add_service
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +93,9 @@ class Daemon:
         # Without this, a second daemon could bind the same port and take half
         # the connections with state of its own.
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        pb_grpc.add_TokenPoolServicer_to_server(TokenPoolServicer(engine), server)
-        pb_grpc.add_AdminServicer_to_server(AdminServicer(engine, ledger), server)
+        services = pb.DESCRIPTOR.services_by_name
+        add_service(server, TokenPoolServicer(engine), services["TokenPool"])
+        add_service(server, AdminServicer(engine, ledger), services["Admin"])
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(

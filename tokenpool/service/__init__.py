@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tokenpool.service._registration import add_service
 from tokenpool.service._servicer import AdminServicer, TokenPoolServicer
 from tokenpool.service._status import ERROR_DOMAIN, status_code, to_status
 
@@ -9,6 +10,7 @@ __all__ = [
     "ERROR_DOMAIN",
     "AdminServicer",
     "TokenPoolServicer",
+    "add_service",
     "status_code",
     "to_status",
 ]
