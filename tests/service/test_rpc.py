@@ -11,7 +11,14 @@ from google.protobuf import timestamp_pb2
 from tokenpool_client.v1 import tokenpool_pb2 as pb
 
 from tests.conftest import Served, ServeFactory
-from tests.service._helpers import BUDGET_1000, pools, refusal, wait_until, waiting
+from tests.service._helpers import (
+    BUDGET_1000,
+    Refusal,
+    pools,
+    refusal,
+    wait_until,
+    waiting,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -376,7 +383,7 @@ async def test_waiters_are_served_in_arrival_order(serve: ServeFactory) -> None:
 async def test_wait_ends_in_refusal_at_max_wait(serve: ServeFactory) -> None:
     async with serve(**BUDGET_1000) as s:
         await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=1000))
-        outcome: list[object] = []
+        outcome: list[Refusal] = []
 
         async def wait() -> None:
             outcome.append(
@@ -394,7 +401,7 @@ async def test_wait_ends_in_refusal_at_max_wait(serve: ServeFactory) -> None:
             await wait_until(lambda: _waiting_is(s, 1))
             s.clock.advance(1.0)
 
-        assert outcome[0].code == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+        assert outcome[0].code == grpc.StatusCode.RESOURCE_EXHAUSTED
         status = await s.api.GetBudget(pb.GetBudgetRequest(budget="b"))
         assert pools(status)["basic"].waiting == 0
         assert pools(status)["basic"].in_flight_tokens == 1000
