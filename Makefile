@@ -35,7 +35,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check tokenpool clients/python tests scripts
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy tokenpool
+	$(VENV)/bin/mypy tokenpool tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

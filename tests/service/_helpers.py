@@ -42,7 +42,7 @@ async def refusal(call: Awaitable[Any]) -> Refusal:
         await call
     except grpc.aio.AioRpcError as exc:
         found = Refusal(exc.code(), exc.details() or "")
-        status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+        status = rpc_status.from_call(exc)
         for packed in status.details if status else ():
             if packed.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
                 info = error_details_pb2.ErrorInfo()
