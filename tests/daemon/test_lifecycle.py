@@ -183,5 +183,6 @@ def test_second_daemon_on_same_ledger_or_port_is_refused(tmp_path: Path) -> None
         assert "in use by another tokenpool process" in ledger_taken.stderr
         assert port_taken.returncode == 1
         assert "Cannot listen on server.address" in port_taken.stderr
+        assert not (tmp_path / "c" / "ledger.db").exists()
     finally:
         assert daemon.terminate() == 0

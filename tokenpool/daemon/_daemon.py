@@ -63,11 +63,18 @@ class Daemon:
     ) -> None:
         """Serves until `stop`; see the class docstring."""
         settings = self._settings
-        ledger = await Ledger.open(
-            settings.ledger.path,
-            durability=settings.ledger.durability,
-            busy_timeout_ms=settings.ledger.timeout_ms,
-        )
+        # Bind first: a daemon that cannot listen must not touch the ledger.
+        server, bound = self._bind()
+        try:
+            ledger = await Ledger.open(
+                settings.ledger.path,
+                durability=settings.ledger.durability,
+                busy_timeout_ms=settings.ledger.timeout_ms,
+            )
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await server.stop(None)
+            raise
         try:
             async with anyio.create_task_group() as tasks:
                 await tasks.start(ledger.run)
@@ -80,27 +87,20 @@ class Daemon:
                 )
                 await engine.restore()
                 await tasks.start(engine.run_sweeper)
-                await self._serve(engine, ledger, task_status)
+                await self._serve(server, bound, engine, ledger, task_status)
                 tasks.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT_S):
+                # Already stopped after a normal run; frees the port otherwise.
+                await server.stop(None)
                 await ledger.aclose()
             logger.info("daemon stopped ledger=%s", settings.ledger.path)
 
-    async def _serve(
-        self, engine: Engine, ledger: Ledger, task_status: TaskStatus[Running]
-    ) -> None:
+    def _bind(self) -> tuple[grpc.aio.Server, str]:
+        """A server bound to the configured address, and the address it got."""
         # Without this, a second daemon could bind the same port and take half
         # the connections with state of its own.
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        services = pb.DESCRIPTOR.services_by_name
-        add_service(server, TokenPoolServicer(engine), services["TokenPool"])
-        add_service(server, AdminServicer(engine, ledger), services["Admin"])
-        health_servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            (*_SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
         address = self._settings.server.address
         try:
             port = server.add_insecure_port(address)
@@ -109,7 +109,24 @@ class Daemon:
                 f"Cannot listen on server.address {address!r}: {exc}; pick a free "
                 "port or another address."
             ) from exc
-        bound = f"{address.rsplit(':', 1)[0]}:{port}"
+        return server, f"{address.rsplit(':', 1)[0]}:{port}"
+
+    async def _serve(
+        self,
+        server: grpc.aio.Server,
+        bound: str,
+        engine: Engine,
+        ledger: Ledger,
+        task_status: TaskStatus[Running],
+    ) -> None:
+        services = pb.DESCRIPTOR.services_by_name
+        add_service(server, TokenPoolServicer(engine), services["TokenPool"])
+        add_service(server, AdminServicer(engine, ledger), services["Admin"])
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (*_SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
         await server.start()
         for service in ("", *_SERVICES):
             await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
