@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from tokenpool.core import Pool, Reservation, State
-from tokenpool.ledger import Entry, EntryKind, ReservationRow, ReservationState
+from tokenpool.core import Pool, Reservation
+from tokenpool.ledger import Entry, EntryKind, ReservationRow
 
 
 def reservation_row(reservation: Reservation) -> ReservationRow:
@@ -15,7 +15,7 @@ def reservation_row(reservation: Reservation) -> ReservationRow:
         budget=reservation.budget,
         tenant=reservation.tenant,
         pool=reservation.pool.value,
-        state=ReservationState(reservation.state.value),
+        state=reservation.state,
         hold=reservation.hold,
         sources=tuple((pool.value, tokens) for pool, tokens in reservation.sources),
         requested=reservation.requested,
@@ -52,7 +52,7 @@ def reservation_from_row(row: ReservationRow, now_ns: int, wall_ns: int) -> Rese
         lease_expires_wall_ns=row.lease_expires_wall_ns,
         lease_expires_mono_ns=now_ns + (row.lease_expires_wall_ns - wall_ns),
         waited_ms=row.waited_ms,
-        state=State(row.state.value),
+        state=row.state,
         ended_wall_ns=row.ended_wall_ns,
         idempotency_key=row.idempotency_key,
         request_fingerprint=row.request_fingerprint,

@@ -71,7 +71,8 @@ class Reserving(EngineBase):
         for name in command.fallback_budgets:
             self._budget(name, "fallback_budgets")
         check_labels(command.labels, self._limits)
-        fingerprint = digest(
+        # Only a keyed request can be repeated, so only it needs a fingerprint.
+        fingerprint = command.idempotency_key and digest(
             command.budget,
             command.tokens,
             command.input_tokens,

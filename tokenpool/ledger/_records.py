@@ -7,6 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from tokenpool.core import State
+
+# The ledger stores the core's reservation states as they are.
+ReservationState = State
+
 _EMPTY: Mapping[str, object] = MappingProxyType({})
 
 
@@ -28,16 +33,6 @@ class EntryKind(enum.StrEnum):
     CAPACITY = "capacity"
     REBALANCE = "rebalance"
     TENANT = "tenant"
-
-
-class ReservationState(enum.StrEnum):
-    """Where a reservation is in its life; it ends in exactly one way."""
-
-    OPEN = "open"
-    SETTLED = "settled"
-    RELEASED = "released"
-    EXPIRED = "expired"
-    UNDONE = "undone"
 
 
 @dataclass(frozen=True, slots=True)
