@@ -75,18 +75,6 @@ def test_cache_reads_count_by_weight() -> None:
     assert usage_tokens(0, 3, 0, 0, 50) == 2
 
 
-def test_sizing_explicit_or_input_plus_output() -> None:
-    policy = BudgetPolicy(name="b", capacity_tokens=1000, default_output_tokens=256)
-
-    assert size_call(CallShape(tokens=77), policy).tokens == 77
-    assert (
-        size_call(CallShape(input_tokens=100, max_output_tokens=50), policy).tokens
-        == 150
-    )
-    assert size_call(CallShape(input_tokens=100), policy).tokens == 356
-    assert size_call(CallShape(input_chars=10, max_output_tokens=1), policy).tokens == 4
-
-
 def test_sizing_with_nothing_to_go_on_is_refused() -> None:
     policy = BudgetPolicy(name="b", capacity_tokens=1000)
 

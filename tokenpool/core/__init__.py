@@ -30,6 +30,16 @@ from tokenpool.core._policy import (
 )
 from tokenpool.core._pools import DEFAULT_SHARES, POOL_ORDER, Pool, Tier, split_capacity
 from tokenpool.core._reservation import Reservation, State
+from tokenpool.core._scoring import (
+    Complexity,
+    MultiplierBand,
+    ScoringPolicy,
+    ScoringWeights,
+    TaskFactors,
+    TaskType,
+    TypicalOutputs,
+    score_call,
+)
 from tokenpool.core._sizing import CallShape, Sizing, size_call
 from tokenpool.core._validation import (
     check_count,
@@ -46,19 +56,26 @@ __all__ = [
     "POOL_ORDER",
     "BudgetPolicy",
     "CallShape",
+    "Complexity",
     "Draws",
     "InputLimits",
+    "MultiplierBand",
     "Outcome",
     "OverrunCharge",
     "Pool",
     "Reach",
     "Reservation",
+    "ScoringPolicy",
+    "ScoringWeights",
     "Shares",
     "Sizing",
     "State",
+    "TaskFactors",
+    "TaskType",
     "TenantPolicy",
     "Tier",
     "TokenBucket",
+    "TypicalOutputs",
     "account",
     "burst_limit",
     "check_count",
@@ -71,6 +88,7 @@ __all__ = [
     "plan_draws",
     "plan_overrun",
     "plan_refund",
+    "score_call",
     "size_call",
     "split_capacity",
     "subtract",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 from tokenpool._errors import InvalidFieldError
 from tokenpool.core._policy import BudgetPolicy
+from tokenpool.core._scoring import Complexity, TaskType, score_call
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,28 +30,96 @@ class Sizing:
     """The hold decided for a call, and the score that shaped it."""
 
     tokens: int
+    """The hold: input_tokens + output_allowance, or the explicit count."""
     complexity_score: int
     multiplier: float
+    """The score's band multiplier, as the wire carries it."""
+    input_tokens: int = 0
+    """The input part of the hold; 0 when the caller gave explicit tokens."""
+    output_allowance: int = 0
+    """The output part of the hold; 0 when the caller gave explicit tokens."""
+    task_type: TaskType = TaskType.OTHER
+    """The task type scored: OTHER when the request's was unknown or empty."""
+    unknown_task_type: bool = False
+    """The request named no task type, or one that is not known."""
 
 
-def size_call(shape: CallShape, policy: BudgetPolicy) -> Sizing:
+def size_call(
+    shape: CallShape, policy: BudgetPolicy, *, output_factor: Fraction | None = None
+) -> Sizing:
     """Decides the hold: an explicit count, or input plus an output allowance.
+
+    The call is scored either way, so the score and multiplier are known
+    even when the caller gave explicit tokens.
+
+    Args:
+        shape: what the request says about the call.
+        policy: the budget's policy; its scoring part sets the allowance.
+        output_factor: a learned correction to the allowance, 0 or more
+            (None: none). It applies before the cap of max_output_tokens.
 
     Raises:
         InvalidFieldError: nothing in the request says how big the call is.
+        ValueError: output_factor is negative.
     """
-    if shape.tokens > 0:
-        return Sizing(shape.tokens, 0, 1.0)
-
-    input_tokens = shape.input_tokens or -(-shape.input_chars // policy.chars_per_token)
-    if input_tokens == 0 and shape.max_output_tokens == 0:
+    if not (
+        shape.tokens > 0
+        or shape.input_tokens > 0
+        or shape.input_chars > 0
+        or shape.max_output_tokens > 0
+        or shape.task_type.strip()
+    ):
         raise InvalidFieldError(
             "tokens",
-            "nothing to size the reservation from; give tokens, or "
-            "input_tokens (or input_chars) and max_output_tokens",
+            "nothing to size the reservation from; give tokens, or input_tokens "
+            "(or input_chars), max_output_tokens or task_type",
         )
+    if output_factor is not None and output_factor < 0:
+        raise ValueError(f"output_factor must be 0 or more, got {output_factor}")
 
-    # TODO(#3): the output allowance comes from the complexity score once
-    # scoring lands; until then it is the caller's max or a fixed default.
-    output = shape.max_output_tokens or policy.default_output_tokens
-    return Sizing(input_tokens + output, 0, 1.0)
+    input_tokens = shape.input_tokens or -(-shape.input_chars // policy.chars_per_token)
+    complexity = score_call(
+        policy.scoring,
+        input_tokens=input_tokens,
+        task_type=shape.task_type,
+        output_detail=shape.output_detail,
+        structured_output=shape.structured_output,
+        context_items=shape.context_items,
+    )
+    if shape.tokens > 0:
+        return _sized(complexity, shape.tokens, 0, 0)
+
+    allowance = _output_allowance(shape, policy, complexity, output_factor)
+    return _sized(complexity, input_tokens + allowance, input_tokens, allowance)
+
+
+def _output_allowance(
+    shape: CallShape,
+    policy: BudgetPolicy,
+    complexity: Complexity,
+    output_factor: Fraction | None,
+) -> int:
+    """Typical output x multiplier x correction, rounded up, then capped."""
+    typical = policy.scoring.typical_output_tokens.of(complexity.task_type)
+    exact = typical * Fraction(complexity.multiplier)
+    if output_factor is not None:
+        exact *= output_factor
+
+    allowance = math.ceil(exact)
+    if shape.max_output_tokens > 0:
+        allowance = min(allowance, shape.max_output_tokens)
+    return allowance
+
+
+def _sized(
+    complexity: Complexity, tokens: int, input_tokens: int, output: int
+) -> Sizing:
+    return Sizing(
+        tokens,
+        complexity.score,
+        float(complexity.multiplier),
+        input_tokens,
+        output,
+        complexity.task_type,
+        complexity.unknown_task_type,
+    )
