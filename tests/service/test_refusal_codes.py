@@ -251,11 +251,41 @@ CASES: list[tuple[str, Call, grpc.StatusCode, str]] = [
     ),
     (
         "an admin call of a later release",
-        lambda s, _: s.admin.SetCapacity(
-            pb.SetCapacityRequest(budget="b", capacity_tokens=5)
-        ),
+        lambda s, _: s.admin.ReloadConfig(pb.ReloadConfigRequest()),
         grpc.StatusCode.UNIMPLEMENTED,
         "not implemented",
+    ),
+    (
+        "a negative capacity",
+        lambda s, _: s.admin.SetCapacity(
+            pb.SetCapacityRequest(budget="b", capacity_tokens=-5)
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "capacity_tokens",
+    ),
+    (
+        "shares that do not sum to 100",
+        lambda s, _: s.admin.Rebalance(
+            pb.RebalanceRequest(budget="b", shares={"basic": 70})
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "shares",
+    ),
+    (
+        "a share of a pool that does not exist",
+        lambda s, _: s.admin.Rebalance(
+            pb.RebalanceRequest(budget="b", shares={"gold": 0})
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "gold",
+    ),
+    (
+        "a rebalance of an unknown budget",
+        lambda s, _: s.admin.Rebalance(
+            pb.RebalanceRequest(budget="nope", shares={"basic": 65})
+        ),
+        grpc.StatusCode.NOT_FOUND,
+        "nope",
     ),
     (
         "status of an unknown budget",
@@ -299,14 +329,15 @@ async def test_resource_exhausted_carries_retry_details(serve: ServeFactory) -> 
         await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=6000))
 
         failed = await refusal(
-            s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=1500))
+            s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=2000))
         )
 
         assert failed.code == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert failed.reason == "POOL_EXHAUSTED"
         assert failed.detail is not None
-        # 500 left in basic and half of burst's 1300 for one tenant.
-        assert failed.detail.largest_grantable_tokens == 1150
+        # 500 left in basic, half of burst's 1300 for one tenant, and the
+        # quarter of priority's 2200 that priority lends by default.
+        assert failed.detail.largest_grantable_tokens == 500 + 650 + 550
         assert failed.detail.pool == "basic"
         assert failed.retry_after_s is not None and failed.retry_after_s > 0
 
@@ -320,7 +351,7 @@ async def test_out_of_range_is_not_retryable(serve: ServeFactory) -> None:
         assert failed.code == grpc.StatusCode.OUT_OF_RANGE
         assert failed.retry_after_s is None
         assert failed.detail is not None
-        assert failed.detail.largest_grantable_tokens == 6500 + 650
+        assert failed.detail.largest_grantable_tokens == 6500 + 650 + 550
 
 
 async def test_full_queue_refuses_at_once(serve: ServeFactory) -> None:

@@ -349,8 +349,18 @@ async def test_waiter_is_granted_when_tokens_come_back(serve: ServeFactory) -> N
         assert answers[0].waited_ms == 2000
 
 
-async def test_waiters_are_served_in_arrival_order(serve: ServeFactory) -> None:
-    async with serve(**BUDGET_1000) as s:
+@pytest.mark.parametrize(
+    ("queueing", "expected"),
+    [("fifo", ["big", "small"]), ("fair", ["small", "big"])],
+)
+async def test_a_light_tenant_goes_first_only_under_fair_queueing(
+    serve: ServeFactory, queueing: str, expected: list[str]
+) -> None:
+    shares = {"basic": 100, "priority": 0, "burst": 0}
+    budgets = [
+        {"name": "b", "capacity_tokens": 1000, "shares": shares, "queueing": queueing}
+    ]
+    async with serve(budgets=budgets) as s:
         await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=1000))
         order: list[str] = []
 
@@ -367,17 +377,18 @@ async def test_waiters_are_served_in_arrival_order(serve: ServeFactory) -> None:
                 tasks.start_soon(wait, tenant, tokens)
                 queued = 1 if tenant == "big" else 2
                 await wait_until(partial(_waiting_is, s, queued))
-            # The small request fits long before the big one but may not jump it.
+            # 10 tokens refill within a second; 600 take most of a minute.
+            # FIFO keeps the small request behind the big one; fair queuing
+            # serves it first, since its tenant has had nothing yet.
             s.clock.advance(1)
             await anyio.sleep(0.05)
-            assert order == []
-            s.clock.advance(35)  # 600 tokens of refill in all: the big one fits
-            await wait_until(partial(_waiting_is, s, 1))
-            s.clock.advance(0.6)  # 10 more: the small one
+            assert order == expected[:1] if queueing == "fair" else order == []
+            s.clock.advance(60)
+            await wait_until(partial(_waiting_is, s, 0))
 
-        assert order == ["big", "small"]
+        assert order == expected
         grants = [e.tenant for e in await s.ledger.entries() if e.kind == "reserve"]
-        assert grants == ["t", "big", "small"]
+        assert grants == ["t", *expected]
 
 
 async def test_wait_ends_in_refusal_at_max_wait(serve: ServeFactory) -> None:
@@ -437,7 +448,9 @@ async def test_caller_that_gives_up_leaves_the_queue(serve: ServeFactory) -> Non
 async def test_burst_covers_a_spike_within_the_tenant_limit(
     serve: ServeFactory,
 ) -> None:
-    async with serve(**SPLIT_10K) as s:
+    no_loans = {"basic": {"never_borrow": True}}
+    budgets = [{"name": "b", "capacity_tokens": 10_000, "lending": no_loans}]
+    async with serve(budgets=budgets) as s:
         first = await s.api.Reserve(
             pb.ReserveRequest(budget="b", tenant="t", tokens=6000)
         )

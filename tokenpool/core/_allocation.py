@@ -19,6 +19,8 @@ class Reach:
     burst_available: int
     burst_room: int
     """Burst tokens this tenant may still hold under its burst limit."""
+    lenders: tuple[tuple[Pool, int], ...] = ()
+    """Other pools, in lending order, and how much each may lend now."""
 
     @property
     def burst_usable(self) -> int:
@@ -26,24 +28,64 @@ class Reach:
         return max(0, min(self.burst_available, self.burst_room))
 
     @property
+    def lendable(self) -> int:
+        """Tokens other pools may lend this request now."""
+        return sum(tokens for _, tokens in self.lenders)
+
+    @property
+    def shared(self) -> int:
+        """Tokens beyond the own pool: burst, then lenders."""
+        return self.burst_usable + self.lendable
+
+    @property
     def largest(self) -> int:
         """The largest request that could be granted now."""
-        return self.own_available + self.burst_usable
+        return self.own_available + self.shared
+
+    def own_only(self) -> Reach:
+        """The same reach without burst or lenders (others come first there)."""
+        return Reach(self.own_pool, self.own_available, 0, 0)
 
 
 def plan_draws(tokens: int, reach: Reach) -> Draws | None:
-    """Takes from the own pool first, then burst; None when both fall short."""
-    from_own = min(tokens, reach.own_available)
-    rest = tokens - from_own
-    if rest > reach.burst_usable:
+    """Takes from the own pool, then burst, then lenders; None when short.
+
+    The draws are listed in the order taken, which is the reverse of the
+    order unused tokens go back in.
+    """
+    if tokens > reach.largest:
         return None
 
     draws: list[tuple[Pool, int]] = []
-    if from_own:
-        draws.append((reach.own_pool, from_own))
-    if rest:
-        draws.append((Pool.BURST, rest))
+    left = tokens
+    for pool, usable in (
+        (reach.own_pool, reach.own_available),
+        (Pool.BURST, reach.burst_usable),
+        *reach.lenders,
+    ):
+        take = min(left, usable)
+        if take > 0:
+            draws.append((pool, take))
+            left -= take
     return tuple(draws)
+
+
+def lendable_now(
+    capacity: int,
+    available: int,
+    lent: int,
+    lendable_percent: int,
+    threshold_percent: int,
+) -> int:
+    """What a pool may lend now: within its lendable share, above its threshold.
+
+    A loan never takes the pool's live utilisation, (capacity - available)
+    / capacity, above the threshold, and the pool never has more than its
+    lendable share of capacity out on loan.
+    """
+    room = capacity * lendable_percent // 100 - lent
+    keep = capacity - capacity * threshold_percent // 100
+    return max(0, min(room, available - keep))
 
 
 def plan_refund(sources: Sequence[tuple[Pool, int]], tokens: int) -> Draws:

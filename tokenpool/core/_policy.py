@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from tokenpool.core._learning import LearningPolicy
+from tokenpool.core._limits import Caps
+from tokenpool.core._model import FrozenModel
 from tokenpool.core._pools import DEFAULT_SHARES, Pool, Tier
+from tokenpool.core._scoring import ScoringPolicy
 
 # Largest usage figure accepted anywhere (SPEC 12.9): sums stay inside 64 bits.
 MAX_TOKENS = 2**62
@@ -17,11 +21,7 @@ Name = Annotated[
 ]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Shares(_Frozen):
+class Shares(FrozenModel):
     """Whole percent of capacity per pool; they must sum to 100."""
 
     basic: int = Field(DEFAULT_SHARES[Pool.BASIC], ge=0, le=100)
@@ -47,15 +47,54 @@ class Shares(_Frozen):
         }
 
 
-class TenantPolicy(_Frozen):
+class TenantPolicy(Caps):
     """A configured tenant: its tier picks its pool, its weight its share."""
 
     name: Name
     tier: Tier = Tier.BASIC
     weight: int = Field(1, ge=1, le=1_000_000)
+    team: Name | None = None
+    """A team whose caps and calendar budgets also apply to this tenant."""
 
 
-class BudgetPolicy(_Frozen):
+class TeamPolicy(Caps):
+    """A group of tenants held to shared caps and calendar budgets."""
+
+    name: Name
+
+
+class LendingPolicy(FrozenModel):
+    """What one pool lends to other pools' tenants, and whether it borrows.
+
+    Lending is step 3 of SPEC 3: after the own pool and burst. Burst itself
+    is governed by the per-tenant burst percents instead.
+    """
+
+    lendable_percent: int = Field(25, ge=0, le=100)
+    """Most of this pool's capacity that may be out on loan at once."""
+    lend_threshold_percent: int = Field(75, ge=0, le=100)
+    """A loan never lifts this pool's live utilisation above this percent."""
+    never_lend: bool = False
+    never_borrow: bool = False
+    """This pool's tenants take no loans from other pools (burst still serves)."""
+
+
+class Lending(FrozenModel):
+    """Lending rules per pool."""
+
+    basic: LendingPolicy = LendingPolicy()
+    priority: LendingPolicy = LendingPolicy()
+
+    def of(self, pool: Pool) -> LendingPolicy | None:
+        """The rules of a pool that lends; None for burst (not a lender)."""
+        if pool is Pool.BASIC:
+            return self.basic
+        if pool is Pool.PRIORITY:
+            return self.priority
+        return None
+
+
+class BudgetPolicy(FrozenModel):
     """One upstream quota and the rules its pools follow."""
 
     name: Name
@@ -94,8 +133,19 @@ class BudgetPolicy(_Frozen):
     """
     chars_per_token: int = Field(4, ge=1, le=100)
     """Converts input_chars to tokens when no token count is given."""
-    default_output_tokens: int = Field(512, ge=0, le=MAX_TOKENS)
-    """Output allowance when the caller gives no max_output_tokens."""
+    scoring: ScoringPolicy = ScoringPolicy()
+    """Complexity score, multiplier bands and output allowances."""
+    learning: LearningPolicy = LearningPolicy()
+    """Learning from settlements, and the opt-in allowance correction."""
+    queueing: Literal["fair", "fifo"] = "fair"
+    """fair: weighted fair queuing over tenants; fifo: arrival order."""
+    starvation_age_ms: int = Field(2000, ge=0, le=3_600_000)
+    """In shared pools, a waiter this old goes before newer higher-tier ones."""
+    lending: Lending = Lending()
+    requests_per_minute: int | None = Field(None, ge=0)
+    """Reservations granted per minute (a token bucket; None: no limit)."""
+    max_concurrent_reservations: int | None = Field(None, ge=0)
+    """Open reservations at once (None: no limit)."""
 
     @model_validator(mode="after")
     def _bounds(self) -> BudgetPolicy:
@@ -124,7 +174,7 @@ class BudgetPolicy(_Frozen):
         return self.max_capacity_tokens or self.capacity_tokens
 
 
-class InputLimits(_Frozen):
+class InputLimits(FrozenModel):
     """How big names, labels and waits in requests may be (SPEC 12.11)."""
 
     max_labels: int = Field(64, ge=0)

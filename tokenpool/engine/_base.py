@@ -16,6 +16,7 @@ from tokenpool._errors import (
     InvalidFieldError,
     LedgerUnavailableError,
     NotOwnerError,
+    RefusalError,
     ShuttingDownError,
     TenantRefusedError,
     UnknownBudgetError,
@@ -24,6 +25,7 @@ from tokenpool._errors import (
 from tokenpool.core import (
     POOL_ORDER,
     BudgetPolicy,
+    FairQueue,
     InputLimits,
     Outcome,
     Pool,
@@ -32,9 +34,11 @@ from tokenpool.core import (
     Sizing,
     State,
     TenantPolicy,
+    Ticket,
     burst_limit,
     check_name,
     check_text,
+    lendable_now,
     plan_overrun,
     plan_refund,
     split_capacity,
@@ -101,8 +105,13 @@ class Waiter:
     fingerprint: str
     arrived_ns: int
     event: anyio.Event = field(default_factory=anyio.Event)
+    ticket: Ticket[Waiter] | None = None
     reservation: Reservation | None = None
     commit: Awaitable[None] | None = None
+    refusal: RefusalError | None = None
+    """Set when a limit that waiting cannot fix refused the waiter."""
+    blocked_by: str = ""
+    """The limit that last kept it waiting, for the refusal's reason."""
 
 
 @dataclass(slots=True)
@@ -111,9 +120,12 @@ class BudgetState:
 
     policy: BudgetPolicy
     capacities: dict[Pool, int]
-    queues: dict[Pool, deque[Waiter]]
+    queues: dict[Pool, FairQueue[Waiter]]
     in_flight: dict[Pool, int]
     borrowed: dict[Pool, int]
+    """Drawn by this pool's tenants from other pools, outstanding now."""
+    lent: dict[Pool, int]
+    """Drawn from this pool by other pools' tenants, outstanding now."""
     burst_by_tenant: Counter[str]
     charged: dict[Pool, int]
     open_reservations: int = 0
@@ -123,12 +135,17 @@ class BudgetState:
     @classmethod
     def new(cls, policy: BudgetPolicy) -> BudgetState:
         """A budget with empty queues and tallies, split by its shares."""
+        fifo = policy.queueing == "fifo"
         return cls(
             policy=policy,
             capacities=split_capacity(policy.capacity_tokens, policy.shares.by_pool()),
-            queues={Pool.BASIC: deque(), Pool.PRIORITY: deque()},
+            queues={
+                Pool.BASIC: FairQueue(fifo=fifo),
+                Pool.PRIORITY: FairQueue(fifo=fifo),
+            },
             in_flight=dict.fromkeys(POOL_ORDER, 0),
             borrowed=dict.fromkeys(POOL_ORDER, 0),
+            lent=dict.fromkeys(POOL_ORDER, 0),
             burst_by_tenant=Counter(),
             charged=dict.fromkeys(POOL_ORDER, 0),
         )
@@ -254,24 +271,79 @@ class EngineBase:
         sizing: Sizing,
         now: int,
     ) -> Reach:
+        """What a request may draw now: own pool, burst and lenders (SPEC 3)."""
         levels = self._store.levels(budget.policy.name, now)
         limit = burst_limit(
             budget.capacities[Pool.BURST], _burst_percent(budget, sizing)
         )
+        lenders: list[tuple[Pool, int]] = []
+        borrower = budget.policy.lending.of(pool)
+        for lender in POOL_ORDER:
+            rules = budget.policy.lending.of(lender)
+            if (
+                lender is pool
+                or rules is None
+                or borrower is None
+                or borrower.never_borrow
+                or rules.never_lend
+                or len(budget.queues[lender])
+            ):
+                continue
+            lenders.append(
+                (
+                    lender,
+                    lendable_now(
+                        levels[lender].capacity,
+                        levels[lender].available,
+                        budget.lent[lender],
+                        rules.lendable_percent,
+                        rules.lend_threshold_percent,
+                    ),
+                )
+            )
         return Reach(
             own_pool=pool,
             own_available=levels[pool].available,
             burst_available=levels[Pool.BURST].available,
             burst_room=limit - budget.burst_by_tenant[tenant.name],
+            lenders=tuple(lenders),
         )
 
     def _ceiling(self, budget: BudgetState, pool: Pool, sizing: Sizing) -> int:
-        """The most the budget could ever grant one request from this pool."""
+        """The most the budget could ever grant one request from this pool.
+
+        Everything the tenant could reach at the budget's largest capacity:
+        its own pool, its burst limit, and what lenders may lend.
+        """
         policy = budget.policy
-        peak = split_capacity(policy.peak_capacity, policy.shares.by_pool())
-        return peak[pool] + burst_limit(
+        peak = split_capacity(
+            max(policy.peak_capacity, sum(budget.capacities.values())),
+            budget.policy.shares.by_pool(),
+        )
+        for other, capacity in budget.capacities.items():
+            peak[other] = max(peak[other], capacity)
+        ceiling = peak[pool] + burst_limit(
             peak[Pool.BURST], _burst_percent(budget, sizing)
         )
+        borrower = policy.lending.of(pool)
+        for lender in POOL_ORDER:
+            rules = policy.lending.of(lender)
+            if (
+                lender is pool
+                or rules is None
+                or borrower is None
+                or borrower.never_borrow
+                or rules.never_lend
+            ):
+                continue
+            ceiling += lendable_now(
+                peak[lender],
+                peak[lender],
+                0,
+                rules.lendable_percent,
+                rules.lend_threshold_percent,
+            )
+        return ceiling
 
     def _refusal(
         self,
@@ -285,11 +357,9 @@ class EngineBase:
         name = budget.policy.name
         reach = self._reach(budget, tenant, pool, sizing, now)
         queued = budget.queues[pool]
-        largest = 0 if queued else reach.largest
-        ahead = sum(w.sizing.tokens for w in queued)
-        wanted = min(
-            ahead + sizing.tokens - reach.burst_usable, budget.capacities[pool]
-        )
+        largest = 0 if len(queued) else reach.largest
+        ahead = sum(ticket.tokens for ticket in queued.tickets())
+        wanted = min(ahead + sizing.tokens - reach.shared, budget.capacities[pool])
         retry_ns = self._store.ns_until(name, pool, wanted, now)
         if retry_ns is None:
             retry_ns = self._store.ns_until(
@@ -353,8 +423,10 @@ class EngineBase:
         budget.open_reservations += 1
         for pool, tokens in reservation.sources:
             budget.in_flight[pool] += tokens
-            if pool is Pool.BURST:
+            if pool is not reservation.pool:
                 budget.borrowed[reservation.pool] += tokens
+                budget.lent[pool] += tokens
+            if pool is Pool.BURST:
                 budget.burst_by_tenant[reservation.tenant] += tokens
         heapq.heappush(
             self._leases,
@@ -369,8 +441,10 @@ class EngineBase:
         budget.open_reservations -= 1
         for pool, tokens in reservation.sources:
             budget.in_flight[pool] -= tokens
-            if pool is Pool.BURST:
+            if pool is not reservation.pool:
                 budget.borrowed[reservation.pool] -= tokens
+                budget.lent[pool] -= tokens
+            if pool is Pool.BURST:
                 budget.burst_by_tenant[reservation.tenant] -= tokens
                 if budget.burst_by_tenant[reservation.tenant] <= 0:
                     del budget.burst_by_tenant[reservation.tenant]

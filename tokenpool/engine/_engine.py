@@ -16,6 +16,7 @@ from tokenpool.core import (
     TokenBucket,
     check_name,
 )
+from tokenpool.engine._admin import Administering
 from tokenpool.engine._base import BudgetState
 from tokenpool.engine._closing import Closing
 from tokenpool.engine._commands import BudgetView, PoolView, TenantView
@@ -35,7 +36,7 @@ _SWEEP_IDLE_NS = 1_000_000_000
 _RECOVERY_PAUSE_S = 0.2
 
 
-class Engine(Reserving, Closing):
+class Engine(Reserving, Closing, Administering):
     """Grants, settles and expires reservations; the daemon's single authority.
 
     Every change happens synchronously on the event loop (so no two requests
@@ -87,8 +88,8 @@ class Engine(Reserving, Closing):
         self._draining = True
         for budget in self._budgets.values():
             for queue in budget.queues.values():
-                while queue:
-                    queue.popleft().event.set()
+                for waiter in queue.drain():
+                    waiter.event.set()
 
     async def run_sweeper(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -136,8 +137,8 @@ class Engine(Reserving, Closing):
             if budget.alarm is not None:
                 budget.alarm.cancel()
             for queue in budget.queues.values():
-                while queue:
-                    queue.popleft().event.set()
+                for waiter in queue.drain():
+                    waiter.event.set()
         policies = [budget.policy for budget in self._budgets.values()]
         self._budgets = {policy.name: BudgetState.new(policy) for policy in policies}
         self._store = MemoryPoolStore() if self._owns_store else self._store
@@ -171,8 +172,8 @@ class Engine(Reserving, Closing):
                 available_tokens=levels[pool].available,
                 in_flight_tokens=budget.in_flight[pool],
                 debt_tokens=levels[pool].debt,
-                waiting=len(budget.queues.get(pool, ())),
-                lent_tokens=budget.in_flight[Pool.BURST] if pool is Pool.BURST else 0,
+                waiting=len(budget.queues[pool]) if pool in budget.queues else 0,
+                lent_tokens=budget.lent[pool],
                 borrowed_tokens=budget.borrowed[pool],
                 charged_tokens=budget.charged[pool],
             )

@@ -19,6 +19,7 @@ from tokenpool.core import (
     Draws,
     Outcome,
     Pool,
+    Reach,
     Reservation,
     Sizing,
     State,
@@ -52,9 +53,20 @@ _RETRY_POLL_NS = 100 * NS_PER_MS
 # How much sooner than the caller's deadline a wait ends (seconds, at most).
 _DEADLINE_MARGIN_S = 0.05
 
+# What one attempt to grant a request came to.
+_GRANTED = "granted"
+_SHORT = "short"
+"""Not enough tokens where it may draw: it waits, and holds its queue."""
+_BLOCKED = "blocked"
+"""Its tenant's or team's own limit holds it: others may go first."""
+_BUDGET_BLOCKED = "budget_blocked"
+"""A budget-wide limit (rate, concurrency) holds everyone."""
+_REFUSED = "refused"
+"""A limit waiting cannot fix: it is refused (waiter.refusal)."""
+
 
 class Reserving(EngineBase):
-    """Reserve: grant from the own pool and burst, queue in arrival order, refuse."""
+    """Reserve: grant from the own pool, burst and lenders, queue fairly, refuse."""
 
     async def reserve(
         self, command: ReserveCommand, *, deadline_s: float | None = None
@@ -164,8 +176,8 @@ class Reserving(EngineBase):
             self._count_refusal(policy.name, tenant.name, REQUEST_TOO_LARGE)
             raise RequestTooLargeError(
                 f"Budget {policy.name!r} can never grant {sizing.tokens} tokens "
-                f"to tenant {tenant.name!r} (at most {ceiling} from pool {pool} and "
-                "burst); split the call or lower max_output_tokens.",
+                f"to tenant {tenant.name!r} (at most {ceiling} from pool {pool}, "
+                "burst and loans); split the call or lower max_output_tokens.",
                 reason=REQUEST_TOO_LARGE,
                 budget=policy.name,
                 pool=pool,
@@ -175,31 +187,64 @@ class Reserving(EngineBase):
             )
 
         now = self._clock.monotonic_ns()
-        queue = budget.queues[pool]
-        if not queue:
-            draws = plan_draws(
-                sizing.tokens, self._reach(budget, tenant, pool, sizing, now)
-            )
-            if draws and self._store.take(policy.name, draws, now):
-                reservation, batch = self._open(
-                    budget,
-                    tenant,
-                    command,
-                    sizing,
-                    draws,
-                    lease_ns,
-                    fingerprint,
-                    now,
-                    now,
-                )
-                return await self._answer_grant(reservation, self._submit(batch))
-
-        if not may_wait or wait_ns == 0:
-            raise self._refusal(budget, tenant, pool, sizing, POOL_EXHAUSTED, now)
-        if len(queue) >= policy.queue_limit:
-            raise self._refusal(budget, tenant, pool, sizing, QUEUE_FULL, now)
         waiter = Waiter(command, tenant, sizing, lease_ns, fingerprint, now)
+        queue = budget.queues[pool]
+        if not any(len(line) for line in budget.queues.values()):
+            # Nobody waits: the request may use everything it can reach.
+            reach = self._reach(budget, tenant, pool, sizing, now)
+            self._try_grant(budget, waiter, reach, now)
+        elif len(queue) < policy.queue_limit:
+            # Others wait: it takes its fair place, and goes now only if
+            # that place is first and its tokens are there.
+            self._enqueue(budget, waiter)
+            self._serve_queues(budget)
+        if waiter.reservation is not None and waiter.commit is not None:
+            return await self._answer_grant(waiter.reservation, waiter.commit)
+        if waiter.refusal is not None:
+            raise waiter.refusal
+
+        full = waiter.ticket is None and len(queue) >= policy.queue_limit
+        if not may_wait or wait_ns == 0 or full:
+            self._leave_queue(budget, waiter)
+            reason = QUEUE_FULL if full and may_wait and wait_ns else None
+            raise self._refused(budget, waiter, now, reason)
+        if waiter.ticket is None:
+            self._enqueue(budget, waiter)
         return await self._wait(budget, waiter, now + wait_ns, deadline_s)
+
+    def _enqueue(self, budget: BudgetState, waiter: Waiter) -> None:
+        pool = waiter.tenant.tier.pool
+        weight = 1
+        if pool is Pool.PRIORITY:
+            weight = waiter.tenant.weight * max(1, waiter.command.urgency)
+        waiter.ticket = budget.queues[pool].push(
+            waiter,
+            tenant=waiter.tenant.name,
+            tokens=waiter.sizing.tokens,
+            weight=weight,
+            arrived_ns=waiter.arrived_ns,
+        )
+        self._schedule_queue(budget, waiter.arrived_ns)
+        logger.debug(
+            "reserve queued budget=%s tenant=%s tokens=%d waiting=%d",
+            budget.policy.name,
+            waiter.tenant.name,
+            waiter.sizing.tokens,
+            len(budget.queues[pool]),
+        )
+
+    def _refused(
+        self, budget: BudgetState, waiter: Waiter, now: int, reason: str | None
+    ) -> RefusalError:
+        """The refusal for a request that got nothing: which limit, and when."""
+        return self._refusal(
+            budget,
+            waiter.tenant,
+            waiter.tenant.tier.pool,
+            waiter.sizing,
+            reason or waiter.blocked_by or POOL_EXHAUSTED,
+            now,
+        )
 
     async def _wait(
         self,
@@ -208,18 +253,7 @@ class Reserving(EngineBase):
         until_ns: int,
         deadline_s: float | None,
     ) -> Reservation:
-        pool = waiter.tenant.tier.pool
-        queue = budget.queues[pool]
-        queue.append(waiter)
-        self._schedule_queue(budget, waiter.arrived_ns)
         alarm = self._clock.call_at(until_ns, lambda: self._give_up(budget, waiter))
-        logger.debug(
-            "reserve queued budget=%s tenant=%s tokens=%d position=%d",
-            budget.policy.name,
-            waiter.tenant.name,
-            waiter.sizing.tokens,
-            len(queue),
-        )
 
         # End the wait a little before the call's deadline, so the refusal
         # reaches a caller that is still listening.
@@ -238,13 +272,12 @@ class Reserving(EngineBase):
         # The call's own deadline came first: leave the queue as refused.
         self._leave_queue(budget, waiter)
 
-        if waiter.reservation is None or waiter.commit is None:
-            self._check_serving()
-            now = self._clock.monotonic_ns()
-            raise self._refusal(
-                budget, waiter.tenant, pool, waiter.sizing, POOL_EXHAUSTED, now
-            )
-        return await self._answer_grant(waiter.reservation, waiter.commit)
+        if waiter.reservation is not None and waiter.commit is not None:
+            return await self._answer_grant(waiter.reservation, waiter.commit)
+        if waiter.refusal is not None:
+            raise waiter.refusal
+        self._check_serving()
+        raise self._refused(budget, waiter, self._clock.monotonic_ns(), None)
 
     async def _answer_grant(
         self, reservation: Reservation, commit: Awaitable[None]
@@ -264,59 +297,113 @@ class Reserving(EngineBase):
             waiter.event.set()
 
     def _leave_queue(self, budget: BudgetState, waiter: Waiter) -> None:
-        queue = budget.queues[waiter.tenant.tier.pool]
-        if waiter in queue:
-            was_head = queue[0] is waiter
-            queue.remove(waiter)
-            if was_head:
-                self._serve_queues(budget)
+        """Takes a waiter out; those it held back may now go."""
+        if waiter.ticket is not None and waiter.ticket.queued:
+            budget.queues[waiter.tenant.tier.pool].remove(waiter.ticket)
+            self._serve_queues(budget)
 
     def _serve_queues(self, budget: BudgetState) -> None:
-        """Grants waiters in arrival order while the head of each queue fits."""
+        """Grants waiters, in fair order, while their tokens are there."""
         now = self._clock.monotonic_ns()
-        name = budget.policy.name
-        for pool, queue in budget.queues.items():
-            while queue:
-                waiter = queue[0]
-                reach = self._reach(budget, waiter.tenant, pool, waiter.sizing, now)
-                draws = plan_draws(waiter.sizing.tokens, reach)
-                if draws is None or not self._store.take(name, draws, now):
-                    break
-                queue.popleft()
-                waiter.reservation, batch = self._open(
-                    budget,
-                    waiter.tenant,
-                    waiter.command,
-                    waiter.sizing,
-                    draws,
-                    waiter.lease_ns,
-                    waiter.fingerprint,
-                    now,
-                    waiter.arrived_ns,
-                )
-                waiter.commit = self._submit(batch)
-                waiter.event.set()
+        while self._serve_next(budget, now):
+            pass
         self._schedule_queue(budget, now)
 
+    def _serve_next(self, budget: BudgetState, now: int) -> bool:
+        """Grants (or refuses) one waiter; False when nobody can go now.
+
+        Queues are visited in precedence order for the pools they share
+        (burst, lenders). Within a queue, a tenant held back by its own
+        limits is passed over, but a request short of tokens holds its queue
+        (fair order is strict), and once a queue is held, later queues may
+        only use their own pools, so the shared tokens are left for it.
+        """
+        shared_open = True
+        for pool in self._precedence(budget, now):
+            for ticket in budget.queues[pool].in_order():
+                waiter = ticket.item
+                reach = self._reach(budget, waiter.tenant, pool, waiter.sizing, now)
+                if not shared_open:
+                    reach = reach.own_only()
+                result = self._try_grant(budget, waiter, reach, now)
+                if result in (_GRANTED, _REFUSED):
+                    return True
+                if result is _BUDGET_BLOCKED:
+                    return False
+                if result is _SHORT:
+                    shared_open = False
+                    break
+        return False
+
+    def _precedence(self, budget: BudgetState, now: int) -> list[Pool]:
+        """Which queue goes first for shared pools: higher tier, unless aged.
+
+        A basic waiter that has waited past the starvation age goes before
+        priority waiters that arrived after it, so no tier starves.
+        """
+        priority = budget.queues[Pool.PRIORITY].first()
+        basic = budget.queues[Pool.BASIC].first()
+        if priority is None or basic is None:
+            return [Pool.PRIORITY, Pool.BASIC]
+        age_ns = budget.policy.starvation_age_ms * NS_PER_MS
+        if now - basic.arrived_ns >= age_ns and basic.arrived_ns < priority.arrived_ns:
+            return [Pool.BASIC, Pool.PRIORITY]
+        return [Pool.PRIORITY, Pool.BASIC]
+
+    def _try_grant(
+        self, budget: BudgetState, waiter: Waiter, reach: Reach, now: int
+    ) -> str:
+        """Grants a request if its tokens and every limit allow it now."""
+        draws = plan_draws(waiter.sizing.tokens, reach)
+        if draws is None:
+            return _SHORT
+        verdict = self._check_limits(budget, waiter, draws, now)
+        if verdict is not _GRANTED:
+            return verdict
+        if not self._store.take(budget.policy.name, draws, now):
+            return _SHORT
+
+        if waiter.ticket is not None:
+            budget.queues[waiter.tenant.tier.pool].served(waiter.ticket)
+        waiter.reservation, batch = self._open(
+            budget,
+            waiter.tenant,
+            waiter.command,
+            waiter.sizing,
+            draws,
+            waiter.lease_ns,
+            waiter.fingerprint,
+            now,
+            waiter.arrived_ns,
+        )
+        waiter.commit = self._submit(batch)
+        waiter.event.set()
+        return _GRANTED
+
+    def _check_limits(
+        self, budget: BudgetState, waiter: Waiter, draws: Draws, now: int
+    ) -> str:
+        """Checks the limits beside the pools; overridden once they exist."""
+        del budget, waiter, draws, now
+        return _GRANTED
+
     def _schedule_queue(self, budget: BudgetState, now: int) -> None:
-        """Sets an alarm for when refill may let a queue's head through."""
+        """Sets an alarm for when refill may let a queue's first waiter through."""
         wake_at: int | None = None
+        name = budget.policy.name
         for pool, queue in budget.queues.items():
-            if not queue:
+            head = queue.first()
+            if head is None:
                 continue
-            head = queue[0]
-            reach = self._reach(budget, head.tenant, pool, head.sizing, now)
+            waiter = head.item
+            reach = self._reach(budget, waiter.tenant, pool, waiter.sizing, now)
             waits = [_RETRY_POLL_NS]
-            own = self._store.ns_until(
-                budget.policy.name, pool, head.sizing.tokens - reach.burst_usable, now
-            )
+            own = self._store.ns_until(name, pool, head.tokens - reach.shared, now)
             if own is not None:
                 waits.append(own)
-            from_burst = head.sizing.tokens - reach.own_available
+            from_burst = head.tokens - reach.own_available - reach.lendable
             if from_burst <= reach.burst_room:
-                burst = self._store.ns_until(
-                    budget.policy.name, Pool.BURST, from_burst, now
-                )
+                burst = self._store.ns_until(name, Pool.BURST, from_burst, now)
                 if burst is not None:
                     waits.append(burst)
             due = now + max(NS_PER_MS, min(waits))

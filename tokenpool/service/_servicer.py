@@ -12,7 +12,7 @@ from tokenpool_client.v1 import tokenpool_pb2_grpc as pb_grpc
 
 from tokenpool._errors import TokenPoolError
 from tokenpool.core import check_name, check_range
-from tokenpool.engine import Engine
+from tokenpool.engine import BudgetView, Engine
 from tokenpool.ledger import Ledger
 from tokenpool.service import _convert as convert
 from tokenpool.service._status import internal_status, status_code, to_status
@@ -182,12 +182,22 @@ class AdminServicer(pb_grpc.AdminServicer):
     async def Rebalance(
         self, request: pb.RebalanceRequest, context: grpc.aio.ServicerContext
     ) -> pb.BudgetStatus:
-        await _not_yet(context, "Rebalance")
+        async def rebalance() -> BudgetView:
+            await self._engine.rebalance(request.budget, dict(request.shares))
+            return self._engine.budget_status(request.budget)
+
+        return convert.budget_status(await _answer("Rebalance", context, rebalance))
 
     async def SetCapacity(
         self, request: pb.SetCapacityRequest, context: grpc.aio.ServicerContext
     ) -> pb.BudgetStatus:
-        await _not_yet(context, "SetCapacity")
+        async def set_capacity() -> BudgetView:
+            await self._engine.set_capacity(request.budget, request.capacity_tokens)
+            return self._engine.budget_status(request.budget)
+
+        return convert.budget_status(
+            await _answer("SetCapacity", context, set_capacity)
+        )
 
     async def UpsertTenant(
         self, request: pb.UpsertTenantRequest, context: grpc.aio.ServicerContext
