@@ -21,6 +21,13 @@ from tokenpool.core._allocation import (
     usage_tokens,
 )
 from tokenpool.core._bucket import TokenBucket
+from tokenpool.core._learning import (
+    FOLDED_KEY,
+    EstimateBook,
+    EstimateRow,
+    LearningPolicy,
+    corrected_allowance,
+)
 from tokenpool.core._policy import (
     MAX_TOKENS,
     BudgetPolicy,
@@ -52,13 +59,17 @@ from tokenpool.core._validation import (
 
 __all__ = [
     "DEFAULT_SHARES",
+    "FOLDED_KEY",
     "MAX_TOKENS",
     "POOL_ORDER",
     "BudgetPolicy",
     "CallShape",
     "Complexity",
     "Draws",
+    "EstimateBook",
+    "EstimateRow",
     "InputLimits",
+    "LearningPolicy",
     "MultiplierBand",
     "Outcome",
     "OverrunCharge",
@@ -84,6 +95,7 @@ __all__ = [
     "check_range",
     "check_text",
     "check_total",
+    "corrected_allowance",
     "merge",
     "plan_draws",
     "plan_overrun",
