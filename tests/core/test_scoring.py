@@ -189,12 +189,19 @@ def test_factors_outside_0_to_1_are_refused() -> None:
         ScoringPolicy.model_validate({"structured_output_share": "NaN"})
 
 
+@pytest.mark.parametrize("name", ["", "  "])
+def test_no_task_type_is_other_and_not_counted_as_unknown(name: str) -> None:
+    scored = score_call(ScoringPolicy(), task_type=name)
+
+    assert (scored.task_type, scored.unknown_task_type) == (TaskType.OTHER, False)
+
+
 def test_unknown_keys_are_refused() -> None:
     with pytest.raises(ValidationError, match="codes"):
         TypicalOutputs.model_validate({"codes": 10})
 
 
-@pytest.mark.parametrize("name", ["poetry", "", "  "])
+@pytest.mark.parametrize("name", ["poetry", "Poëtry "])
 def test_unknown_task_type_is_scored_as_other(name: str) -> None:
     policy = ScoringPolicy()
 

@@ -22,6 +22,9 @@ Item = TypeVar("Item")
 # so that weights up to millions still give distinct, exact-enough tags.
 TAG_SCALE = 1 << 20
 
+# Idle tenants remembered beyond twice the waiting ones before a clean-up.
+_PRUNE_SLACK = 1000
+
 
 @dataclass(eq=False, slots=True)
 class Ticket(Generic[Item]):
@@ -51,6 +54,11 @@ class FairQueue(Generic[Item]):
 
     def __len__(self) -> int:
         return self._size
+
+    @property
+    def remembered_tenants(self) -> int:
+        """Tenants whose last finish tag is kept (bounded; for tests and status)."""
+        return len(self._last_finish)
 
     @property
     def fifo(self) -> bool:
@@ -129,7 +137,17 @@ class FairQueue(Generic[Item]):
         self._size -= 1
         if not line:
             del self._lines[ticket.tenant]
-            # A tenant with nothing queued and a finish behind virtual time
-            # gains nothing from remembering it; drop it to bound memory.
-            if self._last_finish.get(ticket.tenant, 0) <= self._virtual:
-                self._last_finish.pop(ticket.tenant, None)
+        if len(self._last_finish) > 2 * len(self._lines) + _PRUNE_SLACK:
+            self._prune()
+
+    def _prune(self) -> None:
+        """Forgets idle tenants whose last finish virtual time has passed.
+
+        Their next request would start at virtual time anyway, so nothing
+        changes for them; memory stays bounded by the tenants that wait.
+        """
+        self._last_finish = {
+            tenant: finish
+            for tenant, finish in self._last_finish.items()
+            if tenant in self._lines or finish > self._virtual
+        }

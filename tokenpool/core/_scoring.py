@@ -235,9 +235,15 @@ def score_call(
 
 
 def _task_of(name: str) -> tuple[TaskType, bool]:
-    """The task type a request names, and whether it was unknown or empty."""
+    """The task type a request names, and whether it named one we do not know.
+
+    An empty name is simply `other`: only a name we cannot read is counted.
+    """
+    name = name.strip().lower()
+    if not name:
+        return TaskType.OTHER, False
     try:
-        return TaskType(name.strip().lower()), False
+        return TaskType(name), False
     except ValueError:
         return TaskType.OTHER, True
 
