@@ -80,7 +80,7 @@ def test_max_output_tokens_without_task_caps_other() -> None:
 def test_explicit_tokens_are_the_hold_but_still_scored() -> None:
     shape = CallShape(tokens=77, input_tokens=8192, task_type="code", output_detail=3)
 
-    sizing = size_call(shape, _policy(), output_factor=Fraction(3))
+    sizing = size_call(shape, _policy(), output_factor=Fraction(1, 3))
 
     assert sizing == Sizing(77, 9, 2.0, 0, 0, TaskType.CODE, False)
 
@@ -133,27 +133,27 @@ def test_nothing_to_size_is_refused(shape: CallShape) -> None:
     assert "task_type" in caught.value.reason
 
 
-def test_output_factor_scales_before_rounding_and_cap() -> None:
+def test_output_factor_corrects_the_capped_allowance_rounding_up() -> None:
     policy = _policy()
     shape = CallShape(input_tokens=10, task_type="extraction")
-
-    # 256 x 1.0 x 1/3 = 85.33... is rounded up to 86.
-    third = size_call(shape, policy, output_factor=Fraction(1, 3))
-    double = size_call(shape, policy, output_factor=Fraction(2))
-    capped = size_call(
-        CallShape(input_tokens=10, task_type="extraction", max_output_tokens=300),
-        policy,
-        output_factor=Fraction(2),
+    capped_shape = CallShape(
+        input_tokens=10, task_type="extraction", max_output_tokens=200
     )
 
-    assert third.output_allowance == 86
-    assert double.output_allowance == 512
-    assert capped.output_allowance == 300
+    # 256 x 1.0 x 1/3 = 85.33... is held as 86.
+    third = size_call(shape, policy, output_factor=Fraction(1, 3))
+    # The cap comes first: 200 x 1/2 = 100.
+    capped = size_call(capped_shape, policy, output_factor=Fraction(1, 2))
+
+    assert (third.tokens, third.output_allowance) == (10 + 86, 256)
+    assert third.output_factor == Fraction(1, 3)
+    assert (capped.tokens, capped.output_allowance) == (10 + 100, 200)
 
 
-def test_negative_output_factor_is_a_bug() -> None:
-    with pytest.raises(ValueError, match="output_factor must be 0 or more"):
-        size_call(CallShape(input_tokens=1), _policy(), output_factor=Fraction(-1))
+@pytest.mark.parametrize("factor", [Fraction(-1), Fraction(0), Fraction(3, 2)])
+def test_output_factor_outside_zero_to_one_is_a_bug(factor: Fraction) -> None:
+    with pytest.raises(ValueError, match="factor"):
+        size_call(CallShape(input_tokens=1), _policy(), output_factor=factor)
 
 
 def test_sizing_still_builds_from_three_values() -> None:

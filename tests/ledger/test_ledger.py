@@ -18,6 +18,7 @@ import anyio.to_thread
 import pytest
 
 import tokenpool.ledger
+from tokenpool.ledger._schema import MIGRATIONS, SCHEMA_VERSION
 from tokenpool._errors import (
     ConfigError,
     LedgerError,
@@ -132,7 +133,7 @@ async def test_open_new_file_sets_wal_and_version(
         assert ledger.path == str(path)
 
     assert await _sql(path, "PRAGMA journal_mode") == [("wal",)]
-    assert await _sql(path, "PRAGMA user_version") == [(1,)]
+    assert await _sql(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 
 async def test_open_bad_options_raise_config_error(tmp_path: Path) -> None:
@@ -395,6 +396,28 @@ async def test_update_or_delete_on_entries_raises(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.IntegrityError, match="append-only; DELETE"):
         await _sql(path, "DELETE FROM entries")
     assert await _sql(path, "SELECT tokens FROM entries") == [(5,)]
+
+
+async def test_version_1_database_migrates_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        for statement in MIGRATIONS[0].statements:
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO reservations (reservation_id, budget, tenant, pool, state,"
+            " hold, requested, complexity_score, multiplier, created_wall_ns,"
+            " lease_expires_wall_ns) VALUES ('r1', 'b', 't', 'basic', 'open', 10,"
+            " 10, 0, 1.0, 1, 2)"
+        )
+        conn.execute("PRAGMA user_version = 1")
+        conn.commit()
+
+    async with _running_ledger(path) as ledger:
+        row = await ledger.get_reservation("r1")
+
+    assert row is not None
+    assert (row.hold, row.task_type, row.output_allowance, row.used) == (10, "", 0, 0)
+    assert await _sql(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 
 async def test_newer_schema_version_raises(tmp_path: Path) -> None:

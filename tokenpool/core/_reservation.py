@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 from tokenpool.core._pools import Pool
 
@@ -50,6 +51,19 @@ class Reservation:
     overrun: int = 0
     model: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    task_type: str = ""
+    output_allowance: int = 0
+    """Output allowance before the learned correction (0: explicit tokens)."""
+    output_factor: Fraction | None = None
+    """The learned correction applied to the allowance, if any."""
+    used: int = 0
+    """Usage a settle reported."""
+    incomplete: bool = False
+    response_cache_hit: bool = False
+    """Settled as a response-cache hit: no call was made, nothing to learn."""
+    team: str = ""
+    cost_micros: int = 0
+    """Estimated cost of the hold while open; the charged cost once ended."""
 
     @property
     def is_open(self) -> bool:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from tokenpool._errors import InvalidFieldError
+from tokenpool.core._learning import corrected_allowance
 from tokenpool.core._policy import BudgetPolicy
 from tokenpool.core._scoring import Complexity, TaskType, score_call
 
@@ -37,11 +38,14 @@ class Sizing:
     input_tokens: int = 0
     """The input part of the hold; 0 when the caller gave explicit tokens."""
     output_allowance: int = 0
-    """The output part of the hold; 0 when the caller gave explicit tokens."""
+    """The output allowance before any learned correction (capped by the
+    caller's max_output_tokens); 0 when the caller gave explicit tokens."""
     task_type: TaskType = TaskType.OTHER
     """The task type scored: OTHER when the request's was unknown or empty."""
     unknown_task_type: bool = False
-    """The request named no task type, or one that is not known."""
+    """The request named a task type that is not known."""
+    output_factor: Fraction | None = None
+    """The learned correction the hold applied to the allowance, if any."""
 
 
 def size_call(
@@ -55,12 +59,12 @@ def size_call(
     Args:
         shape: what the request says about the call.
         policy: the budget's policy; its scoring part sets the allowance.
-        output_factor: a learned correction to the allowance, 0 or more
-            (None: none). It applies before the cap of max_output_tokens.
+        output_factor: a learned correction of the allowance, in (0, 1]
+            (None: none); the hold keeps allowance x factor, rounded up.
 
     Raises:
         InvalidFieldError: nothing in the request says how big the call is.
-        ValueError: output_factor is negative.
+        ValueError: output_factor is outside (0, 1].
     """
     if not (
         shape.tokens > 0
@@ -74,9 +78,6 @@ def size_call(
             "nothing to size the reservation from; give tokens, or input_tokens "
             "(or input_chars), max_output_tokens or task_type",
         )
-    if output_factor is not None and output_factor < 0:
-        raise ValueError(f"output_factor must be 0 or more, got {output_factor}")
-
     input_tokens = shape.input_tokens or -(-shape.input_chars // policy.chars_per_token)
     complexity = score_call(
         policy.scoring,
@@ -87,24 +88,21 @@ def size_call(
         context_items=shape.context_items,
     )
     if shape.tokens > 0:
-        return _sized(complexity, shape.tokens, 0, 0)
+        return _sized(complexity, shape.tokens, 0, 0, None)
 
-    allowance = _output_allowance(shape, policy, complexity, output_factor)
-    return _sized(complexity, input_tokens + allowance, input_tokens, allowance)
+    allowance = _output_allowance(shape, policy, complexity)
+    held = corrected_allowance(allowance, output_factor)
+    return _sized(
+        complexity, input_tokens + held, input_tokens, allowance, output_factor
+    )
 
 
 def _output_allowance(
-    shape: CallShape,
-    policy: BudgetPolicy,
-    complexity: Complexity,
-    output_factor: Fraction | None,
+    shape: CallShape, policy: BudgetPolicy, complexity: Complexity
 ) -> int:
-    """Typical output x multiplier x correction, rounded up, then capped."""
+    """Typical output x multiplier, rounded up, then capped."""
     typical = policy.scoring.typical_output_tokens.of(complexity.task_type)
     exact = typical * Fraction(complexity.multiplier)
-    if output_factor is not None:
-        exact *= output_factor
-
     allowance = math.ceil(exact)
     if shape.max_output_tokens > 0:
         allowance = min(allowance, shape.max_output_tokens)
@@ -112,7 +110,11 @@ def _output_allowance(
 
 
 def _sized(
-    complexity: Complexity, tokens: int, input_tokens: int, output: int
+    complexity: Complexity,
+    tokens: int,
+    input_tokens: int,
+    output: int,
+    output_factor: Fraction | None,
 ) -> Sizing:
     return Sizing(
         tokens,
@@ -122,4 +124,5 @@ def _sized(
         output,
         complexity.task_type,
         complexity.unknown_task_type,
+        output_factor,
     )

@@ -25,6 +25,7 @@ from tokenpool._errors import (
 from tokenpool.core import (
     POOL_ORDER,
     BudgetPolicy,
+    EstimateBook,
     FairQueue,
     InputLimits,
     Outcome,
@@ -38,6 +39,7 @@ from tokenpool.core import (
     burst_limit,
     check_name,
     check_text,
+    corrected_allowance,
     lendable_now,
     plan_overrun,
     plan_refund,
@@ -128,6 +130,10 @@ class BudgetState:
     """Drawn from this pool by other pools' tenants, outstanding now."""
     burst_by_tenant: Counter[str]
     charged: dict[Pool, int]
+    estimates: EstimateBook
+    """How settled use compared with holds, per tenant and task type."""
+    unknown_task_types: int = 0
+    """Reserves that named a task type the scoring does not know."""
     open_reservations: int = 0
     alarm: Alarm | None = None
     alarm_at: int = 0
@@ -148,6 +154,7 @@ class BudgetState:
             lent=dict.fromkeys(POOL_ORDER, 0),
             burst_by_tenant=Counter(),
             charged=dict.fromkeys(POOL_ORDER, 0),
+            estimates=EstimateBook(policy.learning),
         )
 
 
@@ -529,6 +536,27 @@ class EngineBase:
         )
         budget.charged[pool] += charge.from_own + charge.debt
         budget.charged[Pool.BURST] += charge.from_burst
+
+    def _learn(self, budget: BudgetState, reservation: Reservation) -> None:
+        """Feeds a settled reservation's use to its budget's estimate book."""
+        if reservation.response_cache_hit:
+            return
+        held = corrected_allowance(
+            reservation.output_allowance, reservation.output_factor
+        )
+        if reservation.hold < held:
+            # An Extend shrank the hold below its output allowance: there is
+            # no telling input from output any more, so it is not learned.
+            return
+        budget.estimates.observe(
+            reservation.tenant,
+            reservation.task_type or "other",
+            hold=reservation.hold,
+            output_allowance=reservation.output_allowance,
+            used=reservation.used,
+            incomplete=reservation.incomplete,
+            applied_factor=reservation.output_factor,
+        )
 
     def _serve_queues(self, budget: BudgetState) -> None:
         """Grants queued waiters that fit now; `_reserving` implements it."""

@@ -97,6 +97,10 @@ class Closing(EngineBase):
                 reservation.hold,
                 outcome.charged,
             )
+        reservation.used = used
+        reservation.incomplete = command.incomplete
+        reservation.response_cache_hit = command.response_cache_hit
+        self._learn(self._budgets[reservation.budget], reservation)
         return await self._end(
             reservation, State.SETTLED, EntryKind.SETTLE, outcome, fingerprint, detail
         )

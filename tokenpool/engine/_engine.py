@@ -10,8 +10,10 @@ import anyio
 from tokenpool._errors import LedgerError, LedgerUnavailableError
 from tokenpool.core import (
     POOL_ORDER,
+    EstimateRow,
     Pool,
     Reservation,
+    State,
     TenantPolicy,
     TokenBucket,
     check_name,
@@ -62,6 +64,10 @@ class Engine(Reserving, Closing, Administering):
             )
 
         reopened = 0
+        learned = sorted(
+            (row for row in state.reservations if row.state is State.SETTLED),
+            key=lambda row: row.ended_wall_ns,
+        )
         for stored_row in state.reservations:
             reservation = reservation_from_row(stored_row, now, wall)
             if reservation.budget not in self._budgets and reservation.is_open:
@@ -76,6 +82,11 @@ class Engine(Reserving, Closing, Administering):
             if reservation.is_open:
                 self._hold(self._budgets[reservation.budget], reservation)
                 reopened += 1
+        # Learning resumes from the settles still remembered, oldest first.
+        for settled in learned:
+            remembered = self._reservations.get(settled.reservation_id)
+            if remembered is not None and settled.budget in self._budgets:
+                self._learn(self._budgets[settled.budget], remembered)
         logger.info(
             "state restored budgets=%d open_reservations=%d remembered=%d",
             len(self._budgets),
@@ -215,6 +226,26 @@ class Engine(Reserving, Closing, Administering):
             and (not tenant or r.tenant == tenant)
         ]
         return found[:limit]
+
+    def estimates(
+        self, *, budget: str = "", tenant: str = ""
+    ) -> list[tuple[str, EstimateRow]]:
+        """Estimate accuracy per budget, tenant and task type."""
+        names = [self._budget(budget).policy.name] if budget else list(self._budgets)
+        if tenant:
+            check_name("tenant", tenant)
+        return [
+            (name, row)
+            for name in names
+            for row in self._budgets[name].estimates.report()
+            if not tenant or row.tenant == tenant
+        ]
+
+    def unknown_task_types(self) -> dict[str, int]:
+        """Reserves per budget whose task type was not known to the scoring."""
+        return {
+            name: budget.unknown_task_types for name, budget in self._budgets.items()
+        }
 
     @property
     def waiting(self) -> int:

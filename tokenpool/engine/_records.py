@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from fractions import Fraction
 
 from tokenpool.core import Pool, Reservation
 from tokenpool.ledger import Entry, EntryKind, ReservationRow
@@ -33,6 +34,14 @@ def reservation_row(reservation: Reservation) -> ReservationRow:
         waited_ms=reservation.waited_ms,
         model=reservation.model,
         labels=dict(reservation.labels),
+        task_type=reservation.task_type,
+        output_allowance=reservation.output_allowance,
+        output_factor=str(reservation.output_factor or ""),
+        used=reservation.used,
+        incomplete=reservation.incomplete,
+        response_cache_hit=reservation.response_cache_hit,
+        team=reservation.team,
+        cost_micros=reservation.cost_micros,
     )
 
 
@@ -62,6 +71,14 @@ def reservation_from_row(row: ReservationRow, now_ns: int, wall_ns: int) -> Rese
         overrun=row.overrun,
         model=row.model,
         labels=dict(row.labels),
+        task_type=row.task_type,
+        output_allowance=row.output_allowance,
+        output_factor=Fraction(row.output_factor) if row.output_factor else None,
+        used=row.used,
+        incomplete=row.incomplete,
+        response_cache_hit=row.response_cache_hit,
+        team=row.team,
+        cost_micros=row.cost_micros,
     )
 
 

@@ -157,7 +157,7 @@ class Reserving(EngineBase):
     ) -> Reservation:
         policy = budget.policy
         tenant = self._tenant(command.tenant, policy)
-        sizing = size_call(shape(command), policy)
+        sizing = self._size(budget, tenant, command)
         check_count(
             "tokens" if command.tokens else "input_tokens + output", sizing.tokens
         )
@@ -211,6 +211,27 @@ class Reserving(EngineBase):
         if waiter.ticket is None:
             self._enqueue(budget, waiter)
         return await self._wait(budget, waiter, now + wait_ns, deadline_s)
+
+    def _size(
+        self, budget: BudgetState, tenant: TenantPolicy, command: ReserveCommand
+    ) -> Sizing:
+        """Scores and sizes a call, with the learned correction when it is on."""
+        policy = budget.policy
+        call = shape(command)
+        sizing = size_call(call, policy)
+        if sizing.unknown_task_type:
+            budget.unknown_task_types += 1
+            logger.debug(
+                "unknown task type scored as other budget=%s tenant=%s task_type=%r",
+                policy.name,
+                tenant.name,
+                command.task_type[:64],
+            )
+        if policy.learning.enabled and sizing.output_allowance:
+            factor = budget.estimates.output_factor(tenant.name, sizing.task_type)
+            if factor is not None:
+                sizing = size_call(call, policy, output_factor=factor)
+        return sizing
 
     def _enqueue(self, budget: BudgetState, waiter: Waiter) -> None:
         pool = waiter.tenant.tier.pool
@@ -454,6 +475,10 @@ class Reserving(EngineBase):
             request_fingerprint=fingerprint,
             model=command.model,
             labels=dict(command.labels),
+            task_type=sizing.task_type.value,
+            output_allowance=sizing.output_allowance,
+            output_factor=sizing.output_factor,
+            team=tenant.team or "",
         )
         self._remember(reservation)
         self._hold(budget, reservation)
@@ -477,6 +502,9 @@ class Reserving(EngineBase):
                 "waited_ms": reservation.waited_ms,
                 "complexity_score": sizing.complexity_score,
                 "multiplier": sizing.multiplier,
+                "task_type": sizing.task_type.value,
+                "output_allowance": sizing.output_allowance,
+                "output_factor": str(sizing.output_factor or ""),
                 "model": command.model,
                 "labels": reservation.labels,
             },

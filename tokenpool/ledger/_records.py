@@ -87,6 +87,18 @@ class ReservationRow:
     waited_ms: int = 0
     model: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
+    task_type: str = ""
+    output_allowance: int = 0
+    """Output allowance before the learned correction (0: explicit tokens)."""
+    output_factor: str = ""
+    """The learned correction applied, as "numerator/denominator"; "" if none."""
+    used: int = 0
+    """Usage a settle reported (what learning compares with the hold)."""
+    incomplete: bool = False
+    response_cache_hit: bool = False
+    team: str = ""
+    cost_micros: int = 0
+    """Estimated cost of the hold while open; the charged cost once ended."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,6 +128,22 @@ _V1_STATE = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
 
+# Version 2: what scoring, learning and calendar budgets need to be rebuilt
+# after a restart: the task type, the output allowance before and after the
+# learned correction, what a settle reported, the team and the cost.
+_V2_RESERVATION_COLUMNS = (
+    "ALTER TABLE reservations ADD COLUMN task_type TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE reservations ADD COLUMN output_allowance INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE reservations ADD COLUMN output_factor TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE reservations ADD COLUMN used INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE reservations ADD COLUMN incomplete INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE reservations ADD COLUMN response_cache_hit INTEGER NOT NULL "
+    "DEFAULT 0",
+    "ALTER TABLE reservations ADD COLUMN team TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE reservations ADD COLUMN cost_micros INTEGER NOT NULL DEFAULT 0",
+    "CREATE INDEX reservations_created ON reservations (created_wall_ns)",
+)
+
 # Append a step to extend the schema; never edit a released one, because
 # databases already at that version will not run it again.
 MIGRATIONS: tuple[Migration, ...] = (
@@ -135,6 +151,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         version=1,
         summary="entries, reservations, pools, refusals and meta",
         statements=_V1_ENTRIES + _V1_STATE,
+    ),
+    Migration(
+        version=2,
+        summary="task type, learned allowance, usage, team and cost per reservation",
+        statements=_V2_RESERVATION_COLUMNS,
     ),
 )
 
@@ -232,6 +253,14 @@ _RESERVATION_COLUMNS = (
     "waited_ms",
     "model",
     "labels",
+    "task_type",
+    "output_allowance",
+    "output_factor",
+    "used",
+    "incomplete",
+    "response_cache_hit",
+    "team",
+    "cost_micros",
 )
 _POOL_COLUMNS = ("budget", "pool", "capacity", "level", "carry", "at_wall_ns")
 
@@ -369,6 +398,14 @@ def reservation_values(row: ReservationRow) -> Row:
         row.waited_ms,
         row.model,
         _to_json(row.labels) if row.labels else "{}",
+        row.task_type,
+        row.output_allowance,
+        row.output_factor,
+        row.used,
+        int(row.incomplete),
+        int(row.response_cache_hit),
+        row.team,
+        row.cost_micros,
     )
 
 
@@ -421,4 +458,6 @@ def reservation_from_row(row: Row) -> ReservationRow:
         (str(pool), int(tokens)) for pool, tokens in json.loads(values["sources"])
     )
     values["labels"] = json.loads(values["labels"])
+    values["incomplete"] = bool(values["incomplete"])
+    values["response_cache_hit"] = bool(values["response_cache_hit"])
     return ReservationRow(**values)

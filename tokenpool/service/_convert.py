@@ -6,7 +6,7 @@ from google.protobuf import timestamp_pb2
 from tokenpool_client.v1 import tokenpool_pb2 as pb
 
 from tokenpool._errors import InvalidFieldError
-from tokenpool.core import Reservation
+from tokenpool.core import EstimateRow, Reservation
 from tokenpool.engine import (
     BudgetView,
     ExtendCommand,
@@ -156,4 +156,23 @@ def reservation_info(reservation: Reservation) -> pb.ReservationInfo:
         granted_tokens=reservation.hold,
         sources=_draws(reservation),
         lease_expires_at=_timestamp(reservation.lease_expires_wall_ns),
+    )
+
+
+def estimate_row(budget: str, row: EstimateRow) -> pb.EstimateRow:
+    """One tenant and task type's estimate accuracy."""
+    return pb.EstimateRow(
+        budget=budget,
+        tenant=row.tenant,
+        task_type=row.task_type,
+        samples=row.samples,
+        window_samples=row.window_samples,
+        used_to_held_p50=row.p50 or 0.0,
+        used_to_held_p90=row.p90 or 0.0,
+        used_to_held_p99=row.p99 or 0.0,
+        overrun_rate=row.overrun_rate,
+        unused_tokens=row.unused_tokens,
+        overrun_tokens=row.overrun_tokens,
+        output_factor=float(row.factor or 0),
+        incomplete=row.incomplete,
     )

@@ -199,6 +199,21 @@ class AdminServicer(pb_grpc.AdminServicer):
             await _answer("SetCapacity", context, set_capacity)
         )
 
+    async def Estimates(
+        self, request: pb.EstimatesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.EstimatesResponse:
+        rows = await _answer_now(
+            "Estimates",
+            context,
+            lambda: self._engine.estimates(
+                budget=request.budget, tenant=request.tenant
+            ),
+        )
+        return pb.EstimatesResponse(
+            rows=[convert.estimate_row(budget, row) for budget, row in rows],
+            unknown_task_types=self._engine.unknown_task_types(),
+        )
+
     async def UpsertTenant(
         self, request: pb.UpsertTenantRequest, context: grpc.aio.ServicerContext
     ) -> pb.TenantStatus:

@@ -341,6 +341,59 @@ class ReportResponse(_message.Message):
     rows: _containers.RepeatedCompositeFieldContainer[ReportRow]
     def __init__(self, rows: _Optional[_Iterable[_Union[ReportRow, _Mapping]]] = ...) -> None: ...
 
+class EstimatesRequest(_message.Message):
+    __slots__ = ("budget", "tenant")
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    budget: str
+    tenant: str
+    def __init__(self, budget: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
+
+class EstimateRow(_message.Message):
+    __slots__ = ("budget", "tenant", "task_type", "samples", "window_samples", "used_to_held_p50", "used_to_held_p90", "used_to_held_p99", "overrun_rate", "unused_tokens", "overrun_tokens", "output_factor", "incomplete")
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TASK_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    USED_TO_HELD_P50_FIELD_NUMBER: _ClassVar[int]
+    USED_TO_HELD_P90_FIELD_NUMBER: _ClassVar[int]
+    USED_TO_HELD_P99_FIELD_NUMBER: _ClassVar[int]
+    OVERRUN_RATE_FIELD_NUMBER: _ClassVar[int]
+    UNUSED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OVERRUN_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    INCOMPLETE_FIELD_NUMBER: _ClassVar[int]
+    budget: str
+    tenant: str
+    task_type: str
+    samples: int
+    window_samples: int
+    used_to_held_p50: float
+    used_to_held_p90: float
+    used_to_held_p99: float
+    overrun_rate: float
+    unused_tokens: int
+    overrun_tokens: int
+    output_factor: float
+    incomplete: int
+    def __init__(self, budget: _Optional[str] = ..., tenant: _Optional[str] = ..., task_type: _Optional[str] = ..., samples: _Optional[int] = ..., window_samples: _Optional[int] = ..., used_to_held_p50: _Optional[float] = ..., used_to_held_p90: _Optional[float] = ..., used_to_held_p99: _Optional[float] = ..., overrun_rate: _Optional[float] = ..., unused_tokens: _Optional[int] = ..., overrun_tokens: _Optional[int] = ..., output_factor: _Optional[float] = ..., incomplete: _Optional[int] = ...) -> None: ...
+
+class EstimatesResponse(_message.Message):
+    __slots__ = ("rows", "unknown_task_types")
+    class UnknownTaskTypesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_TASK_TYPES_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.RepeatedCompositeFieldContainer[EstimateRow]
+    unknown_task_types: _containers.ScalarMap[str, int]
+    def __init__(self, rows: _Optional[_Iterable[_Union[EstimateRow, _Mapping]]] = ..., unknown_task_types: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
 class ReloadConfigRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

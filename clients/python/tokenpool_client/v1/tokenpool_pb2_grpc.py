@@ -406,6 +406,11 @@ class AdminStub:
                 request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.ReloadConfigRequest.SerializeToString,
                 response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.ReloadConfigResponse.FromString,
                 _registered_method=True)
+        self.Estimates = channel.unary_unary(
+                '/tokenpool.v1.Admin/Estimates',
+                request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.EstimatesRequest.SerializeToString,
+                response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.EstimatesResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -455,6 +460,14 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Estimates(self, request, context):
+        """How settled use compared with what was reserved, per tenant and task
+        type, and the learned allowance corrections (SPEC 3).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -487,6 +500,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ReloadConfig,
                     request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.ReloadConfigRequest.FromString,
                     response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.ReloadConfigResponse.SerializeToString,
+            ),
+            'Estimates': grpc.unary_unary_rpc_method_handler(
+                    servicer.Estimates,
+                    request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.EstimatesRequest.FromString,
+                    response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.EstimatesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -653,6 +671,33 @@ class Admin:
             '/tokenpool.v1.Admin/ReloadConfig',
             tokenpool_dot_v1_dot_tokenpool__pb2.ReloadConfigRequest.SerializeToString,
             tokenpool_dot_v1_dot_tokenpool__pb2.ReloadConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Estimates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenpool.v1.Admin/Estimates',
+            tokenpool_dot_v1_dot_tokenpool__pb2.EstimatesRequest.SerializeToString,
+            tokenpool_dot_v1_dot_tokenpool__pb2.EstimatesResponse.FromString,
             options,
             channel_credentials,
             insecure,
