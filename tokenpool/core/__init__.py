@@ -28,6 +28,22 @@ from tokenpool.core._learning import (
     LearningPolicy,
     corrected_allowance,
 )
+from tokenpool.core._limits import (
+    Ask,
+    Breach,
+    BudgetUsage,
+    CalendarPeriods,
+    Caps,
+    ChargedRow,
+    ChargeTarget,
+    LimitBook,
+    LimitReason,
+    Periods,
+    PeriodUsage,
+    Subject,
+    SubjectKind,
+    SubjectUsage,
+)
 from tokenpool.core._policy import (
     MAX_TOKENS,
     BudgetPolicy,
@@ -36,6 +52,13 @@ from tokenpool.core._policy import (
     TenantPolicy,
 )
 from tokenpool.core._pools import DEFAULT_SHARES, POOL_ORDER, Pool, Tier, split_capacity
+from tokenpool.core._pricing import (
+    DEFAULT_PRICE_MODEL,
+    ModelPrice,
+    PriceTable,
+    cost_micros,
+    hold_cost_micros,
+)
 from tokenpool.core._reservation import Reservation, State
 from tokenpool.core._scoring import (
     Complexity,
@@ -58,22 +81,36 @@ from tokenpool.core._validation import (
 )
 
 __all__ = [
+    "DEFAULT_PRICE_MODEL",
     "DEFAULT_SHARES",
     "FOLDED_KEY",
     "MAX_TOKENS",
     "POOL_ORDER",
+    "Ask",
+    "Breach",
     "BudgetPolicy",
+    "BudgetUsage",
+    "CalendarPeriods",
     "CallShape",
+    "Caps",
+    "ChargeTarget",
+    "ChargedRow",
     "Complexity",
     "Draws",
     "EstimateBook",
     "EstimateRow",
     "InputLimits",
     "LearningPolicy",
+    "LimitBook",
+    "LimitReason",
+    "ModelPrice",
     "MultiplierBand",
     "Outcome",
     "OverrunCharge",
+    "PeriodUsage",
+    "Periods",
     "Pool",
+    "PriceTable",
     "Reach",
     "Reservation",
     "ScoringPolicy",
@@ -81,6 +118,9 @@ __all__ = [
     "Shares",
     "Sizing",
     "State",
+    "Subject",
+    "SubjectKind",
+    "SubjectUsage",
     "TaskFactors",
     "TaskType",
     "TenantPolicy",
@@ -96,6 +136,8 @@ __all__ = [
     "check_text",
     "check_total",
     "corrected_allowance",
+    "cost_micros",
+    "hold_cost_micros",
     "merge",
     "plan_draws",
     "plan_overrun",

@@ -1,0 +1,939 @@
+"""Caps, calendar budgets and request limits, and the book that counts them.
+
+Pools hold tokens; every other limit a reservation meets is counted here:
+tenant and team caps per budget, their calendar budgets across budgets
+(SPEC 12.4), and a budget's request rate and concurrency. A caller checks a
+request against all of them first and applies it only when none refused,
+so a refusal changes no counter.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import astuple, dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, NamedTuple
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field
+
+from tokenpool.core._bucket import TokenBucket
+from tokenpool.core._model import FrozenModel
+from tokenpool.core._pools import Pool
+
+# Largest token cap: the usage bound of SPEC 12.9, restated because the
+# policy module (which defines MAX_TOKENS) imports this one.
+_MAX_COUNT = 2**62
+
+# Largest money cap in USD; its micro-dollars stay far inside 64 bits.
+_MAX_USD = 10**12
+
+# A requests-per-minute bucket refills its capacity once a minute.
+_MINUTE_NS = 60 * 1_000_000_000
+
+_NS_PER_S = 1_000_000_000
+# Before the first reading, the latest wall time seen is this far past.
+_DAWN_NS = -(2**63)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_Count = Annotated[int, Field(ge=0, le=_MAX_COUNT)]
+# At most six decimal places: a cap is a whole number of micro-dollars.
+_Usd = Annotated[Decimal, Field(ge=0, le=_MAX_USD, decimal_places=6)]
+
+
+class Caps(FrozenModel):
+    """Limits a tenant or a team is held to, beside the pools' own.
+
+    None means no limit; 0 means never (the request is out of range). Pool
+    and in-flight caps count per budget; calendar budgets count across all
+    budgets, in the daemon's calendar timezone.
+    """
+
+    max_pool_percent: int | None = Field(None, ge=0, le=100)
+    """Largest share of any one pool's capacity held at once, in percent."""
+    max_in_flight_tokens: _Count | None = None
+    """Largest total of open holds in one budget."""
+    daily_tokens: _Count | None = None
+    """Tokens charged plus held per calendar day."""
+    monthly_tokens: _Count | None = None
+    """Tokens charged plus held per calendar month."""
+    daily_cost_usd: _Usd | None = None
+    """Dollars charged plus held per day: a decimal string or a number."""
+    monthly_cost_usd: _Usd | None = None
+    """Dollars charged plus held per month: a decimal string or a number."""
+
+    @property
+    def daily_cost_micros(self) -> int | None:
+        """The daily money cap in micro-dollars."""
+        usd = self.daily_cost_usd
+        return None if usd is None else _micros(usd)
+
+    @property
+    def monthly_cost_micros(self) -> int | None:
+        """The monthly money cap in micro-dollars."""
+        usd = self.monthly_cost_usd
+        return None if usd is None else _micros(usd)
+
+    @property
+    def has_cost_caps(self) -> bool:
+        """Whether a money cap applies, so that calls need a price."""
+        return self.daily_cost_usd is not None or self.monthly_cost_usd is not None
+
+
+def _micros(usd: Decimal) -> int:
+    return int(usd.scaleb(6))
+
+
+@dataclass(frozen=True, slots=True)
+class Periods:
+    """The calendar day and month a wall-clock reading falls in."""
+
+    day: str
+    """The local date, as "2026-05-09"."""
+    month: str
+    """The local month, as "2026-05"."""
+    day_start_ns: int
+    day_end_ns: int
+    month_end_ns: int
+
+
+class CalendarPeriods:
+    """Day and month periods in one timezone, never going backwards.
+
+    The latest wall reading seen is kept, and an earlier one (the wall clock
+    stepped back) counts as that latest: a period that ended is never
+    reopened (SPEC 12.8).
+    """
+
+    def __init__(self, timezone: str = "UTC") -> None:
+        """Uses an IANA timezone name, such as "UTC" or "Asia/Kolkata".
+
+        Raises:
+            ValueError: the name is not a known timezone.
+        """
+        try:
+            self._zone = ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+            raise ValueError(
+                f"Unknown timezone {timezone!r}; use an IANA name such as "
+                "'UTC' or 'Europe/Berlin'."
+            ) from exc
+        self.timezone = timezone
+        self.latest_wall_ns = _DAWN_NS
+        self._current: Periods | None = None
+
+    def at(self, wall_ns: int) -> Periods:
+        """The current periods; never earlier than for a previous reading."""
+        wall_ns = self.latest_wall_ns = max(wall_ns, self.latest_wall_ns)
+
+        current = self._current
+        if current is None or not current.day_start_ns <= wall_ns < current.day_end_ns:
+            current = self._current = self.of(wall_ns)
+        return current
+
+    def of(self, wall_ns: int) -> Periods:
+        """The periods a past reading fell in, such as a restored grant's."""
+        today = datetime.fromtimestamp(wall_ns // _NS_PER_S, self._zone).date()
+        next_month = date(today.year + today.month // 12, today.month % 12 + 1, 1)
+        return Periods(
+            day=today.isoformat(),
+            month=today.isoformat()[:7],
+            day_start_ns=self._midnight_ns(today),
+            day_end_ns=self._midnight_ns(today + timedelta(days=1)),
+            month_end_ns=self._midnight_ns(next_month),
+        )
+
+    def _midnight_ns(self, day: date) -> int:
+        # A midnight skipped by a DST change maps to the moment of the change.
+        local = datetime(day.year, day.month, day.day, tzinfo=self._zone)
+        return (local - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+class SubjectKind(enum.StrEnum):
+    """Whose caps: tenants and teams are named in separate namespaces."""
+
+    TENANT = "tenant"
+    TEAM = "team"
+
+
+class Subject(NamedTuple):
+    """A tenant or a team, as the limit book counts it."""
+
+    kind: SubjectKind
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.value.capitalize()} {self.name!r}"
+
+
+class LimitReason(enum.StrEnum):
+    """Which limit refused a request; stable names for ErrorInfo and metrics."""
+
+    TENANT_IN_FLIGHT_CAP = "TENANT_IN_FLIGHT_CAP"
+    TENANT_POOL_SHARE_CAP = "TENANT_POOL_SHARE_CAP"
+    TENANT_DAILY_TOKENS = "TENANT_DAILY_TOKENS"
+    TENANT_MONTHLY_TOKENS = "TENANT_MONTHLY_TOKENS"
+    TENANT_DAILY_COST = "TENANT_DAILY_COST"
+    TENANT_MONTHLY_COST = "TENANT_MONTHLY_COST"
+    TEAM_IN_FLIGHT_CAP = "TEAM_IN_FLIGHT_CAP"
+    TEAM_POOL_SHARE_CAP = "TEAM_POOL_SHARE_CAP"
+    TEAM_DAILY_TOKENS = "TEAM_DAILY_TOKENS"
+    TEAM_MONTHLY_TOKENS = "TEAM_MONTHLY_TOKENS"
+    TEAM_DAILY_COST = "TEAM_DAILY_COST"
+    TEAM_MONTHLY_COST = "TEAM_MONTHLY_COST"
+    BUDGET_RATE_LIMIT = "BUDGET_RATE_LIMIT"
+    BUDGET_CONCURRENCY = "BUDGET_CONCURRENCY"
+    MODEL_UNPRICED = "MODEL_UNPRICED"
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """One reservation as the limits see it: whose, where, and how much."""
+
+    budget: str
+    tenant: str
+    tokens: int
+    """The whole hold; `draws`, when given, add up to it."""
+    draws: tuple[tuple[Pool, int], ...] = ()
+    """Where the allocator takes the tokens from, in draw order."""
+    tenant_caps: Caps = field(default_factory=Caps)
+    team: str | None = None
+    team_caps: Caps | None = None
+    cost_micros: int | None = 0
+    """The hold's estimated cost; None when the model has no price."""
+    model: str = ""
+    pool_capacities: Mapping[Pool, int] = field(default_factory=dict)
+    peak_pool_capacities: Mapping[Pool, int] | None = None
+    """Pool capacities at the budget's largest capacity, to decide "never"."""
+    requests_per_minute: int | None = None
+    max_concurrent_reservations: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.tokens < 0 or any(tokens < 0 for _, tokens in self.draws):
+            raise ValueError(f"Token counts must not be negative: {self.draws!r}.")
+        if self.draws and sum(tokens for _, tokens in self.draws) != self.tokens:
+            raise ValueError(
+                f"The draws {self.draws!r} must add up to tokens ({self.tokens})."
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Breach:
+    """Why a limit refused a request, and what the caller can do about it."""
+
+    reason: LimitReason
+    subject: str
+    """The tenant, team or budget whose limit refused, or the model."""
+    limit: int
+    current: int
+    """What the limit counts now, without the request."""
+    requested: int
+    """What the request adds to it (the growth, for a change)."""
+    unit: str
+    """What `limit`, `current` and `requested` count."""
+    retry_after_ns: int | None
+    """When to retry: None once a reservation ends, or never."""
+    waitable: bool
+    """The request may wait in a queue for this limit (calendar ones: no)."""
+    never: bool
+    """The request can never pass: OUT_OF_RANGE, not retryable."""
+    largest_grantable: int
+    """The largest hold every limit of the book allows now, pools aside."""
+    message: str
+    pool: Pool | None = None
+
+
+class ChargeTarget(NamedTuple):
+    """Where a reservation's usage is charged: its subjects, its grant's periods."""
+
+    subjects: tuple[Subject, ...]
+    day: str
+    month: str
+
+
+class ChargedRow(NamedTuple):
+    """Usage charged to one period, as the ledger totals it at start."""
+
+    kind: SubjectKind
+    name: str
+    period: str
+    tokens: int
+    micros: int
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodUsage:
+    """One subject's calendar counters for one period."""
+
+    period: str
+    end_ns: int
+    charged_tokens: int = 0
+    charged_micros: int = 0
+    held_tokens: int = 0
+    held_micros: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectUsage:
+    """What a tenant or team holds, and has used this day and month."""
+
+    subject: Subject
+    in_flight: Mapping[str, tuple[int, Mapping[Pool, int]]]
+    """Per budget: tokens held in total, and per pool."""
+    day: PeriodUsage
+    month: PeriodUsage
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetUsage:
+    """A budget's open reservations and its request-rate bucket."""
+
+    open_reservations: int
+    rate_available: int | None
+    """Requests the rate limit lets through now; None without a limit."""
+
+
+@dataclass(slots=True)
+class _Flight:
+    tokens: int = 0
+    pools: dict[Pool, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Period:
+    charged_tokens: int = 0
+    charged_micros: int = 0
+    held_tokens: int = 0
+    held_micros: int = 0
+
+
+@dataclass(slots=True)
+class _BudgetCounters:
+    open: int = 0
+    rate: TokenBucket | None = None
+
+
+@dataclass(slots=True)
+class _Held:
+    budget: str
+    target: ChargeTarget
+    draws: dict[Pool, int]
+    tokens: int
+    micros: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Growth:
+    """A request as a check counts it: its new size, and what it holds already."""
+
+    ask: Ask
+    old_draws: Mapping[Pool, int]
+    old_tokens: int
+    old_micros: int
+    windows: tuple[tuple[str, str, int], ...]
+    """(daily or monthly, period key, ns until the period ends) to check."""
+
+
+# A limit's verdict: the largest hold it allows now (None: any), and a refusal.
+_Verdict = tuple[int | None, Breach | None]
+
+
+class LimitBook:
+    """Every counter besides the pools' levels, for one daemon.
+
+    Memory stays bounded: counters that hold and have charged nothing are
+    dropped, and so are periods other than the current day and month once
+    nothing is held in them.
+    """
+
+    def __init__(self, calendar: CalendarPeriods | None = None) -> None:
+        """Counts calendar budgets in `calendar`'s timezone (UTC by default)."""
+        self.calendar = calendar or CalendarPeriods()
+        self._flights: dict[tuple[Subject, str], _Flight] = {}
+        self._usage: dict[Subject, dict[str, _Period]] = {}
+        self._budgets: dict[str, _BudgetCounters] = {}
+        self._held: dict[str, _Held] = {}
+        self._current = ("", "")
+
+    def check(self, ask: Ask, now_ns: int, wall_ns: int) -> Breach | None:
+        """The most decisive limit a new reservation breaks, or None.
+
+        Changes no counter. A limit the request can never pass comes first,
+        then calendar budgets (waiting does not help), then waitable limits.
+        """
+        periods = self.calendar.at(wall_ns)
+        wall_ns = self.calendar.latest_wall_ns
+        windows = (
+            ("daily", periods.day, periods.day_end_ns - wall_ns),
+            ("monthly", periods.month, periods.month_end_ns - wall_ns),
+        )
+        growth = _Growth(ask, {}, 0, 0, windows)
+        return _decisive([*self._budget_verdicts(ask, now_ns), *self._verdicts(growth)])
+
+    def hold(
+        self,
+        key: str,
+        ask: Ask,
+        now_ns: int,
+        wall_ns: int,
+        *,
+        restoring: bool = False,
+        granted_wall_ns: int | None = None,
+    ) -> ChargeTarget:
+        """Counts a granted reservation until it ends; returns where it charges.
+
+        Args:
+            key: The reservation id.
+            ask: The request, as checked.
+            now_ns: Monotonic clock reading, for the request rate.
+            wall_ns: Wall clock reading, for the calendar.
+            restoring: The reservation was reopened at start: the request
+                rate is not charged again.
+            granted_wall_ns: When it was granted, if not now (on restore):
+                its usage belongs to the grant's periods.
+
+        Raises:
+            ValueError: the key is already held.
+        """
+        if key in self._held:
+            raise ValueError(f"Reservation {key!r} is already held.")
+        periods = self._roll(wall_ns)
+        if granted_wall_ns is not None:
+            periods = self.calendar.of(granted_wall_ns)
+
+        subjects = [Subject(SubjectKind.TENANT, ask.tenant)]
+        if ask.team is not None:
+            subjects.append(Subject(SubjectKind.TEAM, ask.team))
+        target = ChargeTarget(tuple(subjects), periods.day, periods.month)
+        held = self._held[key] = _Held(ask.budget, target, {}, 0, 0)
+        self._resize(held, dict(ask.draws), ask.tokens, ask.cost_micros or 0)
+
+        counters = self._budgets.setdefault(ask.budget, _BudgetCounters())
+        counters.open += 1
+        if ask.requests_per_minute is None:
+            counters.rate = None
+        elif not restoring:
+            counters.rate = _rate(counters.rate, ask.requests_per_minute, now_ns)
+            counters.rate.take(1)
+        return held.target
+
+    def check_change(self, key: str, ask: Ask, wall_ns: int) -> Breach | None:
+        """The limit an Extend to `ask`'s new totals breaks, or None.
+
+        Only growth counts: the reservation's own hold is counted already.
+        Its subjects and budget are the grant's; calendar budgets are those
+        of the grant's periods while they are current. Request rate and
+        concurrency are not checked again.
+
+        Raises:
+            KeyError: the key is not held.
+        """
+        held = self._held[key]
+        periods = self.calendar.at(wall_ns)
+        wall_ns = self.calendar.latest_wall_ns
+        windows = (
+            ("daily", held.target.day, periods.day_end_ns - wall_ns),
+            ("monthly", held.target.month, periods.month_end_ns - wall_ns),
+        )
+        team = next((s.name for s in held.target.subjects[1:]), None)
+        ask = replace(
+            ask,
+            budget=held.budget,
+            tenant=held.target.subjects[0].name,
+            team=team,
+            team_caps=ask.team_caps if ask.team == team else None,
+        )
+        current = (periods.day, periods.month)
+        growth = _Growth(
+            ask,
+            held.draws,
+            held.tokens,
+            held.micros,
+            tuple(window for window in windows if window[1] in current),
+        )
+        return _decisive(self._verdicts(growth))
+
+    def change(self, key: str, ask: Ask, wall_ns: int) -> None:
+        """Sets a held reservation's draws, tokens and cost to `ask`'s.
+
+        Raises:
+            KeyError: the key is not held.
+        """
+        self._roll(wall_ns)
+        held = self._held[key]
+        self._resize(held, dict(ask.draws), ask.tokens, ask.cost_micros or 0)
+
+    def end(
+        self, key: str, charged_tokens: int, charged_micros: int, wall_ns: int
+    ) -> ChargeTarget:
+        """Stops counting a reservation and charges its grant's periods.
+
+        The charge may exceed the hold (an overrun counts too). Returns where
+        it was charged, for `add_charge` when a late settle reports more.
+
+        Raises:
+            KeyError: the key is not held.
+        """
+        self._roll(wall_ns)
+        held = self._held.pop(key)
+        self._resize(held, {}, 0, 0)
+
+        counters = self._budgets[held.budget]
+        counters.open -= 1
+        if counters.open == 0 and counters.rate is None:
+            del self._budgets[held.budget]
+        self.add_charge(held.target, charged_tokens, charged_micros, wall_ns)
+        return held.target
+
+    def add_charge(
+        self, target: ChargeTarget, tokens: int, micros: int, wall_ns: int
+    ) -> None:
+        """Charges usage to a grant's periods; ended periods are not kept."""
+        self._roll(wall_ns)
+        for subject in target.subjects:
+            for key in (target.day, target.month):
+                self._add(subject, key, tokens, micros, 0, 0)
+
+    def restore_charged(self, rows: Iterable[ChargedRow], wall_ns: int) -> None:
+        """Seeds calendar usage from the ledger's totals at start.
+
+        Rows of periods other than the current ones are skipped. Reopened
+        reservations are then held again, with `restoring=True`.
+        """
+        self._roll(wall_ns)
+        for row in rows:
+            if row.period in self._current:
+                subject = Subject(row.kind, row.name)
+                self._add(subject, row.period, row.tokens, row.micros, 0, 0)
+
+    def target_of(self, key: str) -> ChargeTarget:
+        """Where a held reservation will be charged.
+
+        Raises:
+            KeyError: the key is not held.
+        """
+        return self._held[key].target
+
+    def usage(self, subject: Subject, wall_ns: int) -> SubjectUsage:
+        """What a subject holds per budget and has used this day and month."""
+        periods = self.calendar.at(wall_ns)
+        in_flight = {
+            budget: (flight.tokens, dict(flight.pools))
+            for (who, budget), flight in self._flights.items()
+            if who == subject
+        }
+        counted = self._usage.get(subject, {})
+        day = counted.get(periods.day, _Period())
+        month = counted.get(periods.month, _Period())
+        return SubjectUsage(
+            subject,
+            in_flight,
+            PeriodUsage(periods.day, periods.day_end_ns, *astuple(day)),
+            PeriodUsage(periods.month, periods.month_end_ns, *astuple(month)),
+        )
+
+    def budget_usage(
+        self, budget: str, requests_per_minute: int | None, now_ns: int
+    ) -> BudgetUsage:
+        """A budget's open reservations and the requests its rate allows now."""
+        counters = self._budgets.get(budget, _BudgetCounters())
+        if requests_per_minute is None:
+            return BudgetUsage(counters.open, None)
+        bucket = _rate(_copy(counters.rate), requests_per_minute, now_ns)
+        return BudgetUsage(counters.open, bucket.available)
+
+    def snapshot(self) -> dict[str, object]:
+        """Every counter as plain values: equal snapshots mean nothing changed."""
+        return {
+            "in_flight": {
+                key: (flight.tokens, dict(flight.pools))
+                for key, flight in self._flights.items()
+            },
+            "calendar": {
+                subject: {key: astuple(period) for key, period in periods.items()}
+                for subject, periods in self._usage.items()
+            },
+            "budgets": {
+                name: (counters.open, counters.rate and astuple(counters.rate))
+                for name, counters in self._budgets.items()
+            },
+            "held": {
+                key: (held.budget, held.target, dict(held.draws), held.tokens)
+                for key, held in self._held.items()
+            },
+        }
+
+    def counter_count(self) -> int:
+        """How many counters the book keeps; for memory checks and a gauge."""
+        return (
+            len(self._flights)
+            + sum(len(periods) for periods in self._usage.values())
+            + len(self._budgets)
+            + len(self._held)
+        )
+
+    def _budget_verdicts(self, ask: Ask, now_ns: int) -> list[_Verdict]:
+        counters = self._budgets.get(ask.budget, _BudgetCounters())
+        who = f"Budget {ask.budget!r}"
+        verdicts: list[_Verdict] = []
+
+        cap = ask.max_concurrent_reservations
+        if cap is not None:
+            reason = LimitReason.BUDGET_CONCURRENCY
+            limit = _Limit(
+                reason, ask.budget, "max_concurrent_reservations", cap, "reservations"
+            )
+            status = f"{who} has {counters.open} open reservations"
+            verdicts.append(limit.judge(counters.open, 1, 0, status, room=None))
+
+        rpm = ask.requests_per_minute
+        if rpm is not None:
+            bucket = _rate(_copy(counters.rate), rpm, now_ns)
+            limit = _Limit(
+                LimitReason.BUDGET_RATE_LIMIT,
+                ask.budget,
+                "requests_per_minute",
+                rpm,
+                "requests",
+                retry_after_ns=bucket.ns_until(1),
+            )
+            status = f"{who} has no request left in its rate bucket"
+            used = rpm - bucket.available
+            verdicts.append(limit.judge(used, 1, 0, status, room=None))
+        return verdicts
+
+    def _verdicts(self, growth: _Growth) -> list[_Verdict]:
+        ask = growth.ask
+        subjects = [(Subject(SubjectKind.TENANT, ask.tenant), ask.tenant_caps)]
+        if ask.team is not None and ask.team_caps is not None:
+            subjects.append((Subject(SubjectKind.TEAM, ask.team), ask.team_caps))
+
+        verdicts: list[_Verdict] = []
+        for subject, caps in subjects:
+            verdicts.extend(self._in_flight_verdicts(subject, caps, growth))
+            verdicts.extend(self._calendar_verdicts(subject, caps, growth))
+        return verdicts
+
+    def _in_flight_verdicts(
+        self, subject: Subject, caps: Caps, growth: _Growth
+    ) -> list[_Verdict]:
+        ask, prefix = growth.ask, subject.kind.value.upper()
+        flight = self._flights.get((subject, ask.budget), _Flight())
+        verdicts: list[_Verdict] = []
+
+        cap = caps.max_in_flight_tokens
+        if cap is not None:
+            reason = LimitReason(f"{prefix}_IN_FLIGHT_CAP")
+            limit = _Limit(reason, subject, "max_in_flight_tokens", cap)
+            others = flight.tokens - growth.old_tokens
+            status = f"{subject} has {flight.tokens} tokens in flight in {ask.budget!r}"
+            room = limit.room(others)
+            verdicts.append(
+                limit.judge(others, ask.tokens, growth.old_tokens, status, room)
+            )
+
+        percent = caps.max_pool_percent
+        if percent is None:
+            return verdicts
+        reason = LimitReason(f"{prefix}_POOL_SHARE_CAP")
+        caps_now = {
+            pool: ask.pool_capacities.get(pool, 0) * percent // 100
+            for pool, _ in ask.draws
+        }
+        others_in = {
+            pool: flight.pools.get(pool, 0) - growth.old_draws.get(pool, 0)
+            for pool, _ in ask.draws
+        }
+
+        # Draws shrink from the last pool first: a smaller request fits when
+        # the pools before the first one over its cap do.
+        largest: int | None = None
+        if ask.draws:
+            largest = 0
+            for pool, tokens in ask.draws:
+                room = max(0, caps_now[pool] - others_in[pool])
+                largest += min(tokens, room)
+                if tokens > room:
+                    break
+
+        # Over all pools together it decides "never"; then pool by pool.
+        peaks = ask.peak_pool_capacities or ask.pool_capacities
+        total = sum(capacity * percent // 100 for capacity in peaks.values())
+        setting = f"max_pool_percent ({percent} %) over all pools" if percent else ""
+        limit = _Limit(reason, subject, setting or "max_pool_percent", total)
+        verdicts.append(limit.judge(0, ask.tokens, growth.old_tokens, "", largest))
+        for pool, tokens in ask.draws:
+            setting = f"max_pool_percent ({percent} %)"
+            limit = _Limit(reason, subject, setting, caps_now[pool], pool=pool)
+            old, others = growth.old_draws.get(pool, 0), others_in[pool]
+            status = (
+                f"{subject} holds {others + old} tokens in pool {pool} "
+                f"of {ask.budget!r}"
+            )
+            verdicts.append(
+                limit.judge(others, tokens, old, status, largest, never=False)
+            )
+        return verdicts
+
+    def _calendar_verdicts(
+        self, subject: Subject, caps: Caps, growth: _Growth
+    ) -> list[_Verdict]:
+        ask, prefix = growth.ask, subject.kind.value.upper()
+        old_tokens, old_micros = growth.old_tokens, growth.old_micros
+        verdicts: list[_Verdict] = []
+        unpriced = False
+
+        for label, key, retry_ns in growth.windows:
+            period = self._usage.get(subject, {}).get(key, _Period())
+            name = label.upper()
+            cap = caps.daily_tokens if label == "daily" else caps.monthly_tokens
+            if cap is not None:
+                limit = _Limit(
+                    LimitReason(f"{prefix}_{name}_TOKENS"),
+                    subject,
+                    f"{label}_tokens",
+                    cap,
+                    retry_after_ns=retry_ns,
+                    waitable=False,
+                )
+                used = period.charged_tokens + period.held_tokens
+                status = f"{subject} has used {used} tokens in {key}, holds included"
+                room = limit.room(used - old_tokens)
+                verdicts.append(
+                    limit.judge(used - old_tokens, ask.tokens, old_tokens, status, room)
+                )
+
+            cap = (
+                caps.daily_cost_micros if label == "daily" else caps.monthly_cost_micros
+            )
+            if cap is None or ask.tokens <= old_tokens:
+                continue
+            if ask.cost_micros is None:
+                unpriced = True
+                continue
+            limit = _Limit(
+                LimitReason(f"{prefix}_{name}_COST"),
+                subject,
+                f"{label}_cost_usd",
+                cap,
+                "micro-dollars",
+                retry_after_ns=retry_ns,
+                waitable=False,
+            )
+            used = period.charged_micros + period.held_micros
+            status = f"{subject} has spent {_usd(used)} in {key}, holds included"
+            # What the money allows, told in tokens at this request's price.
+            room = limit.room(used - old_micros)
+            largest = ask.tokens
+            if ask.cost_micros > room:
+                largest = ask.tokens * room // ask.cost_micros
+            verdicts.append(
+                limit.judge(
+                    used - old_micros, ask.cost_micros, old_micros, status, largest
+                )
+            )
+
+        if unpriced:
+            what = f"Model {ask.model!r} has no price, and {subject} has a money budget"
+            refusal = Breach(
+                reason=LimitReason.MODEL_UNPRICED,
+                subject=ask.model,
+                limit=0,
+                current=0,
+                requested=0,
+                unit="",
+                retry_after_ns=None,
+                waitable=False,
+                never=True,
+                largest_grantable=0,
+                message=what,
+            )
+            verdicts.append((0, refusal))
+        return verdicts
+
+    def _roll(self, wall_ns: int) -> Periods:
+        periods = self.calendar.at(wall_ns)
+        current = (periods.day, periods.month)
+        if current != self._current:
+            self._current = current
+            for subject in list(self._usage):
+                for key in list(self._usage[subject]):
+                    self._add(subject, key, 0, 0, 0, 0)
+        return periods
+
+    def _resize(
+        self, held: _Held, draws: dict[Pool, int], tokens: int, micros: int
+    ) -> None:
+        """Moves every counter of a hold from its old size to the new one."""
+        for subject in held.target.subjects:
+            flight = self._flights.setdefault((subject, held.budget), _Flight())
+            flight.tokens += tokens - held.tokens
+            for pool in set(held.draws) | set(draws):
+                change = draws.get(pool, 0) - held.draws.get(pool, 0)
+                flight.pools[pool] = flight.pools.get(pool, 0) + change
+                if not flight.pools[pool]:
+                    del flight.pools[pool]
+            if not flight.tokens and not flight.pools:
+                del self._flights[(subject, held.budget)]
+
+            for key in (held.target.day, held.target.month):
+                self._add(
+                    subject, key, 0, 0, tokens - held.tokens, micros - held.micros
+                )
+        held.draws, held.tokens, held.micros = draws, tokens, micros
+
+    def _add(
+        self,
+        subject: Subject,
+        key: str,
+        charged_tokens: int,
+        charged_micros: int,
+        held_tokens: int,
+        held_micros: int,
+    ) -> None:
+        """Adds to one period's counters, then drops it if it is not needed.
+
+        A period is needed while something is held in it, or while it is
+        current and something was charged to it.
+        """
+        periods = self._usage.setdefault(subject, {})
+        period = periods.setdefault(key, _Period())
+        period.charged_tokens += charged_tokens
+        period.charged_micros += charged_micros
+        period.held_tokens += held_tokens
+        period.held_micros += held_micros
+
+        if period.held_tokens or period.held_micros:
+            return
+        if key in self._current and (period.charged_tokens or period.charged_micros):
+            return
+        del periods[key]
+        if not periods:
+            del self._usage[subject]
+
+
+@dataclass(frozen=True, slots=True)
+class _Limit:
+    """One limit as a check meets it, with what its message needs."""
+
+    reason: LimitReason
+    subject: Subject | str
+    """A tenant or team, or a budget's name."""
+    setting: str
+    """The configuration key, as the message names it."""
+    cap: int
+    unit: str = "tokens"
+    retry_after_ns: int | None = None
+    """Set for calendar budgets and the rate limit; None: wait for an end."""
+    waitable: bool = True
+    pool: Pool | None = None
+
+    @property
+    def who(self) -> str:
+        """The subject as a message names it."""
+        if isinstance(self.subject, Subject):
+            return str(self.subject)
+        return f"Budget {self.subject!r}"
+
+    def room(self, others: int) -> int:
+        """The largest amount one request may hold beside `others`."""
+        return max(0, self.cap - others)
+
+    def judge(
+        self,
+        others: int,
+        new: int,
+        old: int,
+        status: str,
+        room: int | None,
+        *,
+        never: bool | None = None,
+    ) -> _Verdict:
+        """Refuses growth from `old` to `new` past the cap, beside `others`.
+
+        `room` is the largest hold this limit allows (None: any, but none
+        when it refuses). `never` overrides "the cap is 0, or the request
+        alone is over it".
+        """
+        if new <= old:
+            return (room, None)
+        never = self.cap == 0 or new > self.cap if never is None else never
+        if not never and others + new <= self.cap:
+            return (room, None)
+
+        if never and self.cap == 0:
+            what = f"{self.who} has {self.setting} = 0"
+        elif never:
+            what = (
+                f"{self.who} needs {self._amount(new)}, more than its "
+                f"{self.setting} allows: {self._amount(self.cap)}"
+            )
+        else:
+            what = f"{status}, and its {self.setting} allows {self._amount(self.cap)}"
+        breach = Breach(
+            self.reason,
+            self.subject if isinstance(self.subject, str) else self.subject.name,
+            self.cap,
+            others + old,
+            new - old,
+            self.unit,
+            None if never else self.retry_after_ns,
+            self.waitable and not never,
+            never,
+            0,
+            what,
+            self.pool,
+        )
+        return (0 if room is None else room, breach)
+
+    def _amount(self, value: int) -> str:
+        if self.unit == "micro-dollars":
+            return _usd(value)
+        return f"{value} {self.unit}"
+
+
+def _copy(bucket: TokenBucket | None) -> TokenBucket | None:
+    return None if bucket is None else replace(bucket)
+
+
+def _rate(bucket: TokenBucket | None, rpm: int, now_ns: int) -> TokenBucket:
+    """A budget's request bucket brought up to date; a new one starts full."""
+    if bucket is None:
+        return TokenBucket.full(rpm, _MINUTE_NS, now_ns)
+    if bucket.capacity != rpm:
+        bucket.resize(rpm)
+    bucket.refill(now_ns)
+    return bucket
+
+
+def _usd(micros: int) -> str:
+    return f"${Decimal(micros).scaleb(-6).normalize():f}"
+
+
+def _decisive(verdicts: list[_Verdict]) -> Breach | None:
+    """The refusal to report: never first, then calendar, then waitable ones."""
+    breaches = [breach for _, breach in verdicts if breach is not None]
+    if not breaches:
+        return None
+    largest = min((room for room, _ in verdicts if room is not None), default=0)
+    breach = min(breaches, key=lambda b: (not b.never, b.waitable))
+    return replace(
+        breach,
+        largest_grantable=largest,
+        message=f"{breach.message}; {_advice(breach, largest)}.",
+    )
+
+
+def _advice(breach: Breach, largest: int) -> str:
+    """What the caller can do about a refusal."""
+    if breach.reason is LimitReason.MODEL_UNPRICED:
+        return "add the model, or a 'default' entry, to the [[prices]] table"
+    if breach.never:
+        first = "raise the limit in the configuration"
+    elif breach.retry_after_ns is not None:
+        first = f"retry in {-(-breach.retry_after_ns // _NS_PER_S)} s"
+    else:
+        first = "wait for a reservation to end"
+    return f"{first}, or ask for at most {largest} tokens" if largest else first
