@@ -13,6 +13,7 @@ from tokenpool.core._allocation import (
     Reach,
     account,
     burst_limit,
+    lendable_now,
     merge,
     plan_draws,
     plan_overrun,
@@ -21,6 +22,8 @@ from tokenpool.core._allocation import (
     usage_tokens,
 )
 from tokenpool.core._bucket import TokenBucket
+from tokenpool.core._calendar import CalendarPeriods, Periods
+from tokenpool.core._fair import FairQueue, Ticket
 from tokenpool.core._learning import (
     FOLDED_KEY,
     EstimateBook,
@@ -32,13 +35,11 @@ from tokenpool.core._limits import (
     Ask,
     Breach,
     BudgetUsage,
-    CalendarPeriods,
     Caps,
     ChargedRow,
     ChargeTarget,
     LimitBook,
     LimitReason,
-    Periods,
     PeriodUsage,
     Subject,
     SubjectKind,
@@ -48,7 +49,10 @@ from tokenpool.core._policy import (
     MAX_TOKENS,
     BudgetPolicy,
     InputLimits,
+    Lending,
+    LendingPolicy,
     Shares,
+    TeamPolicy,
     TenantPolicy,
 )
 from tokenpool.core._pools import DEFAULT_SHARES, POOL_ORDER, Pool, Tier, split_capacity
@@ -99,8 +103,11 @@ __all__ = [
     "Draws",
     "EstimateBook",
     "EstimateRow",
+    "FairQueue",
     "InputLimits",
     "LearningPolicy",
+    "Lending",
+    "LendingPolicy",
     "LimitBook",
     "LimitReason",
     "ModelPrice",
@@ -123,7 +130,9 @@ __all__ = [
     "SubjectUsage",
     "TaskFactors",
     "TaskType",
+    "TeamPolicy",
     "TenantPolicy",
+    "Ticket",
     "Tier",
     "TokenBucket",
     "TypicalOutputs",
@@ -138,6 +147,7 @@ __all__ = [
     "corrected_allowance",
     "cost_micros",
     "hold_cost_micros",
+    "lendable_now",
     "merge",
     "plan_draws",
     "plan_overrun",
