@@ -18,7 +18,6 @@ import anyio.to_thread
 import pytest
 
 import tokenpool.ledger
-from tokenpool.ledger._schema import MIGRATIONS, SCHEMA_VERSION
 from tokenpool._errors import (
     ConfigError,
     LedgerError,
@@ -36,6 +35,7 @@ from tokenpool.ledger import (
     ReservationRow,
     ReservationState,
 )
+from tokenpool.ledger._schema import MIGRATIONS, SCHEMA_VERSION
 
 pytestmark = pytest.mark.anyio
 

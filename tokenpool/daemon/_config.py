@@ -17,7 +17,14 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tokenpool._errors import ConfigError
-from tokenpool.core import BudgetPolicy, InputLimits, TenantPolicy
+from tokenpool.core import (
+    BudgetPolicy,
+    CalendarPeriods,
+    InputLimits,
+    ModelPrice,
+    TeamPolicy,
+    TenantPolicy,
+)
 
 # Where the daemon listens when nothing says otherwise: loopback only.
 DEFAULT_ADDRESS = "127.0.0.1:50051"
@@ -87,18 +94,38 @@ class Settings(BaseSettings):
     limits: InputLimits = InputLimits()
     budgets: list[BudgetPolicy] = Field(default_factory=_default_budgets, min_length=1)
     tenants: list[TenantPolicy] = Field(default_factory=list)
+    teams: list[TeamPolicy] = Field(default_factory=list)
+    prices: list[ModelPrice] = Field(default_factory=list)
+    """USD per million tokens per model; a "default" entry prices the rest."""
+    calendar_timezone: str = "UTC"
+    """Where calendar days and months of daily and monthly budgets begin."""
+
+    @field_validator("calendar_timezone")
+    @classmethod
+    def _known_timezone(cls, name: str) -> str:
+        CalendarPeriods(name)
+        return name
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:
         for kind, names in (
             ("budgets", [b.name for b in self.budgets]),
             ("tenants", [t.name for t in self.tenants]),
+            ("teams", [t.name for t in self.teams]),
+            ("prices", [p.model for p in self.prices]),
         ):
             seen: set[str] = set()
             for name in names:
                 if name in seen:
                     raise ValueError(f"{kind}: name {name!r} appears twice")
                 seen.add(name)
+        teams = {team.name for team in self.teams}
+        for tenant in self.tenants:
+            if tenant.team is not None and tenant.team not in teams:
+                raise ValueError(
+                    f"tenant {tenant.name!r} names team {tenant.team!r}, which "
+                    "is not configured; add it under [[teams]]"
+                )
         return self
 
 

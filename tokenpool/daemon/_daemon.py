@@ -84,6 +84,9 @@ class Daemon:
                     limits=settings.limits,
                     clock=self._clock,
                     ledger=ledger,
+                    teams=settings.teams,
+                    prices=settings.prices,
+                    calendar_timezone=settings.calendar_timezone,
                 )
                 await engine.restore()
                 await tasks.start(engine.run_sweeper)

@@ -17,6 +17,7 @@ from tokenpool._errors import (
     LedgerUnavailableError,
     NotOwnerError,
     RefusalError,
+    RequestTooLargeError,
     ShuttingDownError,
     TenantRefusedError,
     UnknownBudgetError,
@@ -24,22 +25,35 @@ from tokenpool._errors import (
 )
 from tokenpool.core import (
     POOL_ORDER,
+    Ask,
+    Breach,
     BudgetPolicy,
+    CalendarPeriods,
+    ChargeTarget,
+    Draws,
     EstimateBook,
     FairQueue,
     InputLimits,
+    LimitBook,
+    ModelPrice,
     Outcome,
     Pool,
+    PriceTable,
     Reach,
     Reservation,
     Sizing,
     State,
+    Subject,
+    SubjectKind,
+    TeamPolicy,
     TenantPolicy,
     Ticket,
     burst_limit,
     check_name,
     check_text,
     corrected_allowance,
+    cost_micros,
+    hold_cost_micros,
     lendable_now,
     plan_overrun,
     plan_refund,
@@ -50,6 +64,7 @@ from tokenpool.engine._commands import ReserveCommand
 from tokenpool.engine._records import reservation_from_row, reservation_row
 from tokenpool.engine._store import MemoryPoolStore, PoolStore
 from tokenpool.ledger import (
+    ChargedSlot,
     Entry,
     LedgerBatch,
     PoolRow,
@@ -73,6 +88,9 @@ _MAX_RESERVATION_ID_LENGTH = 64
 # A retry-after hint is never longer than a day: past that, it says nothing.
 _MAX_RETRY_AFTER_NS = 86_400 * 1_000_000_000
 
+# Retry hint for a cap that frees up when one of the tenant's calls ends.
+_CAP_RETRY_NS = 1_000_000_000
+
 # Refusal reasons, sent as ErrorInfo.reason (SPEC 12.1).
 POOL_EXHAUSTED = "POOL_EXHAUSTED"
 QUEUE_FULL = "QUEUE_FULL"
@@ -90,6 +108,9 @@ class Recorder(Protocol):
 
     async def get_reservation(self, reservation_id: str) -> ReservationRow | None:
         """Reads one reservation, however old."""
+
+    async def charged_since(self, wall_ns: int) -> list[ChargedSlot]:
+        """Usage charged to ended reservations granted since then."""
 
     @property
     def failed_commits(self) -> int:
@@ -112,6 +133,8 @@ class Waiter:
     commit: Awaitable[None] | None = None
     refusal: RefusalError | None = None
     """Set when a limit that waiting cannot fix refused the waiter."""
+    breach: Breach | None = None
+    """The limit beside the pools that last kept it waiting."""
     blocked_by: str = ""
     """The limit that last kept it waiting, for the refusal's reason."""
 
@@ -174,6 +197,9 @@ class EngineBase:
         clock: Clock,
         ledger: Recorder,
         store: PoolStore | None = None,
+        teams: Sequence[TeamPolicy] = (),
+        prices: Sequence[ModelPrice] = (),
+        calendar_timezone: str = "UTC",
     ) -> None:
         self._clock = clock
         self._ledger = ledger
@@ -182,6 +208,10 @@ class EngineBase:
         self._limits = limits
         self._budgets = {policy.name: BudgetState.new(policy) for policy in budgets}
         self._tenants = {tenant.name: tenant for tenant in tenants}
+        self._teams = {team.name: team for team in teams}
+        self._prices = PriceTable(prices)
+        self._calendar_timezone = calendar_timezone
+        self._limit_book = LimitBook(CalendarPeriods(calendar_timezone))
         self._admitted: dict[str, TenantPolicy] = {}
         self._reservations: dict[str, Reservation] = {}
         self._commits: dict[str, Awaitable[None]] = {}
@@ -316,6 +346,16 @@ class EngineBase:
             lenders=tuple(lenders),
         )
 
+    def _peak(self, budget: BudgetState) -> dict[Pool, int]:
+        """Each pool's capacity at the budget's largest capacity."""
+        peak = split_capacity(
+            max(budget.policy.peak_capacity, sum(budget.capacities.values())),
+            budget.policy.shares.by_pool(),
+        )
+        for pool, capacity in budget.capacities.items():
+            peak[pool] = max(peak[pool], capacity)
+        return peak
+
     def _ceiling(self, budget: BudgetState, pool: Pool, sizing: Sizing) -> int:
         """The most the budget could ever grant one request from this pool.
 
@@ -323,12 +363,7 @@ class EngineBase:
         its own pool, its burst limit, and what lenders may lend.
         """
         policy = budget.policy
-        peak = split_capacity(
-            max(policy.peak_capacity, sum(budget.capacities.values())),
-            budget.policy.shares.by_pool(),
-        )
-        for other, capacity in budget.capacities.items():
-            peak[other] = max(peak[other], capacity)
+        peak = self._peak(budget)
         ceiling = peak[pool] + burst_limit(
             peak[Pool.BURST], _burst_percent(budget, sizing)
         )
@@ -393,6 +428,96 @@ class EngineBase:
             largest_grantable=largest,
             retry_after_ns=min(max(retry_ns or 0, NS_PER_MS), _MAX_RETRY_AFTER_NS),
         )
+
+    def _ask(
+        self,
+        budget: BudgetState,
+        tenant: TenantPolicy,
+        tokens: int,
+        *,
+        input_tokens: int,
+        model: str,
+        draws: Draws = (),
+    ) -> Ask:
+        """A request as the limit book sees it: whose, where from, what cost."""
+        team = self._teams.get(tenant.team) if tenant.team else None
+        price = self._prices.price_of(model)
+        cost = None
+        if price is not None:
+            cost = hold_cost_micros(price, input_tokens, tokens - input_tokens)
+        policy = budget.policy
+        return Ask(
+            budget=policy.name,
+            tenant=tenant.name,
+            tokens=tokens,
+            draws=draws,
+            tenant_caps=tenant,
+            team=team.name if team else None,
+            team_caps=team,
+            cost_micros=cost,
+            model=model,
+            pool_capacities=budget.capacities,
+            peak_pool_capacities=self._peak(budget),
+            requests_per_minute=policy.requests_per_minute,
+            max_concurrent_reservations=policy.max_concurrent_reservations,
+        )
+
+    def _limit_refusal(
+        self, budget: BudgetState, tenant: TenantPolicy, breach: Breach
+    ) -> RefusalError:
+        """The refusal for a limit beside the pools (caps, calendar, rate)."""
+        name = budget.policy.name
+        self._count_refusal(name, tenant.name, breach.reason)
+        logger.debug(
+            "reserve refused by a limit budget=%s tenant=%s reason=%s subject=%s "
+            "limit=%d current=%d requested=%d",
+            name,
+            tenant.name,
+            breach.reason,
+            breach.subject,
+            breach.limit,
+            breach.current,
+            breach.requested,
+        )
+        error = RequestTooLargeError if breach.never else InsufficientTokensError
+        retry_ns = None
+        if not breach.never:
+            # Calendar budgets say when their period ends, however far off;
+            # caps that free up when a reservation ends suggest a short wait.
+            retry_ns = breach.retry_after_ns or _CAP_RETRY_NS
+        return error(
+            breach.message,
+            reason=breach.reason,
+            budget=name,
+            pool=breach.pool or tenant.tier.pool,
+            requested=breach.requested,
+            largest_grantable=breach.largest_grantable,
+            retry_after_ns=retry_ns,
+        )
+
+    def _price_usage(
+        self,
+        model: str,
+        input_tokens: int,
+        cached_input_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        output_tokens: int = 0,
+    ) -> int:
+        """What usage cost in micro-dollars; 0 for a model with no price."""
+        price = self._prices.price_of(model)
+        if price is None:
+            return 0
+        return cost_micros(
+            price, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens
+        )
+
+    def _charge_target(self, reservation: Reservation) -> ChargeTarget:
+        """Where a reservation's usage counts: its tenant, team and grant periods."""
+        periods = self._limit_book.calendar.of(reservation.created_wall_ns)
+        subjects = [Subject(SubjectKind.TENANT, reservation.tenant)]
+        if reservation.team:
+            subjects.append(Subject(SubjectKind.TEAM, reservation.team))
+        return ChargeTarget(tuple(subjects), periods.day, periods.month)
 
     def _count_refusal(self, budget: str, tenant: str, reason: str) -> None:
         minute = self._clock.wall_ns() // 60_000_000_000
@@ -490,10 +615,17 @@ class EngineBase:
         outcome: Outcome,
         now: int,
         wall: int,
+        micros: int = 0,
     ) -> None:
-        """Ends a hold: gives back the refund, charges any overrun."""
+        """Ends a hold: gives back the refund, charges any overrun.
+
+        `micros` is what the call cost, charged with the tokens to the
+        calendar budgets of the period the reservation was granted in.
+        """
         refund = plan_refund(reservation.sources, outcome.refunded)
         self._unhold(budget, reservation)
+        self._limit_book.end(reservation.reservation_id, outcome.charged, micros, wall)
+        reservation.cost_micros = micros
         self._store.give(budget.policy.name, refund, now)
         for pool, tokens in reservation.sources:
             budget.charged[pool] += tokens

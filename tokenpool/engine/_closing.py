@@ -11,20 +11,29 @@ from tokenpool._errors import (
     ReservationEndedError,
 )
 from tokenpool.core import (
+    Ask,
+    Draws,
     Outcome,
     Reservation,
     Sizing,
     State,
+    TenantPolicy,
     account,
     check_count,
     check_text,
     check_total,
+    corrected_allowance,
     merge,
     plan_draws,
     plan_refund,
     subtract,
 )
-from tokenpool.engine._base import POOL_EXHAUSTED, REQUEST_TOO_LARGE, EngineBase
+from tokenpool.engine._base import (
+    POOL_EXHAUSTED,
+    REQUEST_TOO_LARGE,
+    BudgetState,
+    EngineBase,
+)
 from tokenpool.engine._checks import counted_usage, digest
 from tokenpool.engine._commands import ExtendCommand, SettleCommand
 from tokenpool.engine._records import reservation_entry, reservation_row
@@ -101,8 +110,26 @@ class Closing(EngineBase):
         reservation.incomplete = command.incomplete
         reservation.response_cache_hit = command.response_cache_hit
         self._learn(self._budgets[reservation.budget], reservation)
+        model = command.model or reservation.model
+        micros = 0
+        if not command.response_cache_hit:
+            micros = self._price_usage(
+                model,
+                command.input_tokens,
+                command.cached_input_tokens,
+                command.cache_write_tokens,
+                command.output_tokens,
+            )
+            # A cut-off call charged its hold pays for the rest as output.
+            micros += self._price_usage(model, 0, output_tokens=outcome.charged - used)
         return await self._end(
-            reservation, State.SETTLED, EntryKind.SETTLE, outcome, fingerprint, detail
+            reservation,
+            State.SETTLED,
+            EntryKind.SETTLE,
+            outcome,
+            fingerprint,
+            detail,
+            micros,
         )
 
     async def release(
@@ -118,8 +145,15 @@ class Closing(EngineBase):
 
         outcome = account(reservation.hold, billed)
         detail: dict[str, object] = {"billed_input_tokens": billed}
+        micros = self._price_usage(reservation.model, billed)
         return await self._end(
-            reservation, State.RELEASED, EntryKind.RELEASE, outcome, fingerprint, detail
+            reservation,
+            State.RELEASED,
+            EntryKind.RELEASE,
+            outcome,
+            fingerprint,
+            detail,
+            micros,
         )
 
     async def _repeat_end(
@@ -152,8 +186,13 @@ class Closing(EngineBase):
             now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()
             reservation.end_fingerprint = fingerprint
             self._charge_overrun(budget, reservation.pool, extra, now)
+            micros = self._price_usage(reservation.model, 0, output_tokens=extra)
+            self._limit_book.add_charge(
+                self._charge_target(reservation), extra, micros, wall
+            )
             reservation.charged += extra
             reservation.overrun += extra
+            reservation.cost_micros += micros
             entry = reservation_entry(
                 EntryKind.OVERRUN,
                 reservation,
@@ -180,10 +219,11 @@ class Closing(EngineBase):
         outcome: Outcome,
         fingerprint: str,
         detail: dict[str, object],
+        micros: int,
     ) -> Reservation:
         budget = self._budgets[reservation.budget]
         now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()
-        self._finish(budget, reservation, state, outcome, now, wall)
+        self._finish(budget, reservation, state, outcome, now, wall, micros)
         reservation.end_fingerprint = fingerprint
         logger.debug(
             "%s budget=%s tenant=%s reservation_id=%s charged=%d refunded=%d "
@@ -261,7 +301,19 @@ class Closing(EngineBase):
             draws = plan_draws(
                 delta, self._reach(budget, tenant, reservation.pool, extra, now)
             )
-            if draws is None or not self._store.take(policy.name, draws, now):
+            if draws is None:
+                self._hold(budget, reservation)
+                raise self._refusal(
+                    budget, tenant, reservation.pool, extra, POOL_EXHAUSTED, now
+                )
+            ask = self._extended_ask(budget, tenant, reservation, total, draws)
+            breach = self._limit_book.check_change(
+                reservation.reservation_id, ask, wall
+            )
+            if breach is not None:
+                self._hold(budget, reservation)
+                raise self._limit_refusal(budget, tenant, breach)
+            if not self._store.take(policy.name, draws, now):
                 self._hold(budget, reservation)
                 raise self._refusal(
                     budget, tenant, reservation.pool, extra, POOL_EXHAUSTED, now
@@ -271,6 +323,10 @@ class Closing(EngineBase):
             refund = plan_refund(reservation.sources, -delta)
             self._store.give(policy.name, refund, now)
             reservation.sources = subtract(reservation.sources, refund)
+        if delta:
+            ask = self._extended_ask(budget, tenant, reservation, total, ())
+            self._limit_book.change(reservation.reservation_id, ask, wall)
+            reservation.cost_micros = ask.cost_micros or 0
         reservation.hold = total
         reservation.lease_expires_wall_ns = lease_wall
         reservation.lease_expires_mono_ns = now + (lease_wall - wall)
@@ -293,6 +349,27 @@ class Closing(EngineBase):
         await self._durable(reservation.reservation_id)
         return reservation
 
+    def _extended_ask(
+        self,
+        budget: BudgetState,
+        tenant: TenantPolicy,
+        reservation: Reservation,
+        total: int,
+        extra: Draws,
+    ) -> Ask:
+        """A reservation at its new total, as the limit book counts it."""
+        output = corrected_allowance(
+            reservation.output_allowance, reservation.output_factor
+        )
+        return self._ask(
+            budget,
+            tenant,
+            total,
+            input_tokens=min(total, max(0, reservation.requested - output)),
+            model=reservation.model,
+            draws=merge(reservation.sources, extra),
+        )
+
     def _expire_due(self, now: int) -> LedgerBatch:
         """Ends every open reservation whose lease has run out."""
         batch = LedgerBatch()
@@ -311,7 +388,8 @@ class Closing(EngineBase):
             hold = reservation.hold
             refunded = hold if budget.policy.refund_on_expiry else 0
             outcome = Outcome(hold - refunded, refunded, 0)
-            self._finish(budget, reservation, State.EXPIRED, outcome, now, wall)
+            micros = 0 if refunded else reservation.cost_micros
+            self._finish(budget, reservation, State.EXPIRED, outcome, now, wall, micros)
             logger.info(
                 "reservation expired budget=%s tenant=%s reservation_id=%s charged=%d",
                 reservation.budget,

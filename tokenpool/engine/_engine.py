@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import NoReturn
 
 import anyio
@@ -10,10 +11,14 @@ import anyio
 from tokenpool._errors import LedgerError, LedgerUnavailableError
 from tokenpool.core import (
     POOL_ORDER,
+    CalendarPeriods,
+    ChargedRow,
     EstimateRow,
+    LimitBook,
     Pool,
     Reservation,
     State,
+    SubjectKind,
     TenantPolicy,
     TokenBucket,
     check_name,
@@ -25,13 +30,16 @@ from tokenpool.engine._commands import BudgetView, PoolView, TenantView
 from tokenpool.engine._records import reservation_from_row
 from tokenpool.engine._reserving import Reserving
 from tokenpool.engine._store import MemoryPoolStore, PoolLevel
-from tokenpool.ledger import PoolRow
+from tokenpool.ledger import ChargedSlot, PoolRow
 
 logger = logging.getLogger(__name__)
 
 # The sweeper looks again at least this often (clock time), to flush
 # refusal counts and forget old reservations even when no lease is due.
 _SWEEP_IDLE_NS = 1_000_000_000
+
+# Calendar usage is restored from grants this recent: a month and a day.
+_CALENDAR_LOOKBACK_NS = 32 * 86_400 * 1_000_000_000
 
 # After a failed commit, how long to let in-flight commits finish before
 # state is rebuilt from the database (seconds of real time).
@@ -51,6 +59,12 @@ class Engine(Reserving, Closing, Administering):
         now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()
         ttl_ns = self._limits.idempotency_ttl_seconds * 1_000_000_000
         state = await self._ledger.load_state(keep_ended_after_wall_ns=wall - ttl_ns)
+        charged = await self._ledger.charged_since(wall - _CALENDAR_LOOKBACK_NS)
+
+        # Calendar periods never go back, even to before the last shutdown.
+        last_seen = max((row.at_wall_ns for row in state.pools), default=wall)
+        self._limit_book.calendar.at(max(wall, last_seen))
+        self._limit_book.restore_charged(self._calendar_rows(charged), wall)
 
         stored: dict[str, dict[Pool, PoolLevel]] = {}
         for row in state.pools:
@@ -80,7 +94,7 @@ class Engine(Reserving, Closing, Administering):
                 continue
             self._remember(reservation)
             if reservation.is_open:
-                self._hold(self._budgets[reservation.budget], reservation)
+                self._reopen(reservation, now, wall)
                 reopened += 1
         # Learning resumes from the settles still remembered, oldest first.
         for settled in learned:
@@ -93,6 +107,49 @@ class Engine(Reserving, Closing, Administering):
             reopened,
             len(self._reservations),
         )
+
+    def _reopen(self, reservation: Reservation, now: int, wall: int) -> None:
+        """Counts a restored open reservation in its budget and its limits."""
+        budget = self._budgets[reservation.budget]
+        self._hold(budget, reservation)
+        tenant = self._tenants.get(reservation.tenant) or TenantPolicy(
+            name=reservation.tenant
+        )
+        ask = self._ask(
+            budget,
+            tenant,
+            reservation.hold,
+            input_tokens=0,
+            model=reservation.model,
+            draws=reservation.sources,
+        )
+        ask = replace(ask, cost_micros=reservation.cost_micros)
+        self._limit_book.hold(
+            reservation.reservation_id,
+            ask,
+            now,
+            wall,
+            restoring=True,
+            granted_wall_ns=reservation.created_wall_ns,
+        )
+
+    def _calendar_rows(self, slots: list[ChargedSlot]) -> list[ChargedRow]:
+        """Ledger sums per quarter hour, placed in this timezone's days and months."""
+        totals: dict[tuple[SubjectKind, str, str], list[int]] = {}
+        for slot in slots:
+            periods = self._limit_book.calendar.of(slot.slot_wall_ns)
+            subjects = [(SubjectKind.TENANT, slot.tenant)]
+            if slot.team:
+                subjects.append((SubjectKind.TEAM, slot.team))
+            for kind, name in subjects:
+                for period in (periods.day, periods.month):
+                    total = totals.setdefault((kind, name, period), [0, 0])
+                    total[0] += slot.tokens
+                    total[1] += slot.micros
+        return [
+            ChargedRow(kind, name, period, tokens, micros)
+            for (kind, name, period), (tokens, micros) in totals.items()
+        ]
 
     def begin_shutdown(self) -> None:
         """Refuses new work and sends every waiter away."""
@@ -153,6 +210,10 @@ class Engine(Reserving, Closing, Administering):
         policies = [budget.policy for budget in self._budgets.values()]
         self._budgets = {policy.name: BudgetState.new(policy) for policy in policies}
         self._store = MemoryPoolStore() if self._owns_store else self._store
+        calendar = CalendarPeriods(self._calendar_timezone)
+        if self._limit_book.calendar.latest_wall_ns > 0:
+            calendar.at(self._limit_book.calendar.latest_wall_ns)
+        self._limit_book = LimitBook(calendar)
         self._reservations.clear()
         self._commits.clear()
         self._idempotency.clear()

@@ -16,7 +16,9 @@ from tokenpool._errors import (
     RequestTooLargeError,
 )
 from tokenpool.core import (
+    Breach,
     Draws,
+    LimitReason,
     Outcome,
     Pool,
     Reach,
@@ -63,6 +65,11 @@ _BUDGET_BLOCKED = "budget_blocked"
 """A budget-wide limit (rate, concurrency) holds everyone."""
 _REFUSED = "refused"
 """A limit waiting cannot fix: it is refused (waiter.refusal)."""
+
+# Limits that hold every request of a budget, not one tenant's or team's.
+_BUDGET_WIDE = frozenset(
+    {LimitReason.BUDGET_RATE_LIMIT, LimitReason.BUDGET_CONCURRENCY}
+)
 
 
 class Reserving(EngineBase):
@@ -196,6 +203,7 @@ class Reserving(EngineBase):
         elif len(queue) < policy.queue_limit:
             # Others wait: it takes its fair place, and goes now only if
             # that place is first and its tokens are there.
+            self._refuse_if_never(budget, waiter, now)
             self._enqueue(budget, waiter)
             self._serve_queues(budget)
         if waiter.reservation is not None and waiter.commit is not None:
@@ -204,6 +212,8 @@ class Reserving(EngineBase):
             raise waiter.refusal
 
         full = waiter.ticket is None and len(queue) >= policy.queue_limit
+        if waiter.ticket is None and may_wait and wait_ns and not full:
+            self._refuse_if_never(budget, waiter, now)
         if not may_wait or wait_ns == 0 or full:
             self._leave_queue(budget, waiter)
             reason = QUEUE_FULL if full and may_wait and wait_ns else None
@@ -233,6 +243,24 @@ class Reserving(EngineBase):
                 sizing = size_call(call, policy, output_factor=factor)
         return sizing
 
+    def _refuse_if_never(self, budget: BudgetState, waiter: Waiter, now: int) -> None:
+        """Refuses at once what no wait can help: spent calendar budgets, caps.
+
+        Raises:
+            RefusalError: a limit beside the pools refuses it whatever the
+                pools hold (OUT_OF_RANGE when it never could pass).
+        """
+        ask = self._ask(
+            budget,
+            waiter.tenant,
+            waiter.sizing.tokens,
+            input_tokens=waiter.sizing.input_tokens,
+            model=waiter.command.model,
+        )
+        breach = self._limit_book.check(ask, now, self._clock.wall_ns())
+        if breach is not None and not breach.waitable:
+            raise self._limit_refusal(budget, waiter.tenant, breach)
+
     def _enqueue(self, budget: BudgetState, waiter: Waiter) -> None:
         pool = waiter.tenant.tier.pool
         weight = 1
@@ -258,6 +286,8 @@ class Reserving(EngineBase):
         self, budget: BudgetState, waiter: Waiter, now: int, reason: str | None
     ) -> RefusalError:
         """The refusal for a request that got nothing: which limit, and when."""
+        if reason is None and waiter.breach is not None:
+            return self._limit_refusal(budget, waiter.tenant, waiter.breach)
         return self._refusal(
             budget,
             waiter.tenant,
@@ -378,15 +408,24 @@ class Reserving(EngineBase):
         draws = plan_draws(waiter.sizing.tokens, reach)
         if draws is None:
             return _SHORT
-        verdict = self._check_limits(budget, waiter, draws, now)
-        if verdict is not _GRANTED:
-            return verdict
+        ask = self._ask(
+            budget,
+            waiter.tenant,
+            waiter.sizing.tokens,
+            input_tokens=waiter.sizing.input_tokens,
+            model=waiter.command.model,
+            draws=draws,
+        )
+        wall = self._clock.wall_ns()
+        breach = self._limit_book.check(ask, now, wall)
+        if breach is not None:
+            return self._held_back(budget, waiter, breach)
         if not self._store.take(budget.policy.name, draws, now):
             return _SHORT
 
         if waiter.ticket is not None:
             budget.queues[waiter.tenant.tier.pool].served(waiter.ticket)
-        waiter.reservation, batch = self._open(
+        reservation, batch = self._open(
             budget,
             waiter.tenant,
             waiter.command,
@@ -397,16 +436,26 @@ class Reserving(EngineBase):
             now,
             waiter.arrived_ns,
         )
+        self._limit_book.hold(reservation.reservation_id, ask, now, wall)
+        reservation.cost_micros = ask.cost_micros or 0
+        waiter.reservation = reservation
         waiter.commit = self._submit(batch)
         waiter.event.set()
         return _GRANTED
 
-    def _check_limits(
-        self, budget: BudgetState, waiter: Waiter, draws: Draws, now: int
-    ) -> str:
-        """Checks the limits beside the pools; overridden once they exist."""
-        del budget, waiter, draws, now
-        return _GRANTED
+    def _held_back(self, budget: BudgetState, waiter: Waiter, breach: Breach) -> str:
+        """What a limit beside the pools means for a request: wait, or refusal."""
+        if breach.waitable:
+            waiter.breach = breach
+            waiter.blocked_by = breach.reason
+            budget_wide = breach.reason in _BUDGET_WIDE
+            return _BUDGET_BLOCKED if budget_wide else _BLOCKED
+
+        waiter.refusal = self._limit_refusal(budget, waiter.tenant, breach)
+        if waiter.ticket is not None:
+            budget.queues[waiter.tenant.tier.pool].remove(waiter.ticket)
+        waiter.event.set()
+        return _REFUSED
 
     def _schedule_queue(self, budget: BudgetState, now: int) -> None:
         """Sets an alarm for when refill may let a queue's first waiter through."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from tokenpool.ledger._ledger import Ledger
 from tokenpool.ledger._records import (
+    CHARGE_SLOT_NS,
+    ChargedSlot,
     Entry,
     EntryKind,
     LedgerBatch,
@@ -15,6 +17,8 @@ from tokenpool.ledger._records import (
 )
 
 __all__ = [
+    "CHARGE_SLOT_NS",
+    "ChargedSlot",
     "Entry",
     "EntryKind",
     "Ledger",

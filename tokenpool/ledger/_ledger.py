@@ -23,6 +23,8 @@ from tokenpool._errors import (
 )
 from tokenpool.ledger._lock import LedgerLock
 from tokenpool.ledger._records import (
+    CHARGE_SLOT_NS,
+    ChargedSlot,
     Entry,
     EntryKind,
     LedgerBatch,
@@ -545,6 +547,27 @@ class Ledger:
                     reservation_from_row(tuple(row)) for row in reservation_rows
                 ),
             )
+
+    async def charged_since(self, wall_ns: int) -> list[ChargedSlot]:
+        """Charged tokens and cost of ended reservations granted since `wall_ns`.
+
+        Summed per tenant, team and quarter hour of grant time, so that the
+        caller can place them in calendar days of any timezone (every
+        timezone's offset is a whole number of quarter hours).
+        """
+        async with self._reading("charged_since") as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT tenant, team, created_wall_ns / :slot * :slot, "
+                "SUM(charged), SUM(cost_micros) FROM reservations "
+                "WHERE state != :open AND created_wall_ns >= :since "
+                "GROUP BY tenant, team, created_wall_ns / :slot",
+                {
+                    "slot": CHARGE_SLOT_NS,
+                    "open": str(ReservationState.OPEN),
+                    "since": wall_ns,
+                },
+            )
+            return [ChargedSlot(*row) for row in rows]
 
     async def get_reservation(self, reservation_id: str) -> ReservationRow | None:
         """Read one reservation by id, or None when it is unknown."""

@@ -101,6 +101,21 @@ class ReservationRow:
     """Estimated cost of the hold while open; the charged cost once ended."""
 
 
+# Grant times are summed in slots of a quarter hour (see ChargedSlot).
+CHARGE_SLOT_NS = 15 * 60 * 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ChargedSlot:
+    """Usage charged to one tenant (and team) for grants in one quarter hour."""
+
+    tenant: str
+    team: str
+    slot_wall_ns: int
+    tokens: int
+    micros: int
+
+
 @dataclass(frozen=True, slots=True)
 class PoolRow:
     """A pool's bucket at one wall-clock instant.

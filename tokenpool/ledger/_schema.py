@@ -137,8 +137,7 @@ _V2_RESERVATION_COLUMNS = (
     "ALTER TABLE reservations ADD COLUMN output_factor TEXT NOT NULL DEFAULT ''",
     "ALTER TABLE reservations ADD COLUMN used INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE reservations ADD COLUMN incomplete INTEGER NOT NULL DEFAULT 0",
-    "ALTER TABLE reservations ADD COLUMN response_cache_hit INTEGER NOT NULL "
-    "DEFAULT 0",
+    "ALTER TABLE reservations ADD COLUMN response_cache_hit INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE reservations ADD COLUMN team TEXT NOT NULL DEFAULT ''",
     "ALTER TABLE reservations ADD COLUMN cost_micros INTEGER NOT NULL DEFAULT 0",
     "CREATE INDEX reservations_created ON reservations (created_wall_ns)",
