@@ -22,6 +22,7 @@ from tokenpool._errors import (
     TokenPoolError,
     UnknownBudgetError,
     UnknownReservationError,
+    UnknownTeamError,
 )
 
 __version__ = "0.1.0"
@@ -46,5 +47,6 @@ __all__ = [
     "TokenPoolError",
     "UnknownBudgetError",
     "UnknownReservationError",
+    "UnknownTeamError",
     "__version__",
 ]

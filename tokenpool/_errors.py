@@ -57,6 +57,17 @@ class UnknownBudgetError(NotFoundError):
         self.budget = budget
 
 
+class UnknownTeamError(NotFoundError):
+    """Raised when a request names a team that is not configured."""
+
+    def __init__(self, team: str) -> None:
+        super().__init__(
+            f"Unknown team {team!r}; teams are declared under [[teams]] in the "
+            "configuration."
+        )
+        self.team = team
+
+
 class UnknownReservationError(NotFoundError):
     """Raised when a reservation id is unknown to the daemon."""
 

@@ -15,6 +15,7 @@ from tokenpool.engine._commands import (
     PoolView,
     ReserveCommand,
     SettleCommand,
+    TeamView,
     TenantView,
 )
 from tokenpool.engine._engine import Engine
@@ -39,5 +40,6 @@ __all__ = [
     "ScaledClock",
     "SettleCommand",
     "SystemClock",
+    "TeamView",
     "TenantView",
 ]

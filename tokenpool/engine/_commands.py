@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tokenpool.core import Pool
+from tokenpool.core import PeriodUsage, Pool
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,3 +103,17 @@ class TenantView:
     configured: bool
     open_reservations: int
     in_flight_tokens: int
+    team: str
+    day: PeriodUsage
+    month: PeriodUsage
+
+
+@dataclass(frozen=True, slots=True)
+class TeamView:
+    """A team's members, holds and calendar usage."""
+
+    name: str
+    members: tuple[str, ...]
+    in_flight_tokens: int
+    day: PeriodUsage
+    month: PeriodUsage

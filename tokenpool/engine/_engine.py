@@ -8,7 +8,7 @@ from typing import NoReturn
 
 import anyio
 
-from tokenpool._errors import LedgerError, LedgerUnavailableError
+from tokenpool._errors import LedgerError, LedgerUnavailableError, UnknownTeamError
 from tokenpool.core import (
     POOL_ORDER,
     CalendarPeriods,
@@ -18,6 +18,7 @@ from tokenpool.core import (
     Pool,
     Reservation,
     State,
+    Subject,
     SubjectKind,
     TenantPolicy,
     TokenBucket,
@@ -26,7 +27,7 @@ from tokenpool.core import (
 from tokenpool.engine._admin import Administering
 from tokenpool.engine._base import BudgetState
 from tokenpool.engine._closing import Closing
-from tokenpool.engine._commands import BudgetView, PoolView, TenantView
+from tokenpool.engine._commands import BudgetView, PoolView, TeamView, TenantView
 from tokenpool.engine._records import reservation_from_row
 from tokenpool.engine._reserving import Reserving
 from tokenpool.engine._store import MemoryPoolStore, PoolLevel
@@ -266,6 +267,9 @@ class Engine(Reserving, Closing, Administering):
         held = [
             r for r in self._reservations.values() if r.is_open and r.tenant == name
         ]
+        usage = self._limit_book.usage(
+            Subject(SubjectKind.TENANT, name), self._clock.wall_ns()
+        )
         return TenantView(
             name=name,
             tier=tenant.tier.value,
@@ -273,6 +277,25 @@ class Engine(Reserving, Closing, Administering):
             configured=name in self._tenants,
             open_reservations=len(held),
             in_flight_tokens=sum(r.hold for r in held),
+            team=tenant.team or "",
+            day=usage.day,
+            month=usage.month,
+        )
+
+    def team_status(self, name: str) -> TeamView:
+        """A team's members, what they hold and their calendar usage."""
+        check_name("team", name)
+        if name not in self._teams:
+            raise UnknownTeamError(name)
+        usage = self._limit_book.usage(
+            Subject(SubjectKind.TEAM, name), self._clock.wall_ns()
+        )
+        return TeamView(
+            name=name,
+            members=tuple(t.name for t in self._tenants.values() if t.team == name),
+            in_flight_tokens=sum(tokens for tokens, _ in usage.in_flight.values()),
+            day=usage.day,
+            month=usage.month,
         )
 
     def reservations(

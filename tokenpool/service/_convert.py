@@ -6,12 +6,13 @@ from google.protobuf import timestamp_pb2
 from tokenpool_client.v1 import tokenpool_pb2 as pb
 
 from tokenpool._errors import InvalidFieldError
-from tokenpool.core import EstimateRow, Reservation
+from tokenpool.core import EstimateRow, PeriodUsage, Reservation
 from tokenpool.engine import (
     BudgetView,
     ExtendCommand,
     ReserveCommand,
     SettleCommand,
+    TeamView,
     TenantView,
 )
 
@@ -142,6 +143,32 @@ def tenant_status(view: TenantView) -> pb.TenantStatus:
         configured=view.configured,
         open_reservations=view.open_reservations,
         in_flight_tokens=view.in_flight_tokens,
+        team=view.team,
+        day=calendar_usage(view.day),
+        month=calendar_usage(view.month),
+    )
+
+
+def team_status(view: TeamView) -> pb.TeamStatus:
+    """The wire form of a team's standing."""
+    return pb.TeamStatus(
+        name=view.name,
+        members=view.members,
+        in_flight_tokens=view.in_flight_tokens,
+        day=calendar_usage(view.day),
+        month=calendar_usage(view.month),
+    )
+
+
+def calendar_usage(usage: PeriodUsage) -> pb.CalendarUsage:
+    """One period's calendar counters."""
+    return pb.CalendarUsage(
+        period=usage.period,
+        charged_tokens=usage.charged_tokens,
+        held_tokens=usage.held_tokens,
+        charged_micros=usage.charged_micros,
+        held_micros=usage.held_micros,
+        ends_at=_timestamp(usage.end_ns),
     )
 
 

@@ -143,6 +143,14 @@ class TokenPoolServicer(pb_grpc.TokenPoolServicer):
         )
         return convert.tenant_status(view)
 
+    async def GetTeam(
+        self, request: pb.GetTeamRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TeamStatus:
+        view = await _answer_now(
+            "GetTeam", context, lambda: self._engine.team_status(request.team)
+        )
+        return convert.team_status(view)
+
 
 class AdminServicer(pb_grpc.AdminServicer):
     """Operator calls; those of later milestones answer UNIMPLEMENTED."""

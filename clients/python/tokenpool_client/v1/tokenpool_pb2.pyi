@@ -225,20 +225,62 @@ class GetTenantRequest(_message.Message):
     def __init__(self, tenant: _Optional[str] = ...) -> None: ...
 
 class TenantStatus(_message.Message):
-    __slots__ = ("name", "tier", "weight", "configured", "open_reservations", "in_flight_tokens")
+    __slots__ = ("name", "tier", "weight", "configured", "open_reservations", "in_flight_tokens", "team", "day", "month")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
     CONFIGURED_FIELD_NUMBER: _ClassVar[int]
     OPEN_RESERVATIONS_FIELD_NUMBER: _ClassVar[int]
     IN_FLIGHT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TEAM_FIELD_NUMBER: _ClassVar[int]
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    MONTH_FIELD_NUMBER: _ClassVar[int]
     name: str
     tier: str
     weight: int
     configured: bool
     open_reservations: int
     in_flight_tokens: int
-    def __init__(self, name: _Optional[str] = ..., tier: _Optional[str] = ..., weight: _Optional[int] = ..., configured: _Optional[bool] = ..., open_reservations: _Optional[int] = ..., in_flight_tokens: _Optional[int] = ...) -> None: ...
+    team: str
+    day: CalendarUsage
+    month: CalendarUsage
+    def __init__(self, name: _Optional[str] = ..., tier: _Optional[str] = ..., weight: _Optional[int] = ..., configured: _Optional[bool] = ..., open_reservations: _Optional[int] = ..., in_flight_tokens: _Optional[int] = ..., team: _Optional[str] = ..., day: _Optional[_Union[CalendarUsage, _Mapping]] = ..., month: _Optional[_Union[CalendarUsage, _Mapping]] = ...) -> None: ...
+
+class CalendarUsage(_message.Message):
+    __slots__ = ("period", "charged_tokens", "held_tokens", "charged_micros", "held_micros", "ends_at")
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    CHARGED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    HELD_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CHARGED_MICROS_FIELD_NUMBER: _ClassVar[int]
+    HELD_MICROS_FIELD_NUMBER: _ClassVar[int]
+    ENDS_AT_FIELD_NUMBER: _ClassVar[int]
+    period: str
+    charged_tokens: int
+    held_tokens: int
+    charged_micros: int
+    held_micros: int
+    ends_at: _timestamp_pb2.Timestamp
+    def __init__(self, period: _Optional[str] = ..., charged_tokens: _Optional[int] = ..., held_tokens: _Optional[int] = ..., charged_micros: _Optional[int] = ..., held_micros: _Optional[int] = ..., ends_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetTeamRequest(_message.Message):
+    __slots__ = ("team",)
+    TEAM_FIELD_NUMBER: _ClassVar[int]
+    team: str
+    def __init__(self, team: _Optional[str] = ...) -> None: ...
+
+class TeamStatus(_message.Message):
+    __slots__ = ("name", "members", "in_flight_tokens", "day", "month")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    MONTH_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    members: _containers.RepeatedScalarFieldContainer[str]
+    in_flight_tokens: int
+    day: CalendarUsage
+    month: CalendarUsage
+    def __init__(self, name: _Optional[str] = ..., members: _Optional[_Iterable[str]] = ..., in_flight_tokens: _Optional[int] = ..., day: _Optional[_Union[CalendarUsage, _Mapping]] = ..., month: _Optional[_Union[CalendarUsage, _Mapping]] = ...) -> None: ...
 
 class RebalanceRequest(_message.Message):
     __slots__ = ("budget", "shares")

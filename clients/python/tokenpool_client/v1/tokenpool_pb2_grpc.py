@@ -70,6 +70,11 @@ class TokenPoolStub:
                 request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.GetTenantRequest.SerializeToString,
                 response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.TenantStatus.FromString,
                 _registered_method=True)
+        self.GetTeam = channel.unary_unary(
+                '/tokenpool.v1.TokenPool/GetTeam',
+                request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.GetTeamRequest.SerializeToString,
+                response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.TeamStatus.FromString,
+                _registered_method=True)
 
 
 class TokenPoolServicer:
@@ -125,6 +130,13 @@ class TokenPoolServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTeam(self, request, context):
+        """A team's members, holds and calendar usage.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TokenPoolServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -162,6 +174,11 @@ def add_TokenPoolServicer_to_server(servicer, server):
                     servicer.GetTenant,
                     request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.GetTenantRequest.FromString,
                     response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.TenantStatus.SerializeToString,
+            ),
+            'GetTeam': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTeam,
+                    request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.GetTeamRequest.FromString,
+                    response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.TeamStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -354,6 +371,33 @@ class TokenPool:
             '/tokenpool.v1.TokenPool/GetTenant',
             tokenpool_dot_v1_dot_tokenpool__pb2.GetTenantRequest.SerializeToString,
             tokenpool_dot_v1_dot_tokenpool__pb2.TenantStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenpool.v1.TokenPool/GetTeam',
+            tokenpool_dot_v1_dot_tokenpool__pb2.GetTeamRequest.SerializeToString,
+            tokenpool_dot_v1_dot_tokenpool__pb2.TeamStatus.FromString,
             options,
             channel_credentials,
             insecure,
