@@ -17,12 +17,16 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tokenpool.core import TaskType, TenantPolicy
 from tokenpool.replay import (
     DEFAULT_TENANTS,
+    TASKS_BY_RANK,
     call_duration_ns,
     draw_tenants,
     parse_tenants,
     parse_timestamp,
+    task_by_rank,
+    with_tasks,
 )
 
 TRACE = Path(__file__).parents[2] / "deploy" / "demo" / "azure-llm-2023-conv.csv"
@@ -41,6 +45,18 @@ REPORT_KEYS = {
     "rpc_latency_ms",
     "throughput_rps",
     "pools",
+}
+
+# Figures every run's report adds for comparing scheduling policies.
+SCHEDULING_KEYS = {
+    "utilization",
+    "fairness",
+    "wait_ms_by_tier",
+    "borrowed_tokens",
+    "held_unused_tokens",
+    "idle_in_holds_share",
+    "overrun_rate",
+    "refused",
 }
 
 # A budget far too small for the trace's first minutes: it must queue,
@@ -66,9 +82,22 @@ def replay(tmp_path: Path, *args: str) -> dict[str, Any]:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "requests" in done.stdout
+    assert "granted" in done.stdout
     result: dict[str, Any] = json.loads(report.read_text())
     return result
+
+
+def replay_refused(*args: str) -> subprocess.CompletedProcess[str]:
+    """Runs a replay the command line must refuse before it starts."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tokenpool", "replay", str(TRACE), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    return done
 
 
 def assert_consistent(report: dict[str, Any], rows: int) -> None:
@@ -83,6 +112,12 @@ def assert_consistent(report: dict[str, Any], rows: int) -> None:
     assert set(report["pools"]) == {"basic", "priority", "burst"}
     for pool in report["pools"].values():
         assert {"utilization", "lent_tokens", "borrowed_tokens"} <= set(pool)
+    assert set(report) >= SCHEDULING_KEYS
+    assert report["utilization"] > 0
+    assert 0 <= report["overrun_rate"] <= 1
+    assert report["held_unused_tokens"] >= 0
+    for tier in ("basic", "priority"):
+        assert set(report["wait_ms_by_tier"][tier]) == {"p50", "p95", "p99", "rows"}
 
 
 def test_replay_max_speed_writes_full_report(tmp_path: Path) -> None:
@@ -90,6 +125,12 @@ def test_replay_max_speed_writes_full_report(tmp_path: Path) -> None:
 
     assert_consistent(report, 500)
     assert report["mode"] == "simulated"
+    assert (report["queueing"], report["learning"]) == ("fair", "off")
+    assert [(run["policy"], run["learning"]) for run in report["runs"]] == [
+        ("fair", "off")
+    ]
+    assert report["runs"][0]["report"]["granted"] == report["granted"]
+    assert report["tenants"]["chat-web"]["task_type"] == "generation"
     assert report["throughput_rps"] > 0
     tenants = report["tenants"]
     assert sum(t["requests"] for t in tenants.values()) == 500
@@ -114,6 +155,60 @@ def test_replay_tiny_budget_waits_refuses_and_lends(tmp_path: Path) -> None:
     assert pools["burst"]["lent_tokens"] > 0
     borrowed = pools["basic"]["borrowed_tokens"] + pools["priority"]["borrowed_tokens"]
     assert borrowed == pools["burst"]["lent_tokens"]
+
+
+def test_replay_both_policies_and_learning_run_each_combination(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY_BUDGET)
+    args = ("--rows", "200", "--config", str(config), "--max-wait-ms", "3000")
+
+    report = replay(
+        tmp_path, *args, "--speed", "max", "--policy", "both", "--learning", "both"
+    )
+
+    runs = report["runs"]
+    assert [(run["policy"], run["learning"]) for run in runs] == [
+        ("fifo", "off"),
+        ("fifo", "on"),
+        ("fair", "off"),
+        ("fair", "on"),
+    ]
+    first = runs[0]["report"]
+    assert {k: v for k, v in report.items() if k != "runs"} == first
+    for run in runs:
+        result = run["report"]
+        assert (result["queueing"], result["learning"]) == (
+            run["policy"],
+            run["learning"],
+        )
+        assert_consistent(result, 200)
+        assert result["waited"] > 0
+        fairness = result["fairness"]
+        assert fairness["window_s"] == 10
+        assert fairness["seconds_counted"] > 0
+        for index in ("jain_1s", "jain_window"):
+            assert 0 < fairness[index] <= 1
+        assert 0 < result["idle_in_holds_share"] < 1
+    # Same trace, seed and tenants in every run.
+    drawn = [
+        {name: (t["requests"], t["task_type"]) for name, t in r["tenants"].items()}
+        for r in (run["report"] for run in runs)
+    ]
+    assert all(tenants == drawn[0] for tenants in drawn)
+
+
+def test_replay_policy_with_running_daemon_is_refused() -> None:
+    done = replay_refused("--address", "127.0.0.1:1", "--policy", "fair")
+
+    assert "in-process" in done.stderr
+
+
+def test_replay_unknown_policy_is_refused() -> None:
+    done = replay_refused("--policy", "lottery")
+
+    assert "'lottery' is not one of fifo, fair or both" in done.stderr
 
 
 def test_replay_driven_clock_same_outcome_at_any_speed(tmp_path: Path) -> None:
@@ -152,12 +247,28 @@ def test_tenant_draw_without_skew_is_even() -> None:
     assert min(counts.values()) > 800
 
 
-def test_parse_tenants_reads_tiers_and_weights() -> None:
-    tenants = parse_tenants("web:basic, search:priority:3")
+def test_parse_tenants_reads_tiers_weights_and_tasks() -> None:
+    tenants = parse_tenants("web:basic, search:priority:3, tag:basic:1:Classification")
 
-    assert [(t.name, t.tier.value, t.weight) for t in tenants] == [
-        ("web", "basic", 1),
-        ("search", "priority", 3),
+    assert [
+        (t.name, t.policy.tier.value, t.policy.weight, t.task_type.value)
+        for t in tenants
+    ] == [
+        ("web", "basic", 1, "generation"),
+        ("search", "priority", 3, "summarization"),
+        ("tag", "basic", 1, "classification"),
+    ]
+
+
+def test_task_by_rank_cycles_without_classification() -> None:
+    tasks = [task_by_rank(rank) for rank in range(1, 14)]
+
+    assert tasks[:6] == list(TASKS_BY_RANK)
+    assert tasks[6:12] == list(TASKS_BY_RANK)
+    assert tasks[12] is TaskType.GENERATION
+    assert TaskType.CLASSIFICATION not in tasks
+    assert [t.task_type for t in with_tasks([TenantPolicy(name="x")])] == [
+        TaskType.GENERATION
     ]
 
 
@@ -165,6 +276,8 @@ def test_parse_tenants_reads_tiers_and_weights() -> None:
     ("text", "match"),
     [
         ("web", "not name:tier"),
+        ("web:basic:1:poetry", "task type 'poetry' is not one of"),
+        ("web:basic:1:code:x", "not name:tier"),
         ("web:gold", "tier"),
         ("web:basic:0", "weight"),
         ("web:basic:x", "whole number"),

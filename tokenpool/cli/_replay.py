@@ -7,8 +7,9 @@ import logging
 import math
 import tempfile
 import uuid
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,16 +34,21 @@ from tokenpool.replay import (
     DEFAULT_SEED,
     DEFAULT_SKEW,
     DEFAULT_TENANTS,
+    DEFAULT_WINDOW_S,
     ProgressHook,
     ReplayError,
     ReplaySetup,
+    ReplayTenant,
     Tally,
+    TraceRow,
     build_report,
     parse_tenants,
     plan_calls,
+    print_comparison,
     print_summary,
     read_trace,
     run_replay,
+    with_tasks,
 )
 
 logger = logging.getLogger(__name__)
@@ -56,6 +62,31 @@ _MIN_SPEED = 0.001
 
 # --speed as the default `make demo` uses: an hour of trace in a minute.
 _DEFAULT_SPEED = "60"
+
+# What "both" stands for in --policy and --learning, in the order run.
+_POLICIES = ("fifo", "fair")
+_LEARNING = ("off", "on")
+
+# The daemon logs each settle far above its hold at WARNING. A replay
+# counts them in its report (overrun_rate, overrun_tokens), so at the
+# default log level it keeps them off the console.
+_OVERRUN_LOGGER = "tokenpool.engine._closing"
+_OVERRUN_MESSAGE = "overrun beyond limit"
+
+
+@dataclass(frozen=True, slots=True)
+class _Variant:
+    """One run's overrides of the replayed budget; None keeps the config's."""
+
+    queueing: str | None = None
+    learning: bool | None = None
+
+    def suffix(self) -> str:
+        """Names the run's ledger file apart from the others'."""
+        learning = {None: "", True: "-learning-on", False: "-learning-off"}
+        return (
+            f"{'-' + self.queueing if self.queueing else ''}{learning[self.learning]}"
+        )
 
 
 def _speed(value: str) -> float | None:
@@ -74,9 +105,36 @@ def _speed(value: str) -> float | None:
     return speed
 
 
-def _tenants(spec: str | None, settings: Settings) -> tuple[TenantPolicy, ...]:
+def _choices(value: str | None, allowed: tuple[str, str], hint: str) -> list[str]:
+    """The values a --policy or --learning option asks for; [] when not given."""
+    if value is None:
+        return []
+    value = value.strip().lower()
+    if value == "both":
+        return list(allowed)
+    if value not in allowed:
+        raise typer.BadParameter(
+            f"{value!r} is not one of {', '.join(allowed)} or both", param_hint=hint
+        )
+    return [value]
+
+
+def _variants(policy: str | None, learning: str | None) -> list[_Variant]:
+    """Every combination asked for, policies outermost, in the order run."""
+    queueings: list[str | None] = [*_choices(policy, _POLICIES, "--policy")]
+    learnings: list[bool | None] = [
+        value == "on" for value in _choices(learning, _LEARNING, "--learning")
+    ]
+    return [
+        _Variant(queueing, learns)
+        for queueing in queueings or [None]
+        for learns in learnings or [None]
+    ]
+
+
+def _tenants(spec: str | None, settings: Settings) -> tuple[ReplayTenant, ...]:
     if spec is None:
-        return tuple(settings.tenants) or DEFAULT_TENANTS
+        return with_tasks(settings.tenants) or DEFAULT_TENANTS
     try:
         return parse_tenants(spec)
     except ValueError as exc:
@@ -91,28 +149,54 @@ def _budget(settings: Settings, name: str | None) -> BudgetPolicy | None:
 
 
 def _daemon_settings(
-    settings: Settings, ledger: str, tenants: Sequence[TenantPolicy]
+    settings: Settings,
+    ledger: str,
+    tenants: Sequence[TenantPolicy],
+    *,
+    budget: str,
+    variant: _Variant,
 ) -> Settings:
-    """The in-process daemon's settings: free port, given ledger, our tenants."""
+    """The in-process daemon's settings: free port, given ledger, our tenants.
+
+    The replayed budget takes the variant's queueing and learning switch.
+    """
     by_name = {tenant.name: tenant for tenant in settings.tenants}
     by_name.update((tenant.name, tenant) for tenant in tenants)
+    budgets = [
+        _overridden(policy, variant) if policy.name == budget else policy
+        for policy in settings.budgets
+    ]
     return settings.model_copy(
         update={
             "server": settings.server.model_copy(update={"address": "127.0.0.1:0"}),
             "ledger": settings.ledger.model_copy(update={"path": ledger}),
             "tenants": list(by_name.values()),
+            "budgets": budgets,
         }
     )
 
 
-def _progress_hook(progress: Progress, total: int) -> ProgressHook:
-    task = progress.add_task("replaying", total=total)
+def _overridden(policy: BudgetPolicy, variant: _Variant) -> BudgetPolicy:
+    update: dict[str, Any] = {}
+    if variant.queueing is not None:
+        update["queueing"] = variant.queueing
+    if variant.learning is not None:
+        update["learning"] = policy.learning.model_copy(
+            update={"enabled": variant.learning}
+        )
+    # Validated again, as a file with these values would be.
+    return BudgetPolicy.model_validate({**policy.model_dump(), **update})
+
+
+def _progress_hook(progress: Progress, total: int, label: str) -> ProgressHook:
+    task = progress.add_task(label or "replaying", total=total)
 
     def show(done: int, granted: int, refused: int, waited: int) -> None:
         progress.update(
             task,
             completed=done,
-            description=f"granted {granted:,} waited {waited:,} refused {refused:,}",
+            description=f"{label}granted {granted:,} waited {waited:,} "
+            f"refused {refused:,}",
         )
         progress.refresh()
 
@@ -179,6 +263,26 @@ def replay(
             dir_okay=False,
         ),
     ] = None,
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            help="Queueing of the in-process daemon's budget: fifo, fair or both "
+            "(one run each); the config's by default."
+        ),
+    ] = None,
+    learning: Annotated[
+        str | None,
+        typer.Option(
+            help="The in-process daemon's allowance correction: off, on or both "
+            "(one run each); the config's by default."
+        ),
+    ] = None,
+    fairness_window: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Trailing window of the windowed Jain index, trace seconds."
+        ),
+    ] = DEFAULT_WINDOW_S,
     json_path: Annotated[
         Path | None,
         typer.Option("--json", help="Also write the report as JSON to this file."),
@@ -188,23 +292,27 @@ def replay(
     """Replay a recorded LLM trace through the daemon and report what happened.
 
     Each CSV row becomes one call. At the row's time the replay sends Reserve
-    (input_tokens = ContextTokens, max_output_tokens = --max-output,
-    max_wait_ms = --max-wait-ms, labels source=replay, a key per row); once
-    the modelled call is over it sends Settle with the row's ContextTokens
-    and GeneratedTokens. Refused rows are not retried.
+    (input_tokens = ContextTokens, task_type = the tenant's, max_output_tokens
+    = --max-output, max_wait_ms = --max-wait-ms, labels source=replay, a key
+    per row), so the daemon's scoring sizes the hold; once the modelled call
+    is over it sends Settle with the row's ContextTokens and
+    GeneratedTokens. Refused rows are not retried.
 
     Call length, in trace time: 0.3 s + input/8000 s of prefill +
     output/40 s of decode. The lease is twice that plus 30 s (capped at the
     budget's longest lease).
 
-    Tenants: each row's tenant is drawn, seeded by --seed, from --tenants,
-    else the config file's tenants, else 8 built-in ones: chat-web,
-    search-svc (priority, weight 2), support-bot, docs-summarizer,
-    fraud-review (priority, weight 2), code-assist, batch-etl, analytics.
-    The tenant at rank r (1-based, list order) is drawn with weight
-    1/r^s, s = --skew (0 draws uniformly), so the first gets the most rows.
-    A tenant's own weight is its share weight in the daemon, not a draw
-    weight.
+    Tenants: each row's tenant is drawn, seeded by --seed, from --tenants
+    ('name:tier[:weight[:task]]'), else the config file's tenants, else 8
+    built-in ones: chat-web (generation), search-svc (priority, weight 2,
+    extraction), support-bot (generation), docs-summarizer (summarization),
+    fraud-review (priority, weight 2, analysis), code-assist (code),
+    batch-etl (extraction), analytics (analysis). The tenant at rank r
+    (1-based, list order) is drawn with weight 1/r^s, s = --skew (0 draws
+    uniformly), so the first gets the most rows. A tenant without a task
+    type gets one by rank: generation, summarization, analysis, extraction,
+    code, other, then again from generation. A tenant's own weight is its
+    share weight in the daemon, not a draw weight.
 
     Daemon: without --address, replay starts one in this process (--config
     or the embedded defaults, a free loopback port, a temporary ledger
@@ -217,20 +325,37 @@ def replay(
     rows go out at their trace times divided by N, or at --speed max as
     fast as --concurrency calls in flight allow, each settled at once.
 
-    Report: tables on stdout and, with --json, a file with requests,
-    granted, refused, waited, tokens_reserved, tokens_used, tokens_charged
-    (from the ledger), open_reservations_at_end, wait_ms (the daemon's
-    waited_ms of granted rows) and rpc_latency_ms (real ms per Reserve and
-    Settle, less the wait for tokens), each as p50/p95/p99, throughput_rps,
-    pools (utilization, lent_tokens, borrowed_tokens) and extras.
+    Runs: --policy and --learning set the replayed budget's queueing and
+    learning.enabled in the in-process daemon; 'both' runs each value, and
+    together they run every combination (fifo before fair, off before on),
+    one after the other, with the same trace, seed and tenants and a fresh
+    daemon and ledger each.
+
+    Report: tables on stdout (one side-by-side table for several runs) and,
+    with --json, a file with requests, granted, refused, waited,
+    tokens_reserved, tokens_used, tokens_charged (from the ledger),
+    open_reservations_at_end, wait_ms (the daemon's waited_ms of granted
+    rows) and rpc_latency_ms (real ms per Reserve and Settle, less the wait
+    for tokens), each as p50/p95/p99, throughput_rps, pools (utilization,
+    lent_tokens, borrowed_tokens), the scheduling figures (utilization,
+    fairness, wait_ms_by_tier, borrowed_tokens, held_unused_tokens,
+    idle_in_holds_share, overrun_rate) and extras, all of the first run;
+    and runs: per run its policy, learning and full report.
     """
     configure_logging(log_level, "text")
     speed_value = _speed(speed)
+    variants = _variants(policy, learning)
     if address is not None and ledger is not None:
         raise typer.BadParameter(
             "only the in-process daemon has a ledger to choose; drop --ledger "
             "or --address",
             param_hint="--ledger",
+        )
+    if address is not None and variants != [_Variant()]:
+        raise typer.BadParameter(
+            "only the in-process daemon's policy can be chosen; drop --policy "
+            "and --learning, or --address",
+            param_hint="--policy" if policy is not None else "--learning",
         )
 
     if json_path is not None and json_path.is_dir():
@@ -245,33 +370,24 @@ def replay(
     try:
         settings = load_settings(config)
         chosen = _tenants(tenants, settings)
-        policy = _budget(settings, budget)
+        budget_policy = _budget(settings, budget)
         budget_name = budget or settings.budgets[0].name
-        if policy is None and address is None:
+        if budget_policy is None and address is None:
             raise UnknownBudgetError(budget_name, [b.name for b in settings.budgets])
-        if policy is not None and max_wait_ms > policy.max_wait_ms:
+        if budget_policy is not None and max_wait_ms > budget_policy.max_wait_ms:
             raise typer.BadParameter(
                 f"{max_wait_ms} is above the max_wait_ms of budget "
-                f"{budget_name!r} ({policy.max_wait_ms})",
+                f"{budget_name!r} ({budget_policy.max_wait_ms})",
                 param_hint="--max-wait-ms",
             )
         max_lease_ms = _DEFAULT_MAX_LEASE_MS
-        if policy is not None:
-            max_lease_ms = int(policy.max_lease_seconds * 1000)
+        if budget_policy is not None:
+            max_lease_ms = int(budget_policy.max_lease_seconds * 1000)
 
         trace_rows = read_trace(trace, limit=rows)
-        run_id = uuid.uuid4().hex[:12]
-        calls = plan_calls(
-            trace_rows,
-            chosen,
-            skew=skew,
-            seed=seed,
-            max_lease_ms=max_lease_ms,
-            run_id=run_id,
-        )
         setup = ReplaySetup(
             trace=trace.name,
-            calls=calls,
+            calls=(),
             budget=budget_name,
             tenants=chosen,
             max_output_tokens=max_output,
@@ -283,7 +399,8 @@ def replay(
             address=address,
             concurrency=concurrency,
         )
-        report = _run(setup, settings, ledger)
+        plan = _Plan(setup, trace_rows, max_lease_ms, fairness_window)
+        report = _run_all(plan, variants, settings, ledger)
     except (TokenPoolError, ClientError) as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt:
@@ -295,12 +412,28 @@ def replay(
             json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         except OSError as exc:
             raise _fail(exc) from None
-    print_summary(report, Console())
+    if len(report["runs"]) > 1:
+        print_comparison(report["runs"], Console())
+    else:
+        print_summary(report, Console())
 
 
-def _run(setup: ReplaySetup, settings: Settings, ledger: Path | None) -> dict[str, Any]:
-    """Runs the replay (in a temporary ledger folder when needed); the report."""
-    tally = Tally()
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What every run of one invocation shares."""
+
+    setup: ReplaySetup
+    """The setup, without calls (each run plans its own keys)."""
+    rows: Sequence[TraceRow]
+    max_lease_ms: int
+    fairness_window_s: int
+
+
+def _run_all(
+    plan: _Plan, variants: Sequence[_Variant], settings: Settings, ledger: Path | None
+) -> dict[str, Any]:
+    """Runs each variant in turn; the first run's report, with all in `runs`."""
+    reports = []
     console = Console(stderr=True)
     progress = Progress(
         TextColumn("{task.description}"),
@@ -311,26 +444,96 @@ def _run(setup: ReplaySetup, settings: Settings, ledger: Path | None) -> dict[st
         auto_refresh=False,
         disable=not console.is_terminal,
     )
-    with tempfile.TemporaryDirectory(prefix="tokenpool-replay-") as folder:
-        path = str(ledger) if ledger is not None else str(Path(folder) / "replay.db")
-        if setup.address is None:
-            setup = replace(
-                setup, settings=_daemon_settings(settings, path, setup.tenants)
-            )
-        with progress:
-            hook = _progress_hook(progress, len(setup.calls))
-            facts = anyio.run(
-                run_replay, setup, tally, hook, backend_options=_loop_options()
-            )
+    with (
+        progress,
+        _overruns_counted(),
+        tempfile.TemporaryDirectory(prefix="tokenpool-replay-") as folder,
+    ):
+        for variant in variants:
+            path = Path(folder) / f"replay{variant.suffix()}.db"
+            if ledger is not None:
+                path = ledger
+                if len(variants) > 1:
+                    path = ledger.with_name(
+                        ledger.stem + variant.suffix() + ledger.suffix
+                    )
+            setup = _setup(plan, variant, settings, str(path))
+            label = "" if len(variants) == 1 else f"{variant.suffix()[1:]}: "
+            reports.append(_run(setup, plan.fairness_window_s, progress, label))
+
+    runs = [
+        {"policy": r["queueing"], "learning": r["learning"], "report": r}
+        for r in reports
+    ]
+    return {**reports[0], "runs": runs}
+
+
+def _setup(
+    plan: _Plan, variant: _Variant, settings: Settings, ledger: str
+) -> ReplaySetup:
+    """One run's setup: its own idempotency keys, and its daemon's settings."""
+    calls = plan_calls(
+        plan.rows,
+        plan.setup.tenants,
+        skew=plan.setup.skew,
+        seed=plan.setup.seed,
+        max_lease_ms=plan.max_lease_ms,
+        run_id=uuid.uuid4().hex[:12],
+    )
+    setup = replace(plan.setup, calls=calls)
+    if setup.address is None:
+        policies = [tenant.policy for tenant in setup.tenants]
+        daemon = _daemon_settings(
+            settings, ledger, policies, budget=setup.budget, variant=variant
+        )
+        setup = replace(setup, settings=daemon)
+    return setup
+
+
+class _OverrunFilter(logging.Filter):
+    """Drops the daemon's per-settle overrun warnings; the report counts them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.levelno == logging.WARNING
+            and str(record.msg).startswith(_OVERRUN_MESSAGE)
+        )
+
+
+@contextmanager
+def _overruns_counted() -> Iterator[None]:
+    """Keeps overrun warnings off the console unless INFO or DEBUG is asked for."""
+    target = logging.getLogger(_OVERRUN_LOGGER)
+    if target.getEffectiveLevel() < logging.WARNING:
+        yield
+        return
+    dropped = _OverrunFilter()
+    target.addFilter(dropped)
+    try:
+        yield
+    finally:
+        target.removeFilter(dropped)
+
+
+def _run(
+    setup: ReplaySetup, fairness_window_s: int, progress: Progress, label: str
+) -> dict[str, Any]:
+    """Runs one replay; its report."""
+    tally = Tally()
+    hook = _progress_hook(progress, len(setup.calls), label)
+    facts = anyio.run(run_replay, setup, tally, hook, backend_options=_loop_options())
     logger.info(
-        "replay finished rows=%d real_s=%.1f mode=%s",
+        "replay finished rows=%d real_s=%.1f mode=%s queueing=%s learning=%s",
         len(setup.calls),
         facts.real_seconds,
         facts.mode,
+        facts.queueing,
+        facts.learning,
     )
     return build_report(
         facts,
         tally,
         max_wait_ms=setup.max_wait_ms,
         max_output_tokens=setup.max_output_tokens,
+        fairness_window_s=fairness_window_s,
     )

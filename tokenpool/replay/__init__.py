@@ -3,42 +3,71 @@
 from __future__ import annotations
 
 from tokenpool.replay._errors import ReplayError, TraceError
+from tokenpool.replay._fairness import (
+    DEFAULT_WINDOW_S,
+    Demand,
+    Fairness,
+    backlog_by_second,
+    backlogged_seconds,
+    fairness,
+    grants_by_second,
+    jain_index,
+)
 from tokenpool.replay._plan import (
     DEFAULT_SEED,
     DEFAULT_SKEW,
     DEFAULT_TENANTS,
+    TASKS_BY_RANK,
     Call,
+    ReplayTenant,
     call_duration_ns,
     draw_tenants,
     parse_tenants,
     plan_calls,
+    task_by_rank,
+    with_tasks,
 )
-from tokenpool.replay._report import RunFacts, Tally, build_report, print_summary
+from tokenpool.replay._report import build_report, print_comparison, print_summary
 from tokenpool.replay._runner import ProgressHook, ReplaySetup, run_replay
 from tokenpool.replay._simulation import Simulation, WatchedClock
+from tokenpool.replay._tally import RowOutcome, RunFacts, Tally
 from tokenpool.replay._trace import TraceRow, parse_timestamp, read_trace
 
 __all__ = [
     "DEFAULT_SEED",
     "DEFAULT_SKEW",
     "DEFAULT_TENANTS",
+    "DEFAULT_WINDOW_S",
+    "TASKS_BY_RANK",
     "Call",
+    "Demand",
+    "Fairness",
     "ProgressHook",
     "ReplayError",
     "ReplaySetup",
+    "ReplayTenant",
+    "RowOutcome",
     "RunFacts",
     "Simulation",
     "Tally",
     "TraceError",
     "TraceRow",
     "WatchedClock",
+    "backlog_by_second",
+    "backlogged_seconds",
     "build_report",
     "call_duration_ns",
     "draw_tenants",
+    "fairness",
+    "grants_by_second",
+    "jain_index",
     "parse_tenants",
     "parse_timestamp",
     "plan_calls",
+    "print_comparison",
     "print_summary",
     "read_trace",
     "run_replay",
+    "task_by_rank",
+    "with_tasks",
 ]

@@ -18,7 +18,7 @@ from tokenpool_client import TokenPoolError as ClientError
 
 from tokenpool.engine import POOL_EXHAUSTED
 from tokenpool.replay._plan import Call
-from tokenpool.replay._report import Tally
+from tokenpool.replay._tally import Tally
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ class Caller:
                 self._budget,
                 call.tenant.name,
                 input_tokens=call.input_tokens,
+                task_type=call.task_type.value,
                 max_output_tokens=self._max_output_tokens,
                 max_wait_ms=self._max_wait_ms,
                 lease_ms=call.lease_ms,

@@ -1,4 +1,4 @@
-"""Replay plan: a tenant per trace row, and each call's modelled length."""
+"""Replay plan: a tenant and task type per trace row, and each call's length."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from tokenpool.core import TenantPolicy, Tier
+from tokenpool.core import TaskType, TenantPolicy, Tier
 from tokenpool.replay._trace import TraceRow
 
 # Modelled length of an API call: a fixed overhead, prefill of the input at
@@ -28,18 +28,69 @@ LEASE_SLACK_MS = 30_000
 DEFAULT_SKEW = 1.1
 DEFAULT_SEED = 7
 
+# Task types given by rank to tenants that name none: the tenant at rank r
+# (from 1) gets TASKS_BY_RANK[(r - 1) % 6]. Classification is left out: the
+# bundled trace is a chat service whose outputs (median 129 tokens) dwarf a
+# label's typical 16, so a classification tenant would overrun on almost
+# every call. Name it explicitly ("name:tier:weight:classification") to see
+# that.
+TASKS_BY_RANK: tuple[TaskType, ...] = (
+    TaskType.GENERATION,
+    TaskType.SUMMARIZATION,
+    TaskType.ANALYSIS,
+    TaskType.EXTRACTION,
+    TaskType.CODE,
+    TaskType.OTHER,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayTenant:
+    """A tenant the replay draws rows for, and the task type its calls name."""
+
+    policy: TenantPolicy
+    """Name, tier and weight, as the in-process daemon is told them."""
+    task_type: TaskType
+    """Sent in every Reserve of this tenant; the trace itself has none."""
+
+    @property
+    def name(self) -> str:
+        """The tenant's name."""
+        return self.policy.name
+
+
+def task_by_rank(rank: int) -> TaskType:
+    """The task type of the tenant at `rank` (from 1) that names none."""
+    return TASKS_BY_RANK[(rank - 1) % len(TASKS_BY_RANK)]
+
+
+def with_tasks(tenants: Sequence[TenantPolicy]) -> tuple[ReplayTenant, ...]:
+    """Gives each tenant, in rank order, its task type by rank."""
+    return tuple(
+        ReplayTenant(tenant, task_by_rank(rank))
+        for rank, tenant in enumerate(tenants, start=1)
+    )
+
+
 # Tenants drawn from when neither --tenants nor the configuration names any:
 # big basic tenants first, two priority ones (weight 2) at ranks 2 and 5,
 # so that with the default skew about a quarter of the rows are priority.
-DEFAULT_TENANTS: tuple[TenantPolicy, ...] = (
-    TenantPolicy(name="chat-web"),
-    TenantPolicy(name="search-svc", tier=Tier.PRIORITY, weight=2),
-    TenantPolicy(name="support-bot"),
-    TenantPolicy(name="docs-summarizer"),
-    TenantPolicy(name="fraud-review", tier=Tier.PRIORITY, weight=2),
-    TenantPolicy(name="code-assist"),
-    TenantPolicy(name="batch-etl"),
-    TenantPolicy(name="analytics"),
+# Their task types follow their names, not the rank rule.
+DEFAULT_TENANTS: tuple[ReplayTenant, ...] = (
+    ReplayTenant(TenantPolicy(name="chat-web"), TaskType.GENERATION),
+    ReplayTenant(
+        TenantPolicy(name="search-svc", tier=Tier.PRIORITY, weight=2),
+        TaskType.EXTRACTION,
+    ),
+    ReplayTenant(TenantPolicy(name="support-bot"), TaskType.GENERATION),
+    ReplayTenant(TenantPolicy(name="docs-summarizer"), TaskType.SUMMARIZATION),
+    ReplayTenant(
+        TenantPolicy(name="fraud-review", tier=Tier.PRIORITY, weight=2),
+        TaskType.ANALYSIS,
+    ),
+    ReplayTenant(TenantPolicy(name="code-assist"), TaskType.CODE),
+    ReplayTenant(TenantPolicy(name="batch-etl"), TaskType.EXTRACTION),
+    ReplayTenant(TenantPolicy(name="analytics"), TaskType.ANALYSIS),
 )
 
 _NS_PER_MS = 1_000_000
@@ -53,6 +104,8 @@ class Call:
     """The row's position in the trace, from 0."""
     tenant: TenantPolicy
     """Who makes the call, drawn for this row."""
+    task_type: TaskType
+    """The task type the Reserve names: the drawn tenant's."""
     arrival_ns: int
     """Arrival, in nanoseconds after the trace's first row."""
     input_tokens: int
@@ -72,33 +125,49 @@ class Call:
         return self.input_tokens + self.output_tokens
 
 
-def parse_tenants(text: str) -> tuple[TenantPolicy, ...]:
-    """Reads a tenant list written as "name:tier[:weight],...".
+def parse_tenants(text: str) -> tuple[ReplayTenant, ...]:
+    """Reads a tenant list written as "name:tier[:weight[:task]],...".
+
+    A tenant without a task type gets the one its rank gives (`task_by_rank`).
 
     Raises:
         ValueError: an entry is malformed, names a tier other than basic or
-            priority, has a weight below 1, or repeats a name.
+            priority, has a weight below 1, names an unknown task type, or
+            repeats a name.
     """
-    tenants: list[TenantPolicy] = []
-    for entry in (part.strip() for part in text.split(",")):
+    tenants: list[ReplayTenant] = []
+    for rank, entry in enumerate((part.strip() for part in text.split(",")), 1):
         parts = entry.split(":")
-        if not entry or len(parts) not in (2, 3):
+        if not entry or len(parts) not in (2, 3, 4):
             raise ValueError(
-                f"tenant {entry!r} is not name:tier or name:tier:weight, "
-                "e.g. 'search:priority:2'"
+                f"tenant {entry!r} is not name:tier[:weight[:task]], "
+                "e.g. 'search:priority:2:extraction'"
             )
         try:
             tenant = TenantPolicy(
                 name=parts[0],
                 tier=parts[1],
-                weight=int(parts[2]) if len(parts) == 3 else 1,
+                weight=int(parts[2]) if len(parts) >= 3 else 1,
             )
         except (ValidationError, ValueError) as exc:
             raise ValueError(f"tenant {entry!r}: {_first_problem(exc)}") from None
         if any(known.name == tenant.name for known in tenants):
             raise ValueError(f"tenant {tenant.name!r} is listed twice")
-        tenants.append(tenant)
+        task = task_by_rank(rank)
+        if len(parts) == 4:
+            task = _task_type(entry, parts[3])
+        tenants.append(ReplayTenant(tenant, task))
     return tuple(tenants)
+
+
+def _task_type(entry: str, name: str) -> TaskType:
+    try:
+        return TaskType(name.strip().lower())
+    except ValueError:
+        known = ", ".join(task.value for task in TaskType)
+        raise ValueError(
+            f"tenant {entry!r}: task type {name!r} is not one of {known}"
+        ) from None
 
 
 def _first_problem(exc: ValueError) -> str:
@@ -109,8 +178,8 @@ def _first_problem(exc: ValueError) -> str:
 
 
 def draw_tenants(
-    count: int, tenants: Sequence[TenantPolicy], *, skew: float, seed: int
-) -> list[TenantPolicy]:
+    count: int, tenants: Sequence[ReplayTenant], *, skew: float, seed: int
+) -> list[ReplayTenant]:
     """Draws a tenant for each of `count` rows, Zipf-like and seeded.
 
     The tenant at rank r (1-based, in list order) is drawn with weight
@@ -134,14 +203,14 @@ def call_duration_ns(input_tokens: int, output_tokens: int) -> int:
 
 def plan_calls(
     rows: Sequence[TraceRow],
-    tenants: Sequence[TenantPolicy],
+    tenants: Sequence[ReplayTenant],
     *,
     skew: float,
     seed: int,
     max_lease_ms: int,
     run_id: str,
 ) -> list[Call]:
-    """Turns trace rows into calls: tenant, timing, lease and key."""
+    """Turns trace rows into calls: tenant, task type, timing, lease and key."""
     drawn = draw_tenants(len(rows), tenants, skew=skew, seed=seed)
     start = rows[0].arrival_wall_ns if rows else 0
 
@@ -152,7 +221,8 @@ def plan_calls(
         calls.append(
             Call(
                 index=row.index,
-                tenant=tenant,
+                tenant=tenant.policy,
+                task_type=tenant.task_type,
                 arrival_ns=row.arrival_wall_ns - start,
                 input_tokens=row.input_tokens,
                 output_tokens=row.output_tokens,

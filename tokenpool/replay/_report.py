@@ -1,131 +1,20 @@
-"""What a replay saw: per-row outcomes, the JSON report and its tables."""
+"""A replay run's JSON report, and the tables that print it."""
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from tokenpool_client import Reservation
-from tokenpool_client.v1 import tokenpool_pb2 as pb
 
-from tokenpool.core import POOL_ORDER, TenantPolicy
-from tokenpool.replay._plan import Call
-
-
-@dataclass(slots=True)
-class RowOutcome:
-    """What became of one row's Reserve and Settle."""
-
-    call: Call
-    granted: bool = False
-    reason: str = ""
-    """Why the Reserve was refused: the daemon's reason, else the status."""
-    waited_ms: int = 0
-    """Daemon-reported wait of a grant, in the daemon's clock ms."""
-    waited_then_refused: bool = False
-    hold: int = 0
-    pool: str = ""
-    sources: tuple[tuple[str, int], ...] = ()
-    used: int | None = None
-    """Usage settled; None until a Settle succeeded."""
-    settle_error: str = ""
-    """The status of a failed Settle, e.g. FAILED_PRECONDITION."""
-
-
-class Tally:
-    """Collects outcomes and call latencies while a replay runs."""
-
-    def __init__(self) -> None:
-        self.outcomes: dict[int, RowOutcome] = {}
-        self.latencies_ms: list[float] = []
-        self.done = 0
-        self.granted_count = 0
-        self.refused_count = 0
-        self.waited_count = 0
-
-    def granted(self, call: Call, reservation: Reservation, latency_s: float) -> None:
-        """Records a granted Reserve and its latency."""
-        self.outcomes[call.index] = RowOutcome(
-            call,
-            granted=True,
-            waited_ms=reservation.waited_ms,
-            hold=reservation.granted_tokens,
-            pool=reservation.pool,
-            sources=tuple((draw.pool, draw.tokens) for draw in reservation.sources),
-        )
-        self.latencies_ms.append(latency_s * 1000)
-        self.granted_count += 1
-        self.waited_count += reservation.waited_ms > 0
-
-    def refused(
-        self, call: Call, reason: str, latency_s: float, *, after_wait: bool
-    ) -> None:
-        """Records a refused Reserve; the row is done."""
-        self.outcomes[call.index] = RowOutcome(
-            call, reason=reason, waited_then_refused=after_wait
-        )
-        self.latencies_ms.append(latency_s * 1000)
-        self.refused_count += 1
-        self.done += 1
-
-    def settled(self, call: Call, latency_s: float, error: str = "") -> None:
-        """Records a Settle (or its failure); the row is done."""
-        outcome = self.outcomes[call.index]
-        if error:
-            outcome.settle_error = error
-        else:
-            outcome.used = call.used_tokens
-        self.latencies_ms.append(latency_s * 1000)
-        self.done += 1
-
-
-@dataclass(frozen=True, slots=True)
-class RunFacts:
-    """How a replay ran, and the daemon's figures before and after it."""
-
-    trace: str
-    budget: str
-    mode: str
-    """One of simulated, paced or flood."""
-    address: str
-    """The daemon's address; "in-process" marks one replay started."""
-    speed: float | None
-    """Trace seconds per real second; None at --speed max."""
-    seed: int
-    skew: float
-    tenants: Sequence[TenantPolicy]
-    before: pb.BudgetStatus
-    after: pb.BudgetStatus
-    charged_before: int
-    charged_after: int
-    open_reservations_at_end: int
-    real_seconds: float
-    daemon_seconds: float
-    """Time the daemon's clock moved during the run (trace time in-process)."""
-    trace_seconds: float | None
-    """Trace time the run covered; None when a flood ignores arrivals."""
-
-
-def percentiles(values: Sequence[float]) -> dict[str, float]:
-    """p50, p95 and p99 by linear interpolation; zeros when empty."""
-    ordered = sorted(values)
-    result: dict[str, float] = {}
-    for name, q in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99)):
-        if not ordered:
-            result[name] = 0.0
-            continue
-        at = (len(ordered) - 1) * q
-        low, high = math.floor(at), math.ceil(at)
-        value = ordered[low] + (ordered[high] - ordered[low]) * (at - low)
-        result[name] = round(value, 3)
-    return result
+from tokenpool.core import POOL_ORDER
+from tokenpool.replay._fairness import DEFAULT_WINDOW_S
+from tokenpool.replay._figures import scheduling_figures
+from tokenpool.replay._tally import RowOutcome, RunFacts, Tally, percentiles
 
 
 def _pools(facts: RunFacts, outcomes: Sequence[RowOutcome]) -> dict[str, Any]:
@@ -159,10 +48,12 @@ def _tenants(facts: RunFacts, outcomes: Sequence[RowOutcome]) -> dict[str, Any]:
         tenant.name: {
             "tier": tenant.tier.value,
             "weight": tenant.weight,
+            "task_type": facts.task_types[tenant.name].value,
             "requests": 0,
             "granted": 0,
             "refused": 0,
             "waited": 0,
+            "tokens_reserved": 0,
             "tokens_used": 0,
         }
         for tenant in facts.tenants
@@ -173,25 +64,40 @@ def _tenants(facts: RunFacts, outcomes: Sequence[RowOutcome]) -> dict[str, Any]:
         row["granted"] += outcome.granted
         row["refused"] += not outcome.granted
         row["waited"] += outcome.waited_ms > 0
+        row["tokens_reserved"] += outcome.hold
         row["tokens_used"] += outcome.used or 0
     return table
 
 
+def _learning(value: bool | None) -> str | None:
+    return None if value is None else ("on" if value else "off")
+
+
 def build_report(
-    facts: RunFacts, tally: Tally, *, max_wait_ms: int, max_output_tokens: int
+    facts: RunFacts,
+    tally: Tally,
+    *,
+    max_wait_ms: int,
+    max_output_tokens: int,
+    fairness_window_s: int = DEFAULT_WINDOW_S,
 ) -> dict[str, Any]:
     """The replay's report, with the keys SPEC's appendix fixes and extras.
 
     `wait_ms` covers granted rows only (the daemon's waited_ms, zeros
     included; refusals after a wait are counted in
     `refused_after_wait`). `rpc_latency_ms` covers every Reserve and
-    Settle, less the time spent waiting for tokens, in real ms.
+    Settle, less the time spent waiting for tokens, in real ms. The
+    scheduling figures (utilization, fairness, wait_ms_by_tier, holds) are
+    defined in docs/replay.md.
     """
     outcomes = [tally.outcomes[index] for index in sorted(tally.outcomes)]
     granted = [o for o in outcomes if o.granted]
     reasons = Counter(o.reason for o in outcomes if not o.granted)
     settle_errors = Counter(o.settle_error for o in granted if o.settle_error)
     waited = [o.waited_ms for o in granted if o.waited_ms > 0]
+    pools = _pools(facts, outcomes)
+    charged = facts.charged_after - facts.charged_before
+    scores = Counter(o.complexity_score for o in granted)
 
     return {
         "requests": len(outcomes),
@@ -201,7 +107,7 @@ def build_report(
         "refused_after_wait": sum(o.waited_then_refused for o in outcomes),
         "tokens_reserved": sum(o.hold for o in granted),
         "tokens_used": sum(o.used or 0 for o in granted),
-        "tokens_charged": facts.charged_after - facts.charged_before,
+        "tokens_charged": charged,
         "open_reservations_at_end": facts.open_reservations_at_end,
         "wait_ms": percentiles([o.waited_ms for o in granted]),
         "wait_ms_of_waiters": percentiles(waited),
@@ -209,7 +115,16 @@ def build_report(
         "throughput_rps": round(len(outcomes) / facts.real_seconds, 2)
         if facts.real_seconds > 0
         else 0.0,
-        "pools": _pools(facts, outcomes),
+        "pools": pools,
+        **scheduling_figures(
+            facts,
+            outcomes,
+            pools,
+            tokens_charged=charged,
+            max_wait_ms=max_wait_ms,
+            fairness_window_s=fairness_window_s,
+        ),
+        "complexity_scores": {str(k): scores[k] for k in sorted(scores)},
         "refusal_reasons": dict(sorted(reasons.items())),
         "settle_errors": dict(sorted(settle_errors.items())),
         "duration_s": {
@@ -221,6 +136,8 @@ def build_report(
         },
         "speed": "max" if facts.speed is None else facts.speed,
         "mode": facts.mode,
+        "queueing": facts.queueing,
+        "learning": _learning(facts.learning),
         "daemon": facts.address,
         "budget": facts.budget,
         "capacity_tokens": facts.after.capacity_tokens,
@@ -236,6 +153,95 @@ def build_report(
 
 def _ms(figures: Mapping[str, float]) -> str:
     return " / ".join(f"{figures[name]:,.1f}" for name in ("p50", "p95", "p99"))
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _index(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _scheduling_rows(report: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The figures that compare scheduling policies, as table rows."""
+    fairness = report["fairness"]
+    waits = report["wait_ms_by_tier"]
+    rows = [
+        ("utilisation (whole budget)", _share(report["utilization"])),
+    ]
+    if fairness is not None:
+        rows += [
+            (
+                f"Jain basic, 1 s / {fairness['window_s']} s window",
+                f"{_index(fairness['jain_1s'])} / {_index(fairness['jain_window'])}",
+            ),
+            ("seconds with 2+ basic backlogged", f"{fairness['seconds_counted']:,}"),
+        ]
+    rows += [
+        ("priority wait ms p50 / p95 / p99", _ms(waits["priority"])),
+        ("basic wait ms p50 / p95 / p99", _ms(waits["basic"])),
+        ("borrowed tokens", f"{report['borrowed_tokens']:,}"),
+        ("held unused tokens", f"{report['held_unused_tokens']:,}"),
+        ("idle in holds (share of capacity)", _share(report["idle_in_holds_share"])),
+        ("overrun rate (of settles)", _share(report["overrun_rate"])),
+    ]
+    return rows
+
+
+def print_comparison(runs: Sequence[Mapping[str, Any]], console: Console) -> None:
+    """Prints one table with a column per run, figures side by side.
+
+    Args:
+        runs: The `runs` entries of a report: policy, learning and report.
+        console: Where to print.
+    """
+    first = runs[0]["report"]
+    table = Table(
+        title=f"Replay of {escape(first['trace'])}: budget "
+        f"{escape(repr(first['budget']))}, "
+        f"{first['capacity_tokens']:,} tokens / {first['window_seconds']} s, "
+        f"{first['requests']:,} rows, seed {first['seed']}",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("queueing\nlearning", no_wrap=True)
+    for run in runs:
+        table.add_column(f"{run['policy']}\n{run['learning']}", justify="right")
+
+    columns = [_comparison_rows(run["report"]) for run in runs]
+    for at, (name, _) in enumerate(columns[0]):
+        table.add_row(name, *(column[at][1] for column in columns))
+    console.print(table)
+
+
+def _comparison_rows(report: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Short rows, one figure each, so that four runs fit 80 columns."""
+    fairness = report["fairness"] or {}
+    window = fairness.get("window_s", "-")
+    waits = report["wait_ms_by_tier"]
+    rows = [
+        ("granted", f"{report['granted']:,}"),
+        ("waited, then granted", f"{report['waited']:,}"),
+        ("refused", f"{report['refused']:,}"),
+        ("  of which after a wait", f"{report['refused_after_wait']:,}"),
+        ("tokens reserved", f"{report['tokens_reserved']:,}"),
+        ("tokens charged (ledger)", f"{report['tokens_charged']:,}"),
+        ("utilisation (budget)", _share(report["utilization"])),
+        ("Jain basic, 1 s", _index(fairness.get("jain_1s"))),
+        (f"Jain basic, {window} s window", _index(fairness.get("jain_window"))),
+        ("  seconds counted", f"{fairness.get('seconds_counted', 0):,}"),
+    ]
+    for tier in ("priority", "basic"):
+        for name in ("p50", "p95", "p99"):
+            rows.append((f"{tier} wait ms {name}", f"{waits[tier][name]:,.0f}"))
+    rows += [
+        ("borrowed tokens", f"{report['borrowed_tokens']:,}"),
+        ("held unused tokens", f"{report['held_unused_tokens']:,}"),
+        ("idle in holds", _share(report["idle_in_holds_share"])),
+        ("overrun rate", _share(report["overrun_rate"])),
+        ("real seconds", f"{report['duration_s']['real']:,.0f}"),
+    ]
+    return rows
 
 
 def print_summary(report: Mapping[str, Any], console: Console) -> None:
@@ -257,7 +263,12 @@ def print_summary(report: Mapping[str, Any], console: Console) -> None:
     summary.add_column("figure")
     summary.add_column("value", justify="right")
     reasons = ", ".join(f"{k} {v:,}" for k, v in report["refusal_reasons"].items())
-    rows = [
+    rows = []
+    if report["queueing"] is not None:
+        rows.append(
+            ("queueing, learning", f"{report['queueing']}, {report['learning']}")
+        )
+    rows += [
         ("requests", f"{report['requests']:,}"),
         ("granted", f"{report['granted']:,}"),
         ("waited (then granted)", f"{report['waited']:,}"),
@@ -269,6 +280,7 @@ def print_summary(report: Mapping[str, Any], console: Console) -> None:
         ("open reservations at end", f"{report['open_reservations_at_end']:,}"),
         ("wait ms p50 / p95 / p99 (granted)", _ms(report["wait_ms"])),
         ("wait ms p50 / p95 / p99 (waiters)", _ms(report["wait_ms_of_waiters"])),
+        *_scheduling_rows(report),
         ("RPC latency ms p50 / p95 / p99", _ms(report["rpc_latency_ms"])),
         ("throughput (rows / real s)", f"{report['throughput_rps']:,.1f}"),
         (
@@ -300,20 +312,25 @@ def print_summary(report: Mapping[str, Any], console: Console) -> None:
             )
     console.print(pools)
 
+    # Narrow padding and no granted column (rows less refused): 80 columns.
     tenants = Table(
-        title="Tenants (drawn per row)", box=box.SIMPLE_HEAD, pad_edge=False
+        title="Tenants (drawn per row)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 1),
     )
     tenants.add_column("tenant")
     tenants.add_column("tier")
-    for column in ("rows", "granted", "waited", "refused", "tokens used"):
+    tenants.add_column("task")
+    for column in ("rows", "waited", "refused", "tokens used"):
         tenants.add_column(column, justify="right")
     for name, row in report["tenants"].items():
         weight = f" x{row['weight']}" if row["weight"] != 1 else ""
         tenants.add_row(
             escape(name),
             row["tier"] + weight,
+            row["task_type"],
             f"{row['requests']:,}",
-            f"{row['granted']:,}",
             f"{row['waited']:,}",
             f"{row['refused']:,}",
             f"{row['tokens_used']:,}",

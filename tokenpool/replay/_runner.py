@@ -21,14 +21,14 @@ from tokenpool_client import AsyncClient, error_from_rpc
 from tokenpool_client.v1 import tokenpool_pb2 as pb
 from tokenpool_client.v1 import tokenpool_pb2_grpc as pb_grpc
 
-from tokenpool.core import TenantPolicy, Tier
+from tokenpool.core import BudgetPolicy, TenantPolicy, Tier
 from tokenpool.daemon import Daemon, Settings
 from tokenpool.engine import Engine
 from tokenpool.replay._caller import CALL_TIMEOUT_S, Caller
 from tokenpool.replay._errors import ReplayError
-from tokenpool.replay._plan import Call
-from tokenpool.replay._report import RunFacts, Tally
+from tokenpool.replay._plan import Call, ReplayTenant
 from tokenpool.replay._simulation import Simulation, WatchedClock
+from tokenpool.replay._tally import RunFacts, Tally
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class ReplaySetup:
     """The trace file's name, for the report."""
     calls: Sequence[Call]
     budget: str
-    tenants: Sequence[TenantPolicy]
+    tenants: Sequence[ReplayTenant]
     max_output_tokens: int
     max_wait_ms: int
     speed: float | None
@@ -198,9 +198,9 @@ async def _replay(
             max_output_tokens=setup.max_output_tokens,
             max_wait_ms=setup.max_wait_ms,
         )
-        tenants = list(setup.tenants)
+        tenants = [tenant.policy for tenant in setup.tenants]
         if engine is None:
-            tenants = await reads.tenants(setup.tenants)
+            tenants = await reads.tenants(tenants)
         before = await reads.snapshot()
         clock_before = clock.now_ns if clock is not None else 0
 
@@ -230,6 +230,7 @@ async def _replay(
         daemon_s = trace_s = (clock.now_ns - clock_before) / 1e9
     elif setup.speed is not None:
         trace_s = real_s * setup.speed
+    policy = _budget_policy(setup) if engine is not None else None
     return RunFacts(
         trace=setup.trace,
         budget=setup.budget,
@@ -239,6 +240,7 @@ async def _replay(
         seed=setup.seed,
         skew=setup.skew,
         tenants=tenants,
+        task_types={tenant.name: tenant.task_type for tenant in setup.tenants},
         before=before.status,
         after=after.status,
         charged_before=before.charged,
@@ -247,7 +249,16 @@ async def _replay(
         real_seconds=real_s,
         daemon_seconds=daemon_s,
         trace_seconds=trace_s,
+        queueing=None if policy is None else policy.queueing,
+        learning=None if policy is None else policy.learning.enabled,
     )
+
+
+def _budget_policy(setup: ReplaySetup) -> BudgetPolicy | None:
+    """The replayed budget's policy in the in-process daemon's settings."""
+    if setup.settings is None:
+        return None
+    return next((b for b in setup.settings.budgets if b.name == setup.budget), None)
 
 
 async def _replay_in_process(
