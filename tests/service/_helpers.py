@@ -81,3 +81,61 @@ async def waiting(api: pb_grpc.TokenPoolStub, budget: str = "b") -> int:
     """Requests queued in a budget's basic pool."""
     status = await api.GetBudget(pb.GetBudgetRequest(budget=budget))
     return pools(status)["basic"].waiting
+
+
+async def pool_status(
+    api: pb_grpc.TokenPoolStub, budget: str = "b"
+) -> dict[str, pb.PoolStatus]:
+    """A budget's pools by name, as GetBudget reports them now."""
+    return pools(await api.GetBudget(pb.GetBudgetRequest(budget=budget)))
+
+
+def drawn(answer: pb.ReserveResponse) -> list[tuple[str, int]]:
+    """Where a grant's tokens came from, in drawing order."""
+    return [(draw.pool, draw.tokens) for draw in answer.sources]
+
+
+@dataclass
+class Pending:
+    """A Reserve sent from a task of its own, and how it ended.
+
+    Start it with `tasks.start_soon(pending.send, api, request)`; `cancel()`
+    cancels the call the way a client gives up on it.
+    """
+
+    answer: pb.ReserveResponse | None = None
+    code: grpc.StatusCode | None = None
+    call: Any = None
+    ended: anyio.Event = field(default_factory=anyio.Event)
+    """Set once the answer or failure is in."""
+    cancelled: bool = False
+    """Whether `cancel()` ended the call."""
+
+    async def send(
+        self, api: pb_grpc.TokenPoolStub, request: pb.ReserveRequest
+    ) -> None:
+        """Sends the Reserve and keeps its answer or failure code."""
+        self.call = api.Reserve(request)
+        try:
+            self.answer = await self.call
+        except grpc.aio.AioRpcError as exc:
+            self.code = exc.code()
+        except anyio.get_cancelled_exc_class():
+            # grpc raises this in the awaiting task when the call itself was
+            # cancelled; a cancellation of the task is not ours to swallow.
+            if not self.cancelled:
+                raise
+            self.code = grpc.StatusCode.CANCELLED
+        self.ended.set()
+
+    async def answered(self, timeout_s: float = 5) -> pb.ReserveResponse:
+        """Waits for the call to end; returns its answer, which it must have."""
+        with anyio.fail_after(timeout_s):
+            await self.ended.wait()
+        assert self.answer is not None, f"the Reserve failed: {self.code}"
+        return self.answer
+
+    def cancel(self) -> None:
+        """Cancels the call; the daemon sees its caller go away."""
+        self.cancelled = True
+        self.call.cancel()
