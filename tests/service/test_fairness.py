@@ -419,12 +419,6 @@ async def test_aged_basic_waiter_goes_first_when_burst_refills(
     assert left.answer is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: _precedence compares only the head of the basic queue, "
-    "so an aged basic waiter behind a younger light head does not go before "
-    "newer priority waiters (SPEC 3, step 4)",
-)
 async def test_aged_basic_waiter_behind_a_light_head_goes_first(
     serve: ServeFactory,
 ) -> None:

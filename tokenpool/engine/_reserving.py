@@ -393,11 +393,14 @@ class Reserving(EngineBase):
         priority waiters that arrived after it, so no tier starves.
         """
         priority = budget.queues[Pool.PRIORITY].first()
-        basic = budget.queues[Pool.BASIC].first()
-        if priority is None or basic is None:
+        if priority is None or not len(budget.queues[Pool.BASIC]):
             return [Pool.PRIORITY, Pool.BASIC]
+        # The longest-waiting basic request heads its tenant's line, though
+        # not necessarily the basic queue, whose fair order may put a light
+        # tenant first: it is the one whose age counts.
+        oldest = min(t.arrived_ns for t in budget.queues[Pool.BASIC].in_order())
         age_ns = budget.policy.starvation_age_ms * NS_PER_MS
-        if now - basic.arrived_ns >= age_ns and basic.arrived_ns < priority.arrived_ns:
+        if now - oldest >= age_ns and oldest < priority.arrived_ns:
             return [Pool.BASIC, Pool.PRIORITY]
         return [Pool.PRIORITY, Pool.BASIC]
 
