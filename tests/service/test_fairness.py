@@ -566,3 +566,30 @@ async def test_new_request_never_jumps_its_tenants_queue(serve: ServeFactory) ->
             ("heavy", 300),
             ("heavy", 50),
         ]
+
+
+async def test_a_tenant_out_of_burst_share_does_not_hold_the_queue(
+    serve: ServeFactory,
+) -> None:
+    # Basic 6500, burst 1300 of which one tenant may hold 650; no loans.
+    budget = {
+        "name": "b",
+        "capacity_tokens": 10_000,
+        "lending": {"basic": {"never_borrow": True}},
+    }
+    async with serve(budgets=[budget]) as s:
+        await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="a", tokens=7150))
+        first, second = Pending(), Pending()
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(first.send, s.api, _wait_for("a", 300))
+            await wait_until(partial(_waiting_are, s, 1))
+            # b queues behind a in fair order, but a can only wait for its
+            # own pool to refill, while b may still use burst: b goes now.
+            tasks.start_soon(second.send, s.api, _wait_for("b", 300))
+            await second.ended.wait()
+            assert await _waiting_are(s, 1)
+            first.cancel()
+
+    assert second.answer is not None
+    assert drawn(second.answer) == [("burst", 300)]
+    assert first.answer is None

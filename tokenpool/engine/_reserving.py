@@ -6,6 +6,7 @@ import logging
 import uuid
 from collections.abc import Awaitable
 from contextlib import nullcontext
+from dataclasses import replace
 
 import anyio
 
@@ -410,6 +411,11 @@ class Reserving(EngineBase):
         """Grants a request if its tokens and every limit allow it now."""
         draws = plan_draws(waiter.sizing.tokens, reach)
         if draws is None:
+            # Short only because this tenant used up its share of burst: that
+            # is its own limit, so the queue goes on without it.
+            unlimited = replace(reach, burst_room=reach.burst_available)
+            if plan_draws(waiter.sizing.tokens, unlimited) is not None:
+                return _BLOCKED
             return _SHORT
         ask = self._ask(
             budget,
