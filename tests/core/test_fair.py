@@ -80,3 +80,17 @@ def test_idle_tenants_are_forgotten() -> None:
 
     assert len(queue) == 0
     assert queue.remembered_tenants <= 1001
+
+
+def test_a_request_that_leaves_is_not_charged_to_its_tenant() -> None:
+    queue: FairQueue[str] = FairQueue()
+    gone = queue.push("a0", tenant="a", tokens=100, weight=1, arrived_ns=0)
+    queue.push("a1", tenant="a", tokens=100, weight=1, arrived_ns=1)
+    queue.push("a2", tenant="a", tokens=100, weight=1, arrived_ns=2)
+    queue.push("b0", tenant="b", tokens=100, weight=1, arrived_ns=3)
+    queue.push("b1", tenant="b", tokens=100, weight=1, arrived_ns=4)
+
+    # a's first request times out: a's others move up, level with b's.
+    queue.remove(gone)
+
+    assert _serve_all(queue) == ["a1", "b0", "a2", "b1"]

@@ -103,13 +103,26 @@ class FairQueue(Generic[Item]):
             self._virtual = max(self._virtual, ticket.finish)
 
     def remove(self, ticket: Ticket[Item]) -> None:
-        """Takes out a request that left without being served."""
+        """Takes out a request that left without being served.
+
+        Its tenant is not charged for it: the tenant's later requests move
+        up by its cost, as if it had never been queued. (Otherwise a tenant
+        whose requests time out would fall ever further behind.)
+        """
         if not ticket.queued:
             return
+        line = self._lines[ticket.tenant]
         self._take_out(ticket)
-        if not self._fifo and self._last_finish.get(ticket.tenant) == ticket.finish:
-            # Its tenant's next request starts where this one would have.
-            self._last_finish[ticket.tenant] = ticket.start
+        if self._fifo:
+            return
+        cost = ticket.finish - ticket.start
+        if ticket.tenant in self._lines:
+            for later in line:
+                if later.seq > ticket.seq:
+                    later.start -= cost
+                    later.finish -= cost
+        if ticket.tenant in self._last_finish:
+            self._last_finish[ticket.tenant] -= cost
 
     def drain(self) -> list[Item]:
         """Empties the queue (shutdown, recovery) and returns what waited."""
