@@ -11,6 +11,8 @@ from tokenpool.replay import (
     fairness,
     grants_by_second,
     jain_index,
+    max_min_shares,
+    pending_by_second,
 )
 
 S = 1_000_000_000
@@ -124,3 +126,81 @@ def test_fairness_single_backlogged_tenant_counts_nothing() -> None:
 def test_fairness_window_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="window_s must be at least 1"):
         fairness([], window_s=0)
+
+
+def test_max_min_shares_fill_small_asks_and_split_the_rest() -> None:
+    assert max_min_shares(90, [10, 100, 100]) == pytest.approx([10, 40, 40])
+    assert max_min_shares(30, [5, 5, 5]) == pytest.approx([5, 5, 5])
+    assert max_min_shares(12, [100, 100, 100]) == pytest.approx([4, 4, 4])
+
+
+def test_pending_counts_what_still_waits_at_each_second_end() -> None:
+    demands = [
+        Demand(
+            "a",
+            arrival_ns=S // 2,
+            waited_ns=2 * S,
+            granted_tokens=7,
+            requested_tokens=7,
+        ),
+    ]
+
+    # Waiting from 0.5 s to 2.5 s: past the ends of seconds 0 and 1.
+    assert pending_by_second(demands) == {0: {"a": 7}, 1: {"a": 7}}
+
+
+def test_maxmin_index_is_one_when_a_light_tenant_gets_all_it_asks() -> None:
+    # In second 0, light asks 10 and gets it; heavy asks 1000 and gets 90.
+    demands = [
+        Demand(
+            "light",
+            arrival_ns=0,
+            waited_ns=S // 2,
+            granted_tokens=10,
+            requested_tokens=10,
+        ),
+        Demand(
+            "heavy",
+            arrival_ns=0,
+            waited_ns=S // 2,
+            granted_tokens=90,
+            requested_tokens=90,
+        ),
+        Demand(
+            "heavy",
+            arrival_ns=0,
+            waited_ns=3 * S,
+            granted_tokens=910,
+            requested_tokens=910,
+        ),
+    ]
+
+    result = fairness(demands, window_s=1)
+
+    # Raw: 10 against 90 looks unfair; relative to max-min shares it is not.
+    assert result.jain_1s is not None and result.jain_1s < 0.7
+    assert result.jain_maxmin == pytest.approx(1.0)
+
+
+def test_maxmin_index_is_low_when_a_heavy_tenant_takes_a_light_ones_share() -> None:
+    demands = [
+        Demand(
+            "light",
+            arrival_ns=0,
+            waited_ns=3 * S,
+            granted_tokens=10,
+            requested_tokens=10,
+        ),
+        Demand(
+            "heavy",
+            arrival_ns=0,
+            waited_ns=S // 2,
+            granted_tokens=100,
+            requested_tokens=100,
+        ),
+    ]
+
+    result = fairness(demands, window_s=1)
+
+    # Second 0: heavy got 100 of 100, light 0 of its 10-token share.
+    assert result.jain_maxmin == pytest.approx(0.5)

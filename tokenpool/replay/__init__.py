@@ -12,6 +12,8 @@ from tokenpool.replay._fairness import (
     fairness,
     grants_by_second,
     jain_index,
+    max_min_shares,
+    pending_by_second,
 )
 from tokenpool.replay._plan import (
     DEFAULT_SEED,
@@ -61,8 +63,10 @@ __all__ = [
     "fairness",
     "grants_by_second",
     "jain_index",
+    "max_min_shares",
     "parse_tenants",
     "parse_timestamp",
+    "pending_by_second",
     "plan_calls",
     "print_comparison",
     "print_summary",

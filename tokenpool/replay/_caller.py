@@ -94,7 +94,14 @@ class Caller:
             waited = self.wait_s(started, waited_ms)
             latency = max(0.0, time.perf_counter() - started - waited)
             reason = exc.reason or exc.code.name
-            self._tally.refused(call, reason, latency, after_wait=waited_ms > 0)
+            requested = getattr(exc, "requested_tokens", None) or 0
+            self._tally.refused(
+                call,
+                reason,
+                latency,
+                after_wait=waited_ms > 0,
+                requested=requested,
+            )
             logger.debug(
                 "reserve refused row=%d reason=%s error=%s", call.index, reason, exc
             )

@@ -5,8 +5,15 @@ daemon's queue at any moment of that second. In each second where at least
 two tenants are backlogged, Jain's index is taken over the tokens granted
 to each of them: granted in that very second (`jain_1s`), and granted in the
 trailing window of `window_s` seconds that ends with it (`jain_window`).
-Each is averaged over the seconds where it is defined. docs/replay.md gives
-the exact definition.
+
+Those raw indexes call a tenant that asked for little and got all of it
+"unfair", though that is what max-min fairness gives it. `jain_maxmin` takes
+each tenant's window grant relative to its max-min fair share instead: the
+tokens the backlogged tenants were granted in the window, water-filled over
+what each asked for there (its grants, plus what it still waited for at the
+second's end). It is 1 when every backlogged tenant got its max-min share.
+Each index is averaged over the seconds where it is defined. docs/replay.md
+gives the exact definitions.
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ class Demand:
     """Time spent queued in the daemon; 0 for a request never queued."""
     granted_tokens: int
     """Tokens granted; 0 for a refused request."""
+    requested_tokens: int = 0
+    """Tokens asked for: the hold of a grant, the request of a refusal."""
 
     @property
     def granted_at_ns(self) -> int:
@@ -51,6 +60,8 @@ class Fairness:
     """Mean index of tokens granted in each second; None if never defined."""
     jain_window: float | None
     """Mean index of tokens granted in the trailing window of each second."""
+    jain_maxmin: float | None
+    """Mean index of window grants relative to each tenant's max-min share."""
     window_s: int
     seconds_counted: int
     """Seconds with at least two backlogged tenants."""
@@ -64,6 +75,7 @@ class Fairness:
         return {
             "jain_1s": _rounded(self.jain_1s),
             "jain_window": _rounded(self.jain_window),
+            "jain_maxmin": _rounded(self.jain_maxmin),
             "window_s": self.window_s,
             "seconds_counted": self.seconds_counted,
             "seconds_undefined_1s": self.seconds_undefined_1s,
@@ -106,6 +118,32 @@ def backlog_by_second(demands: Iterable[Demand]) -> dict[int, set[str]]:
     return dict(backlog)
 
 
+def pending_by_second(demands: Iterable[Demand]) -> dict[int, Counter[str]]:
+    """For each trace second, tokens each tenant still waited for at its end."""
+    pending: defaultdict[int, Counter[str]] = defaultdict(Counter)
+    for demand in demands:
+        if demand.waited_ns <= 0:
+            continue
+        end_ns = demand.arrival_ns + demand.waited_ns
+        # Second s ends at (s + 1) s: the request waits past it when it
+        # arrived before that and was answered after it.
+        for second in range(demand.arrival_ns // NS_PER_S, end_ns // NS_PER_S):
+            pending[second][demand.tenant] += demand.requested_tokens
+    return dict(pending)
+
+
+def max_min_shares(total: float, asks: Sequence[float]) -> list[float]:
+    """Water-fills `total` over `asks`: small asks in full, the rest equally."""
+    shares = [0.0] * len(asks)
+    left = total
+    order = sorted(range(len(asks)), key=lambda index: asks[index])
+    for place, index in enumerate(order):
+        equal = left / (len(asks) - place)
+        shares[index] = min(asks[index], equal)
+        left -= shares[index]
+    return shares
+
+
 def grants_by_second(demands: Iterable[Demand]) -> dict[int, Counter[str]]:
     """For each trace second, the tokens granted in it to each tenant."""
     grants: defaultdict[int, Counter[str]] = defaultdict(Counter)
@@ -130,9 +168,11 @@ def fairness(demands: Sequence[Demand], *, window_s: int) -> Fairness:
 
     backlog = backlog_by_second(demands)
     grants = grants_by_second(demands)
+    pending = pending_by_second(demands)
     empty: Counter[str] = Counter()
     one_second: list[float] = []
     windowed: list[float] = []
+    relative: list[float] = []
     counted = 0
     for second in sorted(backlog):
         tenants = sorted(backlog[second])
@@ -153,9 +193,22 @@ def fairness(demands: Sequence[Demand], *, window_s: int) -> Fairness:
         if index is not None:
             windowed.append(index)
 
+        waiting = pending.get(second, empty)
+        asks = [
+            got + waiting[tenant] for got, tenant in zip(totals, tenants, strict=True)
+        ]
+        shares = max_min_shares(sum(totals), asks)
+        ratios = [
+            got / share for got, share in zip(totals, shares, strict=True) if share
+        ]
+        index = jain_index(ratios) if len(ratios) >= 2 else None
+        if index is not None:
+            relative.append(index)
+
     return Fairness(
         jain_1s=sum(one_second) / len(one_second) if one_second else None,
         jain_window=sum(windowed) / len(windowed) if windowed else None,
+        jain_maxmin=sum(relative) / len(relative) if relative else None,
         window_s=window_s,
         seconds_counted=counted,
         seconds_undefined_1s=counted - len(one_second),

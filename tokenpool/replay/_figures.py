@@ -62,6 +62,7 @@ def basic_fairness(
             arrival_ns=outcome.call.arrival_ns,
             waited_ns=(waited_ms(outcome, max_wait_ms) or 0) * _NS_PER_MS,
             granted_tokens=outcome.hold if outcome.granted else 0,
+            requested_tokens=outcome.hold if outcome.granted else outcome.requested,
         )
         for outcome in outcomes
         if tiers[outcome.call.tenant.name] is Tier.BASIC

@@ -25,6 +25,8 @@ class RowOutcome:
     """Daemon-reported wait of a grant, in the daemon's clock ms."""
     waited_then_refused: bool = False
     hold: int = 0
+    requested: int = 0
+    """Tokens a refused Reserve asked for, as the daemon's refusal said."""
     complexity_score: int = 0
     """The daemon's score of a granted call, 1 to 10."""
     pool: str = ""
@@ -62,11 +64,17 @@ class Tally:
         self.waited_count += reservation.waited_ms > 0
 
     def refused(
-        self, call: Call, reason: str, latency_s: float, *, after_wait: bool
+        self,
+        call: Call,
+        reason: str,
+        latency_s: float,
+        *,
+        after_wait: bool,
+        requested: int = 0,
     ) -> None:
         """Records a refused Reserve; the row is done."""
         self.outcomes[call.index] = RowOutcome(
-            call, reason=reason, waited_then_refused=after_wait
+            call, reason=reason, waited_then_refused=after_wait, requested=requested
         )
         self.latencies_ms.append(latency_s * 1000)
         self.refused_count += 1
