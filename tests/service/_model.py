@@ -90,8 +90,6 @@ class BudgetModel:
     holds: dict[str, Hold] = field(default_factory=dict)
     expired: dict[str, Hold] = field(default_factory=dict)
     totals: dict[str, Totals] = field(default_factory=dict)
-    capped_fractions: set[str] = field(default_factory=set)
-    """Pools a refund filled to capacity while they held part of a token."""
 
     def __post_init__(self) -> None:
         self.caps = split(self.capacity, self.shares)
@@ -342,8 +340,6 @@ class BudgetModel:
         # A refund never lifts a level above capacity (SPEC 2): the part of a
         # token that refill had carried is dropped with the rest.
         cap = Fraction(self.caps[pool])
-        if self.levels[pool] + tokens > cap and self.levels[pool].denominator != 1:
-            self.capped_fractions.add(pool)
         self.levels[pool] = min(cap, self.levels[pool] + tokens)
 
     def _close(self, hold: Hold, outcome: Outcome) -> None:

@@ -4,8 +4,8 @@ A hypothesis state machine starts one daemon per example (fresh ledger, a
 ManualClock) in a background event loop, drives it through gRPC with
 Reserve, Settle, Release, Extend, expiry, clock advances, SetCapacity and
 Rebalance, and after every step compares pools, holds and ledger sums with
-the reference model in `_model.py`. Engine bugs it found are pinned by the
-xfail tests at the end of this file.
+the reference model in `_model.py`. Engine bugs it found are kept as plain
+regression tests at the end of this file.
 """
 
 from __future__ import annotations
@@ -68,25 +68,6 @@ COMPLEX_CALL: dict[str, Any] = {
 
 # Lease lengths in milliseconds; 0 asks for the default.
 LEASES = st.one_of(st.just(0), st.integers(1, 600_000))
-
-# Engine bugs the machine found, each pinned by an xfail test at the end of
-# this file. Until they are fixed the machine steers around them; set a flag
-# to False to let it explore that ground again.
-# Extend computes burst and loan room without the reservation's own burst
-# and loans (test_extend_keeps_the_burst_tenant_limit, ..._lendable_share)
-# and appends new sources after old ones, so a later refund goes back in the
-# wrong order (test_refund_after_extend_goes_to_burst_first): grow only
-# reservations drawn wholly from their own pool.
-STEER_AROUND_EXTEND_ROOM = True
-# Extend checks even a kept or shrunk total against the most the tenant
-# could ever hold, so after a rebalance it will not move the lease of a hold
-# above that (test_extend_moves_the_lease_of_a_hold_above_the_ceiling):
-# leave such holds alone.
-STEER_AROUND_EXTEND_CEILING = True
-# A refund that fills a pool keeps the fraction of a token refill carried
-# (test_refund_to_capacity_drops_the_fraction): let a millisecond pass, so
-# the engine's next refill drops it, before anything can draw on the pool.
-STEER_AROUND_CAPPED_CARRY = True
 
 # Examples and steps: enough to reach debt, loans and expiry, while the whole
 # machine stays well under a minute on two cores.
@@ -267,12 +248,6 @@ class PoolMachine(RuleBasedStateMachine):
         with suppress(TimeoutError):
             self.portal.call(wait_until, swept)
 
-    def refunded(self) -> None:
-        """Lets a millisecond pass after a refund filled a pool (see the flag)."""
-        if STEER_AROUND_CAPPED_CARRY and self.m.capped_fractions:
-            self.m.capped_fractions.clear()
-            self.advance(NS_PER_MS)
-
     # Setup and teardown.
 
     @initialize(setup=SETUPS)
@@ -402,7 +377,6 @@ class PoolMachine(RuleBasedStateMachine):
         outcome = self.m.settle(hold.rid, used, incomplete=incomplete)
         got = (answer.charged_tokens, answer.refunded_tokens, answer.overrun_tokens)
         assert got == (outcome.charged, outcome.refunded, outcome.overrun)
-        self.refunded()
 
     @precondition(lambda self: self.model is not None and self.model.holds)
     @rule(index=st.integers(0, 100), permille=st.integers(0, 1500))
@@ -420,7 +394,6 @@ class PoolMachine(RuleBasedStateMachine):
         outcome = self.m.release(hold.rid, billed)
         got = (answer.charged_tokens, answer.refunded_tokens)
         assert got == (outcome.charged, outcome.refunded)
-        self.refunded()
 
     @precondition(lambda self: self.model is not None and self.model.holds)
     @rule(
@@ -431,12 +404,6 @@ class PoolMachine(RuleBasedStateMachine):
     def extend(self, index: int, permille: int, lease_ms: int | None) -> None:
         hold = _pick(self.m.holds, index)
         total = max(1, hold.hold * permille // 1000) if permille else 0
-        if STEER_AROUND_EXTEND_ROOM and set(hold.sources) - {hold.pool}:
-            total = min(total, hold.hold)
-        if STEER_AROUND_EXTEND_CEILING and hold.hold > self.m.full_reach(
-            hold.pool, hold.score
-        ):
-            return
         request = pb.ExtendRequest(
             reservation_id=hold.rid, tenant=hold.tenant, total_tokens=total
         )
@@ -471,7 +438,6 @@ class PoolMachine(RuleBasedStateMachine):
             hold.lease_ns = self.m.now_ns + lease_ms * NS_PER_MS
             lease_wall = answer.lease_expires_at.ToNanoseconds()
             assert lease_wall == self.s.clock.wall_ns() + lease_ms * NS_PER_MS
-        self.refunded()
 
     def _check_extend_refusal(
         self, answer: Failure, hold: Hold, total: int, delta: int
@@ -651,10 +617,6 @@ def _basic_and_burst(status: pb.BudgetStatus) -> tuple[int, int]:
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    strict=True,
-    reason="Extend checks burst room without the reservation's own burst draw",
-)
 async def test_extend_keeps_the_burst_tenant_limit(serve: ServeFactory) -> None:
     budget = {**SPLIT_1000, "lending": {"basic": {"never_borrow": True}}}
     async with serve(budgets=[budget]) as s:
@@ -677,9 +639,6 @@ async def test_extend_keeps_the_burst_tenant_limit(serve: ServeFactory) -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    strict=True, reason="Extend checks loan room without the reservation's own loan"
-)
 async def test_extend_keeps_the_lendable_share(serve: ServeFactory) -> None:
     budget = {**SPLIT_1000, "burst_tenant_percent": 0}
     async with serve(budgets=[budget]) as s:
@@ -700,11 +659,6 @@ async def test_extend_keeps_the_lendable_share(serve: ServeFactory) -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    strict=True,
-    reason="Extend appends its draws after the old ones, so a refund after it "
-    "goes to the own pool before burst",
-)
 async def test_refund_after_extend_goes_to_burst_first(serve: ServeFactory) -> None:
     async with serve(budgets=[SPLIT_1000]) as s:
         first = await s.api.Reserve(
@@ -735,10 +689,6 @@ async def test_refund_after_extend_goes_to_burst_first(serve: ServeFactory) -> N
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    strict=True,
-    reason="Extend refuses a kept or shrunk total above the current ceiling",
-)
 async def test_extend_moves_the_lease_of_a_hold_above_the_ceiling(
     serve: ServeFactory,
 ) -> None:
@@ -766,11 +716,6 @@ async def test_extend_moves_the_lease_of_a_hold_above_the_ceiling(
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    strict=True,
-    reason="A refund that fills a pool keeps refill's carried fraction, so the "
-    "pool ends up with part of a token above capacity",
-)
 async def test_refund_to_capacity_drops_the_fraction(serve: ServeFactory) -> None:
     budget = {
         "name": "b",

@@ -89,7 +89,11 @@ def lendable_now(
 
 
 def plan_refund(sources: Sequence[tuple[Pool, int]], tokens: int) -> Draws:
-    """Splits a refund over the sources, last drawn first (lenders, burst, own)."""
+    """Splits a refund over the sources: lenders first, then burst, then own.
+
+    Sources are kept in drawing order (own, burst, lenders; see `merge`), so
+    this is the reverse of that order.
+    """
     refund: list[tuple[Pool, int]] = []
     left = tokens
     for pool, drawn in reversed(sources):
@@ -109,12 +113,21 @@ def subtract(sources: Sequence[tuple[Pool, int]], taken: Draws) -> Draws:
     return tuple((pool, remaining[pool]) for pool, _ in sources if remaining[pool])
 
 
-def merge(sources: Sequence[tuple[Pool, int]], extra: Draws) -> Draws:
-    """Sources after an extension drew `extra`, in first-drawn order."""
+def merge(sources: Sequence[tuple[Pool, int]], extra: Draws, own: Pool) -> Draws:
+    """Sources after an extension drew `extra`, kept in drawing order.
+
+    Drawing order is own pool, burst, then lenders (in the order they lent
+    first), whenever each was drawn, so refunds go back lenders first.
+    """
     merged = dict(sources)
     for pool, tokens in extra:
         merged[pool] = merged.get(pool, 0) + tokens
-    return tuple(merged.items())
+
+    def rank(pool: Pool) -> int:
+        return 0 if pool is own else 1 if pool is Pool.BURST else 2
+
+    ordered = sorted(merged.items(), key=lambda item: rank(item[0]))
+    return tuple(ordered)
 
 
 @dataclass(frozen=True, slots=True)

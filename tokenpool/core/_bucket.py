@@ -57,8 +57,14 @@ class TokenBucket:
         self.level -= tokens
 
     def give(self, tokens: int) -> None:
-        """Returns tokens; the level never rises above capacity."""
+        """Returns tokens; the level never rises above capacity.
+
+        A full bucket also drops the fraction of a token refill had carried,
+        as refill does: nothing accumulates above capacity.
+        """
         self.level = min(self.capacity, self.level + tokens)
+        if self.level >= self.capacity:
+            self.carry = 0
 
     def charge(self, tokens: int) -> None:
         """Draws tokens whether or not they are there; a shortfall is debt."""

@@ -282,43 +282,12 @@ class Closing(EngineBase):
             return reservation
 
         tenant = self._tenant(reservation.tenant, policy)
-        sizing = Sizing(total, reservation.complexity_score, reservation.multiplier)
-        ceiling = self._ceiling(budget, reservation.pool, sizing)
-        if total > ceiling:
-            raise RequestTooLargeError(
-                f"total_tokens {total} is more than budget {policy.name!r} can "
-                f"ever hold for tenant {tenant.name!r} ({ceiling}).",
-                reason=REQUEST_TOO_LARGE,
-                budget=policy.name,
-                pool=reservation.pool,
-                requested=total,
-                largest_grantable=ceiling,
-                retry_after_ns=None,
-            )
+        draws: Draws = ()
+        if delta > 0:
+            draws = self._plan_growth(budget, tenant, reservation, total, now, wall)
         self._unhold(budget, reservation)
         if delta > 0:
-            extra = Sizing(delta, sizing.complexity_score, sizing.multiplier)
-            draws = plan_draws(
-                delta, self._reach(budget, tenant, reservation.pool, extra, now)
-            )
-            if draws is None:
-                self._hold(budget, reservation)
-                raise self._refusal(
-                    budget, tenant, reservation.pool, extra, POOL_EXHAUSTED, now
-                )
-            ask = self._extended_ask(budget, tenant, reservation, total, draws)
-            breach = self._limit_book.check_change(
-                reservation.reservation_id, ask, wall
-            )
-            if breach is not None:
-                self._hold(budget, reservation)
-                raise self._limit_refusal(budget, tenant, breach)
-            if not self._store.take(policy.name, draws, now):
-                self._hold(budget, reservation)
-                raise self._refusal(
-                    budget, tenant, reservation.pool, extra, POOL_EXHAUSTED, now
-                )
-            reservation.sources = merge(reservation.sources, draws)
+            reservation.sources = merge(reservation.sources, draws, reservation.pool)
         elif delta < 0:
             refund = plan_refund(reservation.sources, -delta)
             self._store.give(policy.name, refund, now)
@@ -349,6 +318,57 @@ class Closing(EngineBase):
         await self._durable(reservation.reservation_id)
         return reservation
 
+    def _plan_growth(
+        self,
+        budget: BudgetState,
+        tenant: TenantPolicy,
+        reservation: Reservation,
+        total: int,
+        now: int,
+        wall: int,
+    ) -> Draws:
+        """Takes the tokens an Extend adds, under the rules a Reserve meets.
+
+        The reservation stays counted meanwhile, so its own burst and loans
+        count against the tenant's burst limit and the lenders' shares.
+
+        Raises:
+            RefusalError: the budget could never hold the new total, or the
+                pools or a limit cannot give the growth now.
+        """
+        policy = budget.policy
+        sizing = Sizing(total, reservation.complexity_score, reservation.multiplier)
+        ceiling = self._ceiling(budget, reservation.pool, sizing)
+        if total > ceiling:
+            raise RequestTooLargeError(
+                f"total_tokens {total} is more than budget {policy.name!r} can "
+                f"ever hold for tenant {tenant.name!r} ({ceiling}).",
+                reason=REQUEST_TOO_LARGE,
+                budget=policy.name,
+                pool=reservation.pool,
+                requested=total,
+                largest_grantable=ceiling,
+                retry_after_ns=None,
+            )
+
+        delta = total - reservation.hold
+        extra = Sizing(delta, sizing.complexity_score, sizing.multiplier)
+        reach = self._reach(budget, tenant, reservation.pool, extra, now)
+        draws = plan_draws(delta, reach)
+        if draws is None:
+            raise self._refusal(
+                budget, tenant, reservation.pool, extra, POOL_EXHAUSTED, now
+            )
+        ask = self._extended_ask(budget, tenant, reservation, total, draws)
+        breach = self._limit_book.check_change(reservation.reservation_id, ask, wall)
+        if breach is not None:
+            raise self._limit_refusal(budget, tenant, breach)
+        if not self._store.take(policy.name, draws, now):
+            raise self._refusal(
+                budget, tenant, reservation.pool, extra, POOL_EXHAUSTED, now
+            )
+        return draws
+
     def _extended_ask(
         self,
         budget: BudgetState,
@@ -367,7 +387,7 @@ class Closing(EngineBase):
             total,
             input_tokens=min(total, max(0, reservation.requested - output)),
             model=reservation.model,
-            draws=merge(reservation.sources, extra),
+            draws=merge(reservation.sources, extra, reservation.pool),
         )
 
     def _expire_due(self, now: int) -> LedgerBatch:
