@@ -201,12 +201,16 @@ class Reserving(EngineBase):
             # Nobody waits: the request may use everything it can reach.
             reach = self._reach(budget, tenant, pool, sizing, now)
             self._try_grant(budget, waiter, reach, now)
-        elif len(queue) < policy.queue_limit:
+        else:
             # Others wait: it takes its fair place, and goes now only if
             # that place is first and its tokens are there.
             self._refuse_if_never(budget, waiter, now)
-            self._enqueue(budget, waiter)
-            self._serve_queues(budget)
+            waits = may_wait and wait_ns > 0
+            if len(queue) < policy.queue_limit or (
+                waits and self._make_room(budget, waiter, now)
+            ):
+                self._enqueue(budget, waiter)
+                self._serve_queues(budget)
         if waiter.reservation is not None and waiter.commit is not None:
             return await self._answer_grant(waiter.reservation, waiter.commit)
         if waiter.refusal is not None:
@@ -244,6 +248,45 @@ class Reserving(EngineBase):
                 sizing = size_call(call, policy, output_factor=factor)
         return sizing
 
+    def _make_room(self, budget: BudgetState, newcomer: Waiter, now: int) -> bool:
+        """Frees a place in a full queue for a request that should go before.
+
+        Fair queuing bounds a queue by dropping from its heaviest tenant: when
+        the newcomer's fair place is ahead of the request that would be
+        served last, that one is refused (QUEUE_FULL) and the newcomer takes
+        a place. In FIFO order a newcomer is always last, so never.
+        """
+        pool = newcomer.tenant.tier.pool
+        queue = budget.queues[pool]
+        last = queue.last()
+        if last is None:
+            return False
+        finish = queue.finish_if_pushed(
+            tenant=newcomer.tenant.name,
+            tokens=newcomer.sizing.tokens,
+            weight=self._weight(newcomer),
+        )
+        if finish >= last.finish:
+            return False
+
+        dropped = last.item
+        queue.remove(last)
+        dropped.refusal = self._refused(budget, dropped, now, QUEUE_FULL)
+        dropped.event.set()
+        logger.debug(
+            "queue full, heaviest waiter refused budget=%s dropped=%s for=%s",
+            budget.policy.name,
+            dropped.tenant.name,
+            newcomer.tenant.name,
+        )
+        return True
+
+    def _weight(self, waiter: Waiter) -> int:
+        """A waiter's share weight: 1 in basic, tenant weight x urgency in priority."""
+        if waiter.tenant.tier.pool is Pool.PRIORITY:
+            return waiter.tenant.weight * max(1, waiter.command.urgency)
+        return 1
+
     def _refuse_if_never(self, budget: BudgetState, waiter: Waiter, now: int) -> None:
         """Refuses at once what no wait can help: spent calendar budgets, caps.
 
@@ -264,14 +307,11 @@ class Reserving(EngineBase):
 
     def _enqueue(self, budget: BudgetState, waiter: Waiter) -> None:
         pool = waiter.tenant.tier.pool
-        weight = 1
-        if pool is Pool.PRIORITY:
-            weight = waiter.tenant.weight * max(1, waiter.command.urgency)
         waiter.ticket = budget.queues[pool].push(
             waiter,
             tenant=waiter.tenant.name,
             tokens=waiter.sizing.tokens,
-            weight=weight,
+            weight=self._weight(waiter),
             arrived_ns=waiter.arrived_ns,
         )
         self._schedule_queue(budget, waiter.arrived_ns)
