@@ -12,12 +12,19 @@ each tenant's window grant relative to its max-min fair share instead: the
 tokens the backlogged tenants were granted in the window, water-filled over
 what each asked for there (its grants, plus what it still waited for at the
 second's end). It is 1 when every backlogged tenant got its max-min share.
+`jain_backlogged` is the textbook criterion of fair queuing: over an
+interval in which tenants are all backlogged throughout, they should get
+equal service. For each second it takes the tenants that had a request
+waiting at every moment of the trailing window ending with that second, and
+Jain's index over their window grants; seconds with fewer than two such
+tenants are not counted (`seconds_backlogged`).
 Each index is averaged over the seconds where it is defined. docs/replay.md
 gives the exact definitions.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,6 +32,9 @@ from typing import Any
 
 # Trace seconds are counted from the first row's arrival, in nanoseconds.
 NS_PER_S = 1_000_000_000
+
+# Sorts after any span starting at the same instant, for the bisection.
+_FOREVER = 2**63
 
 # Trailing window of `jain_window` when the command line does not set one,
 # in trace seconds: a basic pool grants a few requests a second, so one
@@ -62,6 +72,10 @@ class Fairness:
     """Mean index of tokens granted in the trailing window of each second."""
     jain_maxmin: float | None
     """Mean index of window grants relative to each tenant's max-min share."""
+    jain_backlogged: float | None
+    """Mean index of window grants of tenants backlogged all window long."""
+    seconds_backlogged: int
+    """Seconds with two or more tenants backlogged all through their window."""
     window_s: int
     seconds_counted: int
     """Seconds with at least two backlogged tenants."""
@@ -76,6 +90,8 @@ class Fairness:
             "jain_1s": _rounded(self.jain_1s),
             "jain_window": _rounded(self.jain_window),
             "jain_maxmin": _rounded(self.jain_maxmin),
+            "jain_backlogged": _rounded(self.jain_backlogged),
+            "seconds_backlogged": self.seconds_backlogged,
             "window_s": self.window_s,
             "seconds_counted": self.seconds_counted,
             "seconds_undefined_1s": self.seconds_undefined_1s,
@@ -132,6 +148,27 @@ def pending_by_second(demands: Iterable[Demand]) -> dict[int, Counter[str]]:
     return dict(pending)
 
 
+def waiting_spans(demands: Iterable[Demand]) -> dict[str, list[tuple[int, int]]]:
+    """Per tenant, the merged spans of trace time in which it had a waiter."""
+    spans: defaultdict[str, list[tuple[int, int]]] = defaultdict(list)
+    for demand in sorted(demands, key=lambda d: d.arrival_ns):
+        if demand.waited_ns <= 0:
+            continue
+        start, end = demand.arrival_ns, demand.arrival_ns + demand.waited_ns
+        merged = spans[demand.tenant]
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return dict(spans)
+
+
+def waited_throughout(spans: Sequence[tuple[int, int]], start: int, end: int) -> bool:
+    """Whether merged spans cover [start, end) without a gap."""
+    index = bisect_right(spans, (start, _FOREVER)) - 1
+    return index >= 0 and spans[index][0] <= start and spans[index][1] >= end
+
+
 def max_min_shares(total: float, asks: Sequence[float]) -> list[float]:
     """Water-fills `total` over `asks`: small asks in full, the rest equally."""
     shares = [0.0] * len(asks)
@@ -169,7 +206,10 @@ def fairness(demands: Sequence[Demand], *, window_s: int) -> Fairness:
     backlog = backlog_by_second(demands)
     grants = grants_by_second(demands)
     pending = pending_by_second(demands)
+    spans = waiting_spans(demands)
     empty: Counter[str] = Counter()
+    steady: list[float] = []
+    steady_seconds = 0
     one_second: list[float] = []
     windowed: list[float] = []
     relative: list[float] = []
@@ -193,6 +233,18 @@ def fairness(demands: Sequence[Demand], *, window_s: int) -> Fairness:
         if index is not None:
             windowed.append(index)
 
+        window_start = (second - window_s + 1) * NS_PER_S
+        throughout = [
+            total
+            for tenant, total in zip(tenants, totals, strict=True)
+            if waited_throughout(spans[tenant], window_start, (second + 1) * NS_PER_S)
+        ]
+        if len(throughout) >= 2:
+            steady_seconds += 1
+            index = jain_index(throughout)
+            if index is not None:
+                steady.append(index)
+
         waiting = pending.get(second, empty)
         asks = [
             got + waiting[tenant] for got, tenant in zip(totals, tenants, strict=True)
@@ -209,6 +261,8 @@ def fairness(demands: Sequence[Demand], *, window_s: int) -> Fairness:
         jain_1s=sum(one_second) / len(one_second) if one_second else None,
         jain_window=sum(windowed) / len(windowed) if windowed else None,
         jain_maxmin=sum(relative) / len(relative) if relative else None,
+        jain_backlogged=sum(steady) / len(steady) if steady else None,
+        seconds_backlogged=steady_seconds,
         window_s=window_s,
         seconds_counted=counted,
         seconds_undefined_1s=counted - len(one_second),

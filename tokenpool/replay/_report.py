@@ -177,6 +177,15 @@ def _scheduling_rows(report: Mapping[str, Any]) -> list[tuple[str, str]]:
                 f"{_index(fairness['jain_1s'])} / {_index(fairness['jain_window'])}",
             ),
             ("seconds with 2+ basic backlogged", f"{fairness['seconds_counted']:,}"),
+            (
+                "Jain basic, relative to max-min shares",
+                _index(fairness.get("jain_maxmin")),
+            ),
+            (
+                f"Jain basic, backlogged all {fairness['window_s']} s",
+                f"{_index(fairness.get('jain_backlogged'))} over "
+                f"{fairness.get('seconds_backlogged', 0):,} s",
+            ),
         ]
     rows += [
         ("priority wait ms p50 / p95 / p99", _ms(waits["priority"])),
@@ -230,6 +239,9 @@ def _comparison_rows(report: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("Jain basic, 1 s", _index(fairness.get("jain_1s"))),
         (f"Jain basic, {window} s window", _index(fairness.get("jain_window"))),
         ("  seconds counted", f"{fairness.get('seconds_counted', 0):,}"),
+        ("Jain basic, max-min relative", _index(fairness.get("jain_maxmin"))),
+        (f"Jain basic, backlogged {window} s", _index(fairness.get("jain_backlogged"))),
+        ("  seconds counted", f"{fairness.get('seconds_backlogged', 0):,}"),
     ]
     for tier in ("priority", "basic"):
         for name in ("p50", "p95", "p99"):
