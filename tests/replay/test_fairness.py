@@ -204,3 +204,36 @@ def test_maxmin_index_is_low_when_a_heavy_tenant_takes_a_light_ones_share() -> N
 
     # Second 0: heavy got 100 of 100, light 0 of its 10-token share.
     assert result.jain_maxmin == pytest.approx(0.5)
+
+
+def test_backlogged_index_counts_only_tenants_waiting_all_window() -> None:
+    # a and b wait from 0 to 3 s and get 30 and 10; c waits only at 2.5 s.
+    demands = [
+        Demand("a", arrival_ns=0, waited_ns=3 * S, granted_tokens=30),
+        Demand("b", arrival_ns=0, waited_ns=3 * S, granted_tokens=10),
+        Demand("c", arrival_ns=2 * S + S // 2, waited_ns=S // 4, granted_tokens=5),
+    ]
+
+    result = fairness(demands, window_s=2)
+
+    # Windows [0, 2) and [1, 3) hold a and b all along, with nothing granted
+    # before 3 s: no index; [2, 4) does not (they stop waiting at 3 s).
+    assert result.seconds_backlogged == 2
+    assert result.jain_backlogged is None
+
+
+def test_backlogged_index_of_equal_service_is_one() -> None:
+    demands = [
+        Demand(tenant, arrival_ns=0, waited_ns=at * S + S // 2, granted_tokens=10)
+        for tenant in ("a", "b")
+        for at in range(6)
+    ] + [
+        Demand(tenant, arrival_ns=at * S + S // 2, waited_ns=6 * S, granted_tokens=0)
+        for tenant in ("a", "b")
+        for at in range(6)
+    ]
+
+    result = fairness(demands, window_s=3)
+
+    assert result.seconds_backlogged >= 3
+    assert result.jain_backlogged == pytest.approx(1.0)

@@ -129,6 +129,8 @@ def test_report_fairness_over_backlogged_basic_tenants() -> None:
         "jain_1s": 0.5,
         "jain_window": 0.5,
         "jain_maxmin": 0.5,
+        "jain_backlogged": None,
+        "seconds_backlogged": 0,
         "window_s": 10,
         "seconds_counted": 3,
         "seconds_undefined_1s": 2,
