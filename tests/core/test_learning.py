@@ -51,7 +51,7 @@ def test_policy_defaults_are_off_and_bounded() -> None:
     assert not policy.enabled
     assert (policy.overrun_target_percent, policy.window) == (5, 200)
     assert (policy.min_samples, policy.margin_percent) == (20, 10)
-    assert policy.factor_bounds == (Fraction(1, 20), Fraction(1))
+    assert policy.factor_bounds == (Fraction(1, 20), Fraction(4))
     assert policy.max_keys == 10_000
 
 
@@ -60,8 +60,8 @@ def test_policy_refuses_inconsistent_bounds() -> None:
         LearningPolicy(window=20, min_samples=30)
     with pytest.raises(ValueError, match=r"min_factor \(0.5\) must be at most"):
         LearningPolicy(min_factor=0.5, max_factor=0.25)
-    with pytest.raises(ValueError, match="less than or equal to 1"):
-        LearningPolicy(max_factor=1.5)
+    with pytest.raises(ValueError, match="less than or equal to 100"):
+        LearningPolicy(max_factor=101)
 
 
 def test_report_statistics_on_constructed_data() -> None:
@@ -220,19 +220,19 @@ def test_factor_never_above_max_nor_below_min() -> None:
     assert low.output_factor("t", "chat") == Fraction(1, 20)
 
 
-def test_correction_never_raises_an_allowance() -> None:
+def test_correction_raises_an_allowance_that_overruns_up_to_max_factor() -> None:
     book = EstimateBook(LearningPolicy(enabled=True, min_samples=5))
     for _ in range(5):
         book.observe("t", "chat", hold=100, output_allowance=50, used=10_000)
 
     factor = book.output_factor("t", "chat")
 
-    assert factor == 1
-    assert corrected_allowance(50, factor) == 50
+    assert factor == 4
+    assert corrected_allowance(50, factor) == 200
     assert corrected_allowance(1000, Fraction(1, 3)) == 334
     assert corrected_allowance(1, Fraction(1, 20)) == 1
-    with pytest.raises(ValueError, match="outside"):
-        corrected_allowance(10, Fraction(3, 2))
+    with pytest.raises(ValueError, match="above 0"):
+        corrected_allowance(10, Fraction(0))
 
 
 def test_keys_beyond_the_bound_are_folded() -> None:
@@ -258,7 +258,7 @@ def test_observe_refuses_inconsistent_figures() -> None:
         book.observe("t", "chat", hold=10, output_allowance=50, used=1)
     with pytest.raises(ValueError, match="tenant must not be empty"):
         book.observe("", "chat", hold=10, output_allowance=5, used=1)
-    with pytest.raises(ValueError, match="outside"):
+    with pytest.raises(ValueError, match="above 0"):
         book.observe(
             "t",
             "chat",

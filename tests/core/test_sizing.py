@@ -150,10 +150,20 @@ def test_output_factor_corrects_the_capped_allowance_rounding_up() -> None:
     assert (capped.tokens, capped.output_allowance) == (10 + 100, 200)
 
 
-@pytest.mark.parametrize("factor", [Fraction(-1), Fraction(0), Fraction(3, 2)])
-def test_output_factor_outside_zero_to_one_is_a_bug(factor: Fraction) -> None:
+@pytest.mark.parametrize("factor", [Fraction(-1), Fraction(0)])
+def test_output_factor_of_zero_or_less_is_a_bug(factor: Fraction) -> None:
     with pytest.raises(ValueError, match="factor"):
         size_call(CallShape(input_tokens=1), _policy(), output_factor=factor)
+
+
+def test_a_raised_allowance_stops_at_max_output_tokens() -> None:
+    shape = CallShape(input_tokens=10, task_type="extraction", max_output_tokens=300)
+
+    raised = size_call(shape, _policy(), output_factor=Fraction(3))
+
+    # 256 x 3 = 768, but the caller allows 300: the factor applied is 300/256.
+    assert (raised.tokens, raised.output_allowance) == (10 + 300, 256)
+    assert raised.output_factor == Fraction(300, 256)
 
 
 def test_sizing_still_builds_from_three_values() -> None:

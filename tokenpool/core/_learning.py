@@ -43,8 +43,9 @@ class LearningPolicy(FrozenModel):
     """Safety margin put on top of the learned quantile."""
     min_factor: float = Field(0.05, gt=0, le=1)
     """Smallest correction: an allowance never shrinks below this share."""
-    max_factor: float = Field(1.0, gt=0, le=1)
-    """Largest correction; at most 1, so a correction never raises an allowance."""
+    max_factor: float = Field(4.0, gt=0, le=100)
+    """Largest correction: an allowance that overruns too often is raised up
+    to this many times (never past the caller's max_output_tokens)."""
     max_keys: int = Field(10_000, ge=1, le=1_000_000)
     """(tenant, task type) pairs tracked; later ones share the folded row.
 
@@ -78,12 +79,12 @@ def corrected_allowance(allowance: int, factor: Fraction | None) -> int:
     and `EstimateBook.observe` both use this, so they agree on the hold.
 
     Raises:
-        ValueError: the factor is not in (0, 1].
+        ValueError: the factor is not above 0.
     """
     if factor is None:
         return allowance
-    if not 0 < factor <= 1:
-        raise ValueError(f"factor {factor} is outside (0, 1]; it may only lower")
+    if factor <= 0:
+        raise ValueError(f"factor {factor} must be above 0")
 
     return -(-allowance * factor.numerator // factor.denominator)
 

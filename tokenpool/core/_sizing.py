@@ -59,12 +59,14 @@ def size_call(
     Args:
         shape: what the request says about the call.
         policy: the budget's policy; its scoring part sets the allowance.
-        output_factor: a learned correction of the allowance, in (0, 1]
-            (None: none); the hold keeps allowance x factor, rounded up.
+        output_factor: a learned correction of the allowance, above 0
+            (None: none); the hold keeps allowance x factor, rounded up,
+            and never more than max_output_tokens (the factor recorded in
+            the result is the one applied).
 
     Raises:
         InvalidFieldError: nothing in the request says how big the call is.
-        ValueError: output_factor is outside (0, 1].
+        ValueError: output_factor is not above 0.
     """
     if not (
         shape.tokens > 0
@@ -91,6 +93,9 @@ def size_call(
         return _sized(complexity, shape.tokens, 0, 0, None)
 
     allowance = _output_allowance(shape, policy, complexity)
+    if output_factor is not None and shape.max_output_tokens > 0 and allowance:
+        # A raised allowance still stops at what the caller said it may use.
+        output_factor = min(output_factor, Fraction(shape.max_output_tokens, allowance))
     held = corrected_allowance(allowance, output_factor)
     return _sized(
         complexity, input_tokens + held, input_tokens, allowance, output_factor
