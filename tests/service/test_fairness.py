@@ -594,32 +594,3 @@ async def test_a_tenant_out_of_burst_share_does_not_hold_the_queue(
     assert second.answer is not None
     assert drawn(second.answer) == [("burst", 300)]
     assert first.answer is None
-
-
-async def test_a_full_queue_drops_its_heaviest_tenant_for_a_lighter_one(
-    serve: ServeFactory,
-) -> None:
-    budget = {
-        "name": "b",
-        "capacity_tokens": 1000,
-        "shares": BASIC_ONLY,
-        "queue_limit": 2,
-    }
-    async with serve(budgets=[budget]) as s:
-        await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=1000))
-        heavy = [Pending(), Pending()]
-        light = Pending()
-        async with anyio.create_task_group() as tasks:
-            for index, pending in enumerate(heavy):
-                tasks.start_soon(pending.send, s.api, _wait_for("heavy", 100))
-                await wait_until(partial(_waiting_are, s, index + 1))
-
-            # The queue is full of heavy's requests; light has had nothing,
-            # so its fair place is ahead of heavy's second: that one goes.
-            tasks.start_soon(light.send, s.api, _wait_for("light", 100))
-            await heavy[1].ended.wait()
-            assert await _waiting_are(s, 2)
-            s.clock.advance(30)
-
-    assert heavy[1].code == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert heavy[0].answer is not None and light.answer is not None

@@ -92,18 +92,6 @@ class FairQueue(Generic[Item]):
         heads.sort(key=lambda ticket: (ticket.finish, ticket.seq))
         return iter(heads)
 
-    def finish_if_pushed(self, *, tenant: str, tokens: int, weight: int) -> int:
-        """The finish tag a request would get if it were pushed now."""
-        if self._fifo:
-            return self._seq + 1
-        start = max(self._virtual, self._last_finish.get(tenant, 0))
-        return start + -(-tokens * TAG_SCALE // max(1, weight))
-
-    def last(self) -> Ticket[Item] | None:
-        """The request that would be served last: the one to drop when full."""
-        tails = [line[-1] for line in self._lines.values()]
-        return max(tails, key=lambda ticket: (ticket.finish, ticket.seq), default=None)
-
     def first(self) -> Ticket[Item] | None:
         """The request to be served next, if any waits."""
         return next(self.in_order(), None)

@@ -407,6 +407,10 @@ class EngineBase:
             retry_ns = self._store.ns_until(
                 name, Pool.BURST, sizing.tokens - reach.own_available, now
             )
+        if retry_ns is None:
+            # No refill will ever make room (a pool of capacity 0, say):
+            # suggest a window, not a hammering 1 ms.
+            retry_ns = budget.policy.window_ns
         self._count_refusal(name, tenant.name, reason)
         logger.debug(
             "reserve refused budget=%s tenant=%s tokens=%d reason=%s largest=%d",
@@ -463,9 +467,18 @@ class EngineBase:
         )
 
     def _limit_refusal(
-        self, budget: BudgetState, tenant: TenantPolicy, breach: Breach
+        self,
+        budget: BudgetState,
+        tenant: TenantPolicy,
+        breach: Breach,
+        *,
+        requested: int,
     ) -> RefusalError:
-        """The refusal for a limit beside the pools (caps, calendar, rate)."""
+        """The refusal for a limit beside the pools (caps, calendar, rate).
+
+        `requested` is the tokens asked for: the breach counts in its own
+        unit (tokens, micro-dollars, requests), the wire in tokens.
+        """
         name = budget.policy.name
         self._count_refusal(name, tenant.name, breach.reason)
         logger.debug(
@@ -490,7 +503,7 @@ class EngineBase:
             reason=breach.reason,
             budget=name,
             pool=breach.pool or tenant.tier.pool,
-            requested=breach.requested,
+            requested=requested,
             largest_grantable=breach.largest_grantable,
             retry_after_ns=retry_ns,
         )

@@ -355,14 +355,16 @@ class Closing(EngineBase):
         extra = Sizing(delta, sizing.complexity_score, sizing.multiplier)
         reach = self._reach(budget, tenant, reservation.pool, extra, now)
         draws = plan_draws(delta, reach)
+        # The limits first: a cap or calendar budget the growth breaks is the
+        # answer, whatever the pools hold now.
+        ask = self._extended_ask(budget, tenant, reservation, total, draws)
+        breach = self._limit_book.check_change(reservation.reservation_id, ask, wall)
+        if breach is not None:
+            raise self._limit_refusal(budget, tenant, breach, requested=delta)
         if draws is None:
             raise self._refusal(
                 budget, tenant, reservation.pool, extra, POOL_EXHAUSTED, now
             )
-        ask = self._extended_ask(budget, tenant, reservation, total, draws)
-        breach = self._limit_book.check_change(reservation.reservation_id, ask, wall)
-        if breach is not None:
-            raise self._limit_refusal(budget, tenant, breach)
         if not self._store.take(policy.name, draws, now):
             raise self._refusal(
                 budget, tenant, reservation.pool, extra, POOL_EXHAUSTED, now
@@ -375,9 +377,13 @@ class Closing(EngineBase):
         tenant: TenantPolicy,
         reservation: Reservation,
         total: int,
-        extra: Draws,
+        extra: Draws | None,
     ) -> Ask:
-        """A reservation at its new total, as the limit book counts it."""
+        """A reservation at its new total, as the limit book counts it.
+
+        `extra` is what the change draws; None when the pools cannot give
+        it, so the ask carries no sources (pool-share caps are not judged).
+        """
         output = corrected_allowance(
             reservation.output_allowance, reservation.output_factor
         )
@@ -387,7 +393,9 @@ class Closing(EngineBase):
             total,
             input_tokens=min(total, max(0, reservation.requested - output)),
             model=reservation.model,
-            draws=merge(reservation.sources, extra, reservation.pool),
+            draws=()
+            if extra is None
+            else merge(reservation.sources, extra, reservation.pool),
         )
 
     def _expire_due(self, now: int) -> LedgerBatch:

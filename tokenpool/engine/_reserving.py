@@ -140,6 +140,7 @@ class Reserving(EngineBase):
         self, command: ReserveCommand, fingerprint: str, deadline_s: float | None
     ) -> Reservation:
         first: RefusalError | None = None
+        arrived_ns = self._clock.monotonic_ns()
         for index, name in enumerate((command.budget, *command.fallback_budgets)):
             try:
                 return await self._reserve_in(
@@ -148,6 +149,7 @@ class Reserving(EngineBase):
                     fingerprint,
                     may_wait=index == 0,
                     deadline_s=deadline_s,
+                    arrived_ns=arrived_ns,
                 )
             except RefusalError as exc:
                 first = first or exc
@@ -162,21 +164,28 @@ class Reserving(EngineBase):
         *,
         may_wait: bool,
         deadline_s: float | None,
+        arrived_ns: int,
     ) -> Reservation:
+        """Grants in one budget, waiting in its queue only when `may_wait`.
+
+        A fallback budget (may_wait False) is tried without waiting, so its
+        own wait limit does not apply to the request's max_wait_ms.
+        """
         policy = budget.policy
         tenant = self._tenant(command.tenant, policy)
-        sizing = self._size(budget, tenant, command)
-        check_count(
-            "tokens" if command.tokens else "input_tokens + output", sizing.tokens
-        )
-        wait_ns = (
-            check_count("max_wait_ms", command.max_wait_ms, maximum=policy.max_wait_ms)
-            * NS_PER_MS
-        )
+        wait_ns = 0
+        if may_wait:
+            wait_ns = NS_PER_MS * check_count(
+                "max_wait_ms", command.max_wait_ms, maximum=policy.max_wait_ms
+            )
         lease_ms = check_count(
             "lease_ms", command.lease_ms, maximum=int(policy.max_lease_seconds * 1000)
         )
         lease_ns = lease_ms * NS_PER_MS or int(policy.lease_seconds * 1e9)
+        sizing = self._size(budget, tenant, command)
+        check_count(
+            "tokens" if command.tokens else "input_tokens + output", sizing.tokens
+        )
         pool = tenant.tier.pool
 
         ceiling = self._ceiling(budget, pool, sizing)
@@ -195,7 +204,7 @@ class Reserving(EngineBase):
             )
 
         now = self._clock.monotonic_ns()
-        waiter = Waiter(command, tenant, sizing, lease_ns, fingerprint, now)
+        waiter = Waiter(command, tenant, sizing, lease_ns, fingerprint, arrived_ns)
         queue = budget.queues[pool]
         if not any(len(line) for line in budget.queues.values()):
             # Nobody waits: the request may use everything it can reach.
@@ -205,10 +214,7 @@ class Reserving(EngineBase):
             # Others wait: it takes its fair place, and goes now only if
             # that place is first and its tokens are there.
             self._refuse_if_never(budget, waiter, now)
-            waits = may_wait and wait_ns > 0
-            if len(queue) < policy.queue_limit or (
-                waits and self._make_room(budget, waiter, now)
-            ):
+            if len(queue) < policy.queue_limit:
                 self._enqueue(budget, waiter)
                 self._serve_queues(budget)
         if waiter.reservation is not None and waiter.commit is not None:
@@ -217,7 +223,9 @@ class Reserving(EngineBase):
             raise waiter.refusal
 
         full = waiter.ticket is None and len(queue) >= policy.queue_limit
-        if waiter.ticket is None and may_wait and wait_ns and not full:
+        if waiter.ticket is None:
+            # Whatever the pools hold, a spent calendar budget or a cap the
+            # request can never pass is the answer that helps the caller.
             self._refuse_if_never(budget, waiter, now)
         if not may_wait or wait_ns == 0 or full:
             self._leave_queue(budget, waiter)
@@ -248,39 +256,6 @@ class Reserving(EngineBase):
                 sizing = size_call(call, policy, output_factor=factor)
         return sizing
 
-    def _make_room(self, budget: BudgetState, newcomer: Waiter, now: int) -> bool:
-        """Frees a place in a full queue for a request that should go before.
-
-        Fair queuing bounds a queue by dropping from its heaviest tenant: when
-        the newcomer's fair place is ahead of the request that would be
-        served last, that one is refused (QUEUE_FULL) and the newcomer takes
-        a place. In FIFO order a newcomer is always last, so never.
-        """
-        pool = newcomer.tenant.tier.pool
-        queue = budget.queues[pool]
-        last = queue.last()
-        if last is None:
-            return False
-        finish = queue.finish_if_pushed(
-            tenant=newcomer.tenant.name,
-            tokens=newcomer.sizing.tokens,
-            weight=self._weight(newcomer),
-        )
-        if finish >= last.finish:
-            return False
-
-        dropped = last.item
-        queue.remove(last)
-        dropped.refusal = self._refused(budget, dropped, now, QUEUE_FULL)
-        dropped.event.set()
-        logger.debug(
-            "queue full, heaviest waiter refused budget=%s dropped=%s for=%s",
-            budget.policy.name,
-            dropped.tenant.name,
-            newcomer.tenant.name,
-        )
-        return True
-
     def _weight(self, waiter: Waiter) -> int:
         """A waiter's share weight: 1 in basic, tenant weight x urgency in priority."""
         if waiter.tenant.tier.pool is Pool.PRIORITY:
@@ -303,7 +278,9 @@ class Reserving(EngineBase):
         )
         breach = self._limit_book.check(ask, now, self._clock.wall_ns())
         if breach is not None and not breach.waitable:
-            raise self._limit_refusal(budget, waiter.tenant, breach)
+            raise self._limit_refusal(
+                budget, waiter.tenant, breach, requested=waiter.sizing.tokens
+            )
 
     def _enqueue(self, budget: BudgetState, waiter: Waiter) -> None:
         pool = waiter.tenant.tier.pool
@@ -328,7 +305,9 @@ class Reserving(EngineBase):
     ) -> RefusalError:
         """The refusal for a request that got nothing: which limit, and when."""
         if reason is None and waiter.breach is not None:
-            return self._limit_refusal(budget, waiter.tenant, waiter.breach)
+            return self._limit_refusal(
+                budget, waiter.tenant, waiter.breach, requested=waiter.sizing.tokens
+            )
         return self._refusal(
             budget,
             waiter.tenant,
@@ -500,7 +479,9 @@ class Reserving(EngineBase):
             budget_wide = breach.reason in _BUDGET_WIDE
             return _BUDGET_BLOCKED if budget_wide else _BLOCKED
 
-        waiter.refusal = self._limit_refusal(budget, waiter.tenant, breach)
+        waiter.refusal = self._limit_refusal(
+            budget, waiter.tenant, breach, requested=waiter.sizing.tokens
+        )
         if waiter.ticket is not None:
             budget.queues[waiter.tenant.tier.pool].remove(waiter.ticket)
         waiter.event.set()
