@@ -16,6 +16,8 @@ from tokenpool.core import (
     plan_draws,
     plan_overrun,
     plan_refund,
+    projected_reach,
+    refilled_level,
     size_call,
     split_capacity,
     usage_tokens,
@@ -96,3 +98,32 @@ def test_labels_are_limited() -> None:
         check_labels({"a": "", "b": "", "c": ""}, limits)
     with pytest.raises(InvalidFieldError, match="longer than 5"):
         check_labels({"a": "toolong"}, limits)
+
+
+def test_refilled_level_gains_refill_up_to_capacity() -> None:
+    minute = 60_000_000_000
+
+    assert refilled_level(600, 0, minute, minute // 6) == 100
+    assert refilled_level(600, 550, minute, minute) == 600
+    assert refilled_level(600, -300, minute, minute // 2) == 0
+    assert refilled_level(600, 700, minute, minute) == 700
+    assert refilled_level(600, 10, minute, -5) == 10
+
+
+def test_projected_reach_takes_draws_and_adds_refill() -> None:
+    minute = 60_000_000_000
+    reach = Reach(Pool.BASIC, 200, 100, 80, lenders=((Pool.PRIORITY, 50),))
+    capacities = {Pool.BASIC: 600, Pool.PRIORITY: 300, Pool.BURST: 120}
+
+    later = projected_reach(
+        reach,
+        capacities,
+        taken=((Pool.BASIC, 150), (Pool.BURST, 100), (Pool.PRIORITY, 20)),
+        window_ns=minute,
+        elapsed_ns=minute // 6,
+    )
+
+    # Basic: 200 - 150 + 100; burst: 100 - 100 + 20; the loan offer: 50 - 20.
+    assert (later.own_available, later.burst_available) == (150, 20)
+    assert later.lenders == ((Pool.PRIORITY, 30),)
+    assert later.burst_room == 80

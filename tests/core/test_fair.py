@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from tokenpool.core import FairQueue
 
 
@@ -94,3 +96,27 @@ def test_a_request_that_leaves_is_not_charged_to_its_tenant() -> None:
     queue.remove(gone)
 
     assert _serve_all(queue) == ["a1", "b0", "a2", "b1"]
+
+
+@pytest.mark.parametrize(
+    ("in_order", "after"),
+    [(True, ["a0", "b1", "c0", "a1"]), (False, ["a0", "c0", "b1", "a1"])],
+    ids=["in-order", "out-of-order"],
+)
+def test_serving_out_of_order_charges_the_tenant_not_the_clock(
+    in_order: bool, after: list[str]
+) -> None:
+    queue: FairQueue[str] = FairQueue()
+    queue.push("a0", tenant="a", tokens=100, weight=1, arrived_ns=0)
+    queue.push("a1", tenant="a", tokens=800, weight=1, arrived_ns=1)
+    late = queue.push("b0", tenant="b", tokens=500, weight=1, arrived_ns=2)
+    queue.push("b1", tenant="b", tokens=100, weight=1, arrived_ns=3)
+
+    # Tags (finish): a0 100, a1 900, b0 500, b1 600. Granting b0 in order
+    # moves virtual time to 500, so a newcomer c0 finishes at 600, after b1;
+    # granted ahead of a0 (its deadline came), virtual time stays at 0 and
+    # c0 finishes at 100, before b1. Either way b1 keeps its tag.
+    queue.served(late, in_order=in_order)
+    queue.push("c0", tenant="c", tokens=100, weight=1, arrived_ns=4)
+
+    assert _serve_all(queue) == after

@@ -594,3 +594,46 @@ async def test_a_tenant_out_of_burst_share_does_not_hold_the_queue(
     assert second.answer is not None
     assert drawn(second.answer) == [("burst", 300)]
     assert first.answer is None
+
+
+@pytest.mark.parametrize(
+    ("head_wait_ms", "rescued"),
+    [(MAX_WAIT_MS, True), (16_000, False)],
+    ids=["head-keeps-its-deadline", "head-would-miss-it"],
+)
+async def test_a_waiter_whose_tokens_are_there_is_granted_at_its_deadline(
+    serve: ServeFactory, head_wait_ms: int, rescued: bool
+) -> None:
+    # 1000 tokens a minute: the pool refills 16.67 tokens a second.
+    budget = {"name": "b", "capacity_tokens": 1000, "shares": BASIC_ONLY}
+    async with serve(budgets=[budget]) as s:
+        await s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=1000))
+        first, second, head = Pending(), Pending(), Pending()
+        async with anyio.create_task_group() as tasks:
+            # Fair order: heavy's first 100, light's 150, heavy's second 100.
+            tasks.start_soon(first.send, s.api, _wait_for("heavy", 100))
+            await wait_until(partial(_waiting_are, s, 1))
+            tasks.start_soon(second.send, s.api, _wait_for("heavy", 100, 13_000))
+            await wait_until(partial(_waiting_are, s, 2))
+            tasks.start_soon(head.send, s.api, _wait_for("light", 150, head_wait_ms))
+            await wait_until(partial(_waiting_are, s, 3))
+
+            s.clock.advance(6)
+            await first.answered()
+            # At 13 s the pool holds 116: heavy's second fits, light's 150
+            # does not. Granting it leaves light 150 tokens by 60 s, but not
+            # by 16 s, so then it is refused instead.
+            s.clock.advance(7)
+            await second.ended.wait()
+            assert await _waiting_are(s, 1)
+            assert head.answer is None
+            s.clock.advance(3 if not rescued else 8)
+            await head.answered()
+        grants = await _grants(s)
+
+    if rescued:
+        assert second.answer is not None and second.answer.waited_ms == 13_000
+        assert grants == [("t", 1000), ("heavy", 100), ("heavy", 100), ("light", 150)]
+    else:
+        assert second.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert grants == [("t", 1000), ("heavy", 100), ("light", 150)]

@@ -18,6 +18,8 @@ from tokenpool.core._allocation import (
     plan_draws,
     plan_overrun,
     plan_refund,
+    projected_reach,
+    refilled_level,
     subtract,
     usage_tokens,
 )
@@ -152,6 +154,8 @@ __all__ = [
     "plan_draws",
     "plan_overrun",
     "plan_refund",
+    "projected_reach",
+    "refilled_level",
     "score_call",
     "size_call",
     "split_capacity",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from tokenpool.core._pools import Pool
 
@@ -68,6 +68,46 @@ def plan_draws(tokens: int, reach: Reach) -> Draws | None:
             draws.append((pool, take))
             left -= take
     return tuple(draws)
+
+
+def refilled_level(capacity: int, level: int, window_ns: int, elapsed_ns: int) -> int:
+    """A pool's level after `elapsed_ns` of refill alone, never above capacity.
+
+    Refunds are not foreseen, so this is the least the pool will hold then.
+    """
+    if level >= capacity or elapsed_ns <= 0 or window_ns <= 0:
+        return level
+    return min(capacity, level + capacity * elapsed_ns // window_ns)
+
+
+def projected_reach(
+    reach: Reach,
+    capacities: Mapping[Pool, int],
+    *,
+    taken: Draws,
+    window_ns: int,
+    elapsed_ns: int,
+) -> Reach:
+    """What a tenant will reach after `elapsed_ns`, had `taken` been drawn now.
+
+    The own pool and burst gain their refill (refunds are not foreseen, so
+    this is the least they will hold); what lenders offer now is kept, less
+    what `taken` drew from them, as their offers move with their own use.
+    """
+    minus = dict(taken)
+
+    def later(pool: Pool, available: int) -> int:
+        left = available - minus.get(pool, 0)
+        return max(0, refilled_level(capacities[pool], left, window_ns, elapsed_ns))
+
+    return replace(
+        reach,
+        own_available=later(reach.own_pool, reach.own_available),
+        burst_available=later(Pool.BURST, reach.burst_available),
+        lenders=tuple(
+            (pool, max(0, offer - minus.get(pool, 0))) for pool, offer in reach.lenders
+        ),
+    )
 
 
 def lendable_now(

@@ -96,10 +96,17 @@ class FairQueue(Generic[Item]):
         """The request to be served next, if any waits."""
         return next(self.in_order(), None)
 
-    def served(self, ticket: Ticket[Item]) -> None:
-        """Takes a request out because it was granted; virtual time moves on."""
+    def served(self, ticket: Ticket[Item], *, in_order: bool = True) -> None:
+        """Takes a request out because it was granted; virtual time moves on.
+
+        A request granted out of its fair order (at its deadline, while the
+        head still waits for its tokens) is charged to its tenant, whose
+        later requests keep their places, but does not move virtual time:
+        its tag lies ahead of requests still waiting, and moving there
+        would put every newcomer behind them.
+        """
         self._take_out(ticket)
-        if not self._fifo:
+        if in_order and not self._fifo:
             self._virtual = max(self._virtual, ticket.finish)
 
     def remove(self, ticket: Ticket[Item]) -> None:

@@ -127,6 +127,8 @@ class Waiter:
     lease_ns: int
     fingerprint: str
     arrived_ns: int
+    deadline_ns: int = 0
+    """When its wait ends (monotonic clock); 0 until it waits."""
     event: anyio.Event = field(default_factory=anyio.Event)
     ticket: Ticket[Waiter] | None = None
     reservation: Reservation | None = None

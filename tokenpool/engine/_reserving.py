@@ -31,6 +31,7 @@ from tokenpool.core import (
     check_labels,
     check_name,
     plan_draws,
+    projected_reach,
     size_call,
 )
 from tokenpool.engine._base import (
@@ -231,6 +232,9 @@ class Reserving(EngineBase):
             self._leave_queue(budget, waiter)
             reason = QUEUE_FULL if full and may_wait and wait_ns else None
             raise self._refused(budget, waiter, now, reason)
+        waiter.deadline_ns = now + wait_ns
+        if deadline_s is not None:
+            waiter.deadline_ns = min(waiter.deadline_ns, now + int(deadline_s * 1e9))
         if waiter.ticket is None:
             self._enqueue(budget, waiter)
         return await self._wait(budget, waiter, now + wait_ns, deadline_s)
@@ -340,7 +344,9 @@ class Reserving(EngineBase):
                 self._undo(waiter.reservation)
             raise
         alarm.cancel()
-        # The call's own deadline came first: leave the queue as refused.
+        # The call's own deadline came first: a last chance, then refused.
+        if waiter.reservation is None and waiter.refusal is None:
+            self._grant_at_deadline(budget, waiter)
         self._leave_queue(budget, waiter)
 
         if waiter.reservation is not None and waiter.commit is not None:
@@ -364,8 +370,72 @@ class Reserving(EngineBase):
 
     def _give_up(self, budget: BudgetState, waiter: Waiter) -> None:
         if waiter.reservation is None:
+            self._grant_at_deadline(budget, waiter)
             self._leave_queue(budget, waiter)
             waiter.event.set()
+
+    def _grant_at_deadline(self, budget: BudgetState, waiter: Waiter) -> None:
+        """Grants a waiter whose wait is over if its tokens are there now.
+
+        Fair order can leave a request behind a larger one whose tokens are
+        still being gathered; refusing it then would leave its tokens to
+        that head while it could have been served. It is granted out of
+        order when every queue's head still gets its tokens by its own
+        deadline (or never could), so no request is refused for it.
+        """
+        ticket = waiter.ticket
+        if ticket is None or not ticket.queued:
+            return
+        now = self._clock.monotonic_ns()
+        pool = waiter.tenant.tier.pool
+        reach = self._reach(budget, waiter.tenant, pool, waiter.sizing, now)
+        draws = plan_draws(waiter.sizing.tokens, reach)
+        if draws is None or not self._heads_keep_deadlines(budget, waiter, draws, now):
+            return
+
+        result = self._try_grant(budget, waiter, reach, now, in_order=False)
+        if result is _GRANTED:
+            logger.debug(
+                "reserve granted at its deadline budget=%s tenant=%s tokens=%d",
+                budget.policy.name,
+                waiter.tenant.name,
+                waiter.sizing.tokens,
+            )
+            self._schedule_queue(budget, now)
+
+    def _heads_keep_deadlines(
+        self, budget: BudgetState, waiter: Waiter, draws: Draws, now: int
+    ) -> bool:
+        """Whether each queue's head, short now, is still served in time.
+
+        A head that fits by its deadline without the draws must still fit
+        with them taken; one that never would is not made worse off.
+        """
+        for pool, queue in budget.queues.items():
+            head = queue.first()
+            if head is None or head.item is waiter:
+                continue
+            ahead = head.item
+            if self._fits_by_deadline(
+                budget, ahead, pool, (), now
+            ) and not self._fits_by_deadline(budget, ahead, pool, draws, now):
+                return False
+        return True
+
+    def _fits_by_deadline(
+        self, budget: BudgetState, waiter: Waiter, pool: Pool, taken: Draws, now: int
+    ) -> bool:
+        """Whether refill alone brings a waiter its tokens before its wait ends."""
+        levels = self._store.levels(budget.policy.name, now)
+        reach = self._reach(budget, waiter.tenant, pool, waiter.sizing, now)
+        later = projected_reach(
+            reach,
+            {pool: level.capacity for pool, level in levels.items()},
+            taken=taken,
+            window_ns=budget.policy.window_ns,
+            elapsed_ns=waiter.deadline_ns - now,
+        )
+        return plan_draws(waiter.sizing.tokens, later) is not None
 
     def _leave_queue(self, budget: BudgetState, waiter: Waiter) -> None:
         """Takes a waiter out; those it held back may now go."""
@@ -425,9 +495,19 @@ class Reserving(EngineBase):
         return [Pool.PRIORITY, Pool.BASIC]
 
     def _try_grant(
-        self, budget: BudgetState, waiter: Waiter, reach: Reach, now: int
+        self,
+        budget: BudgetState,
+        waiter: Waiter,
+        reach: Reach,
+        now: int,
+        *,
+        in_order: bool = True,
     ) -> str:
-        """Grants a request if its tokens and every limit allow it now."""
+        """Grants a request if its tokens and every limit allow it now.
+
+        `in_order` is False for a waiter granted ahead of its queue's fair
+        order (at its deadline), which leaves the queue's virtual time alone.
+        """
         draws = plan_draws(waiter.sizing.tokens, reach)
         if draws is None:
             # Short only because this tenant used up its share of burst: that
@@ -452,7 +532,8 @@ class Reserving(EngineBase):
             return _SHORT
 
         if waiter.ticket is not None:
-            budget.queues[waiter.tenant.tier.pool].served(waiter.ticket)
+            queue = budget.queues[waiter.tenant.tier.pool]
+            queue.served(waiter.ticket, in_order=in_order)
         reservation, batch = self._open(
             budget,
             waiter.tenant,
