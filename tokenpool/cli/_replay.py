@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
@@ -66,6 +67,9 @@ _DEFAULT_SPEED = "60"
 # What "both" stands for in --policy and --learning, in the order run.
 _POLICIES = ("fifo", "fair")
 _LEARNING = ("off", "on")
+
+# Columns of the printed tables when stdout is not a terminal.
+_PIPED_WIDTH = 120
 
 # The daemon logs each settle far above its hold at WARNING. A replay
 # counts them in its report (overrun_rate, overrun_tokens), so at the
@@ -412,10 +416,12 @@ def replay(
             json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         except OSError as exc:
             raise _fail(exc) from None
+    # Piped output is not cut to 80 columns: every figure stays whole.
+    console = Console(width=None if sys.stdout.isatty() else _PIPED_WIDTH)
     if len(report["runs"]) > 1:
-        print_comparison(report["runs"], Console())
+        print_comparison(report["runs"], console)
     else:
-        print_summary(report, Console())
+        print_summary(report, console)
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,8 +155,8 @@ def _ms(figures: Mapping[str, float]) -> str:
     return " / ".join(f"{figures[name]:,.1f}" for name in ("p50", "p95", "p99"))
 
 
-def _share(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
+def _share(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}%}"
 
 
 def _index(value: float | None) -> str:
@@ -212,12 +212,20 @@ def print_comparison(runs: Sequence[Mapping[str, Any]], console: Console) -> Non
         f"{first['capacity_tokens']:,} tokens / {first['window_seconds']} s, "
         f"{first['requests']:,} rows, seed {first['seed']}",
         box=box.SIMPLE_HEAD,
+        padding=(0, 1, 0, 0),
     )
-    table.add_column("queueing\nlearning", no_wrap=True)
-    for run in runs:
-        table.add_column(f"{run['policy']}\n{run['learning']}", justify="right")
-
+    # Each column exactly as wide as its widest entry: no figure is cut.
     columns = [_comparison_rows(run["report"]) for run in runs]
+    table.add_column(
+        "queueing\nlearning", width=max(len(name) for name, _ in columns[0])
+    )
+    for run, column in zip(runs, columns, strict=True):
+        table.add_column(
+            f"{run['policy']}\n{run['learning']}",
+            justify="right",
+            width=max(len(value) for _, value in column),
+        )
+
     for at, (name, _) in enumerate(columns[0]):
         table.add_row(name, *(column[at][1] for column in columns))
     console.print(table)
@@ -235,7 +243,7 @@ def _comparison_rows(report: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("  of which after a wait", f"{report['refused_after_wait']:,}"),
         ("tokens reserved", f"{report['tokens_reserved']:,}"),
         ("tokens charged (ledger)", f"{report['tokens_charged']:,}"),
-        ("utilisation (budget)", _share(report["utilization"])),
+        ("utilisation (budget)", _share(report["utilization"], 2)),
         ("Jain basic, 1 s", _index(fairness.get("jain_1s"))),
         (f"Jain basic, {window} s window", _index(fairness.get("jain_window"))),
         ("  seconds counted", f"{fairness.get('seconds_counted', 0):,}"),
