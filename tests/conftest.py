@@ -43,6 +43,8 @@ class Served:
     api: pb_grpc.TokenPoolStub
     admin: pb_grpc.AdminStub
     db_path: Path
+    metrics_address: str = ""
+    """host:port of the Prometheus endpoint, when the test configured one."""
 
 
 ServeFactory = Callable[..., AbstractAsyncContextManager[Served]]
@@ -90,6 +92,7 @@ def serve(tmp_path: Path) -> ServeFactory:
                         api=pb_grpc.TokenPoolStub(channel),
                         admin=pb_grpc.AdminStub(channel),
                         db_path=path,
+                        metrics_address=running.metrics_address or "",
                     )
             daemon.stop()
 

@@ -20,8 +20,9 @@ from tokenpool.engine import BudgetView, Engine
 
 logger = logging.getLogger(__name__)
 
-# A snapshot younger than this is reused: one scrape reads many gauges.
-_FRESH_S = 0.5
+# A snapshot younger than this is reused: one collection reads many gauges
+# within a few milliseconds.
+_FRESH_S = 0.05
 
 # Longest a reader thread waits for the event loop to take a snapshot.
 _WAIT_S = 0.25
@@ -62,8 +63,8 @@ class LiveReadings:
         self._teams = [t for t in teams if _has_calendar(t)]
         self._loop = asyncio.get_running_loop()
         self._latest = Readings()
-        self._taken_at = 0.0
-        self.refresh()
+        # Never fresh until a reader asks: the first reading is taken then.
+        self._taken_at = -_FRESH_S
 
     def refresh(self) -> None:
         """Takes a snapshot now; call on the event loop."""
