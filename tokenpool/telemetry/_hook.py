@@ -8,7 +8,6 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import NoReturn
 
 import anyio
 import anyio.to_thread
@@ -88,7 +87,10 @@ class OperatorHook:
             await self.drain(self._settings.timeout_seconds)
         self._send.close()
         tasks.cancel_scope.cancel()
-        return await tasks.__aexit__(exc_type, exc, traceback)
+        try:
+            return await tasks.__aexit__(exc_type, exc, traceback)
+        finally:
+            self._receive.close()
 
     def notify(self, event: str, fields: Mapping[str, object]) -> None:
         """Queues one event for delivery; drops it when the queue is full."""
@@ -116,8 +118,8 @@ class OperatorHook:
 
     async def _run(
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> NoReturn:
-        """Delivers queued events until cancelled."""
+    ) -> None:
+        """Delivers queued events until the hook is closed or cancelled."""
         if self._settings.url is not None:
             # Building a client reads the CA bundle: not on the event loop.
             make = functools.partial(
@@ -127,8 +129,8 @@ class OperatorHook:
         task_status.started()
 
         try:
-            while True:
-                payload = await self._receive.receive()
+            # Ends when the hook is closed and nothing is left to deliver.
+            async for payload in self._receive:
                 await self._deliver(payload)
                 if not self._receive.statistics().current_buffer_used:
                     self._idle.set()
