@@ -303,7 +303,8 @@ class Closing(EngineBase):
         self._serve_queues(budget)
         await self._durable(reservation.reservation_id)
 
-        log_event(logger, logging.DEBUG, ending.kind.value, ending_fields(ending))
+        if logger.isEnabledFor(logging.DEBUG):
+            log_event(logger, logging.DEBUG, ending.kind.value, ending_fields(ending))
         self._observer.reservation_ended(ending)
         self._raise_alerts(reservation, wall)
         return reservation
@@ -373,9 +374,10 @@ class Closing(EngineBase):
             self._serve_queues(budget)
         await self._durable(reservation.reservation_id)
 
-        fields = reservation_fields(reservation)
-        fields["tokens_delta"] = delta
-        log_event(logger, logging.DEBUG, "reservation extended", fields)
+        if logger.isEnabledFor(logging.DEBUG):
+            fields = reservation_fields(reservation)
+            fields["tokens_delta"] = delta
+            log_event(logger, logging.DEBUG, "reservation extended", fields)
         self._observer.reservation_extended(reservation, delta)
         return reservation
 

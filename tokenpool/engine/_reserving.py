@@ -129,9 +129,10 @@ class Reserving(EngineBase):
             self._observer.reserve_refused(command, exc, waited_ms)
             raise
 
-        fields = reservation_fields(reservation)
-        fields["outcome"] = "repeated" if repeated else "granted"
-        log_event(logger, logging.DEBUG, "reserve answered", fields)
+        if logger.isEnabledFor(logging.DEBUG):
+            fields = reservation_fields(reservation)
+            fields["outcome"] = "repeated" if repeated else "granted"
+            log_event(logger, logging.DEBUG, "reserve answered", fields)
         self._observer.reserve_granted(reservation, repeated=repeated)
         return reservation
 

@@ -243,12 +243,16 @@ class TelemetryObserver(Observer):
     def ledger_commit(self) -> AbstractContextManager[CommitNote]:
         if self._tracer is None or not trace.get_current_span().is_recording():
             return nullcontext(CommitNote())
-        return self._commit_span(self._tracer)
+        try:
+            span = self._tracer.start_span("tokenpool.ledger.commit")
+        except Exception:
+            logger.debug("ledger commit span failed", exc_info=True)
+            return nullcontext(CommitNote())
+        return self._commit_span(span)
 
     @contextmanager
-    def _commit_span(self, tracer: Tracer) -> Iterator[CommitNote]:
+    def _commit_span(self, span: Span) -> Iterator[CommitNote]:
         note = CommitNote()
-        span: Span = tracer.start_span("tokenpool.ledger.commit")
         try:
             yield note
         finally:

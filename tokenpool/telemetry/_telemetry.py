@@ -93,17 +93,14 @@ class Telemetry:
             )
         self._live: LiveReadings | None = None
         self._stack = AsyncExitStack()
+        tracer = None if self._tracing is None else self._tracing.tracer
+        self.observer: Observer | None = None
+        """What the engine reports to; None when nothing would listen."""
+        if tracer is not None or self.metrics is not None or self.hook is not None:
+            notify = None if self.hook is None else self.hook.notify
+            self.observer = TelemetryObserver(tracer, self.metrics, notify)
         self.metrics_address: str | None = None
         """The scrape endpoint's host:port once started (its real port)."""
-
-    @property
-    def observer(self) -> Observer | None:
-        """What the engine reports to; None when nothing would listen."""
-        tracer = None if self._tracing is None else self._tracing.tracer
-        if tracer is None and self.metrics is None and self.hook is None:
-            return None
-        notify = None if self.hook is None else self.hook.notify
-        return TelemetryObserver(tracer, self.metrics, notify)
 
     def interceptors(
         self, services: Collection[str], address: str
