@@ -30,6 +30,23 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+# OpenTelemetry variables that would turn telemetry on in every test daemon.
+_OTEL_SWITCHES = (
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_METRICS_EXPORTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+)
+
+
+@pytest.fixture(autouse=True)
+def _telemetry_off_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Telemetry stays off in tests that do not configure it themselves."""
+    for name in _OTEL_SWITCHES:
+        monkeypatch.delenv(name, raising=False)
+
+
 @dataclass
 class Served:
     """A daemon running in this process, and stubs that talk to it."""
