@@ -24,6 +24,17 @@ from tokenpool.core._allocation import (
     subtract,
     usage_tokens,
 )
+from tokenpool.core._autoscale import (
+    Action,
+    AutoscalePolicy,
+    Autoscaler,
+    Bounds,
+    PoolReading,
+    ProviderSignal,
+    Reading,
+    ScaleDecision,
+    ShareBounds,
+)
 from tokenpool.core._bucket import TokenBucket
 from tokenpool.core._calendar import CalendarPeriods, Periods
 from tokenpool.core._fair import FairQueue, Ticket
@@ -48,6 +59,7 @@ from tokenpool.core._limits import (
     SubjectKind,
     SubjectUsage,
 )
+from tokenpool.core._overrides import Resolution, StoredField, resolve
 from tokenpool.core._policy import (
     MAX_TOKENS,
     BudgetPolicy,
@@ -99,10 +111,14 @@ __all__ = [
     "FOLDED_KEY",
     "MAX_TOKENS",
     "POOL_ORDER",
+    "Action",
     "AlertBook",
     "AlertMeasure",
     "AlertWindow",
     "Ask",
+    "AutoscalePolicy",
+    "Autoscaler",
+    "Bounds",
     "Breach",
     "BudgetAlert",
     "BudgetPolicy",
@@ -132,14 +148,21 @@ __all__ = [
     "PeriodUsage",
     "Periods",
     "Pool",
+    "PoolReading",
     "PriceTable",
+    "ProviderSignal",
     "Reach",
+    "Reading",
     "Reservation",
+    "Resolution",
+    "ScaleDecision",
     "ScoringPolicy",
     "ScoringWeights",
+    "ShareBounds",
     "Shares",
     "Sizing",
     "State",
+    "StoredField",
     "Subject",
     "SubjectKind",
     "SubjectUsage",
@@ -170,6 +193,7 @@ __all__ = [
     "projected_reach",
     "prompt_cache_savings",
     "refilled_level",
+    "resolve",
     "response_cache_savings",
     "score_call",
     "size_call",

@@ -8,24 +8,33 @@ from tokenpool.ledger._records import (
     ChargedSlot,
     Entry,
     EntryKind,
+    FileValueRow,
     LedgerBatch,
+    OverrideRow,
     PoolRow,
     RefusalCount,
     ReservationRow,
     ReservationState,
+    StoredOverride,
     StoredState,
 )
+from tokenpool.ledger._reports import ReportQuery, ReportRow
 
 __all__ = [
     "CHARGE_SLOT_NS",
     "ChargedSlot",
     "Entry",
     "EntryKind",
+    "FileValueRow",
     "Ledger",
     "LedgerBatch",
+    "OverrideRow",
     "PoolRow",
     "RefusalCount",
+    "ReportQuery",
+    "ReportRow",
     "ReservationRow",
     "ReservationState",
+    "StoredOverride",
     "StoredState",
 ]
