@@ -59,7 +59,16 @@ from tokenpool.core._limits import (
     SubjectKind,
     SubjectUsage,
 )
-from tokenpool.core._overrides import Resolution, StoredField, resolve
+from tokenpool.core._overrides import (
+    Resolution,
+    StoredField,
+    autoscale_key,
+    capacity_key,
+    resolve,
+    shares_key,
+    team_key,
+    tenant_key,
+)
 from tokenpool.core._policy import (
     MAX_TOKENS,
     BudgetPolicy,
@@ -175,7 +184,9 @@ __all__ = [
     "TokenBucket",
     "TypicalOutputs",
     "account",
+    "autoscale_key",
     "burst_limit",
+    "capacity_key",
     "check_count",
     "check_labels",
     "check_name",
@@ -196,8 +207,11 @@ __all__ = [
     "resolve",
     "response_cache_savings",
     "score_call",
+    "shares_key",
     "size_call",
     "split_capacity",
     "subtract",
+    "team_key",
+    "tenant_key",
     "usage_tokens",
 ]

@@ -85,3 +85,28 @@ def resolve(file: Mapping[str, Value], stored: Mapping[str, StoredField]) -> Res
             if held.has_override:
                 dropped.append(key)
     return Resolution(values, kept, tuple(dropped), file_values)
+
+
+def capacity_key(budget: str) -> str:
+    """The field of a budget's capacity per window."""
+    return f"budget/{budget}/capacity_tokens"
+
+
+def shares_key(budget: str) -> str:
+    """The field of a budget's split into pools."""
+    return f"budget/{budget}/shares"
+
+
+def autoscale_key(budget: str) -> str:
+    """The field of a budget's autoscaler switch (enabled and mode)."""
+    return f"budget/{budget}/autoscale"
+
+
+def tenant_key(tenant: str) -> str:
+    """The field of one tenant's whole policy (None: not configured)."""
+    return f"tenant/{tenant}"
+
+
+def team_key(team: str) -> str:
+    """The field of one team's whole policy (None: not configured)."""
+    return f"team/{team}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tokenpool.engine._autoscaling import AUTOSCALER_ACTOR
 from tokenpool.engine._base import (
     POOL_EXHAUSTED,
     QUEUE_FULL,
@@ -20,6 +21,7 @@ from tokenpool.engine._commands import (
 )
 from tokenpool.engine._engine import Engine
 from tokenpool.engine._events import (
+    AutoscaleNote,
     BudgetChange,
     CommitNote,
     Ending,
@@ -35,10 +37,12 @@ from tokenpool.engine._events import (
 from tokenpool.engine._store import MemoryPoolStore, PoolLevel, PoolStore
 
 __all__ = [
+    "AUTOSCALER_ACTOR",
     "POOL_EXHAUSTED",
     "QUEUE_FULL",
     "REQUEST_TOO_LARGE",
     "Alarm",
+    "AutoscaleNote",
     "BudgetChange",
     "BudgetView",
     "Clock",

@@ -28,6 +28,7 @@ from tokenpool.core import (
     POOL_ORDER,
     AlertBook,
     Ask,
+    Autoscaler,
     Breach,
     BudgetPolicy,
     CalendarPeriods,
@@ -43,6 +44,7 @@ from tokenpool.core import (
     PriceTable,
     Reach,
     Reservation,
+    ScaleDecision,
     Sizing,
     State,
     Subject,
@@ -62,7 +64,7 @@ from tokenpool.core import (
     split_capacity,
 )
 from tokenpool.engine._clock import Alarm, Clock
-from tokenpool.engine._commands import ReserveCommand
+from tokenpool.engine._commands import ReserveCommand, SettleCommand
 from tokenpool.engine._events import Observer, alert_fields
 from tokenpool.engine._records import reservation_from_row, reservation_row
 from tokenpool.engine._store import MemoryPoolStore, PoolStore
@@ -98,6 +100,9 @@ _CAP_RETRY_NS = 1_000_000_000
 POOL_EXHAUSTED = "POOL_EXHAUSTED"
 QUEUE_FULL = "QUEUE_FULL"
 REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
+
+# Refusals for want of tokens (not a cap): what the autoscaler counts.
+_SHORTAGES = frozenset({POOL_EXHAUSTED, QUEUE_FULL})
 
 
 class Recorder(Protocol):
@@ -165,6 +170,18 @@ class BudgetState:
     open_reservations: int = 0
     alarm: Alarm | None = None
     alarm_at: int = 0
+    scaler: Autoscaler | None = None
+    """The budget's autoscaling controller, while autoscale is enabled."""
+    next_reading_ns: int | None = None
+    """When the autoscaler's current interval ends (monotonic clock)."""
+    charged_mark: dict[Pool, int] = field(default_factory=dict)
+    """Each pool's charged tokens when the current interval began."""
+    interval_waits: list[int] = field(default_factory=list)
+    """Waits (ms) of requests that finished waiting in the current interval."""
+    interval_refusals: int = 0
+    """Requests refused for want of tokens in the current interval."""
+    interval_provider_limited: int = 0
+    """Settles that reported a provider rate limit in the current interval."""
 
     @classmethod
     def new(cls, policy: BudgetPolicy) -> BudgetState:
@@ -183,6 +200,7 @@ class BudgetState:
             burst_by_tenant=Counter(),
             charged=dict.fromkeys(POOL_ORDER, 0),
             estimates=EstimateBook(policy.learning),
+            scaler=Autoscaler(policy.autoscale) if policy.autoscale.enabled else None,
         )
 
 
@@ -232,6 +250,7 @@ class EngineBase:
         self._draining = False
         self._degraded = False
         self._failures_seen = ledger.failed_commits
+        self._autoscale_wake: anyio.Event | None = None
         self._alerts = AlertBook()
         # Soft thresholds are looked at only when some tenant or team has one.
         self._alerting = any(
@@ -552,6 +571,10 @@ class EngineBase:
         return ChargeTarget(tuple(subjects), periods.day, periods.month)
 
     def _count_refusal(self, budget: str, tenant: str, reason: str) -> None:
+        state = self._budgets.get(budget)
+        if state is not None and state.policy.shadow:
+            # Shadow mode grants it anyway: the reservation records the reason.
+            return
         minute = self._clock.wall_ns() // 60_000_000_000
         self._refusals[(budget, tenant, minute, reason)] += 1
 
@@ -768,6 +791,31 @@ class EngineBase:
     def _serve_queues(self, budget: BudgetState) -> None:
         """Grants queued waiters that fit now; `_reserving` implements it."""
         raise NotImplementedError
+
+    def _provider_decision(
+        self, budget: BudgetState, command: SettleCommand
+    ) -> ScaleDecision | None:
+        """What a settle's provider figures call for; `_autoscaling` implements it."""
+        raise NotImplementedError
+
+    def _enact(self, budget: BudgetState, decision: ScaleDecision) -> Awaitable[int]:
+        """Records and applies a decision; `_autoscaling` implements it."""
+        raise NotImplementedError
+
+    def _note_wait(self, name: str, waited_ms: int) -> None:
+        """Counts how long a granted request waited, for the interval's p95."""
+        budget = self._budgets.get(name)
+        if budget is not None and budget.scaler is not None:
+            budget.interval_waits.append(waited_ms)
+
+    def _note_refusal(self, name: str, reason: str, waited_ms: int) -> None:
+        """Counts a refusal for want of tokens, and its wait if it waited."""
+        budget = self._budgets.get(name)
+        if budget is None or budget.scaler is None or reason not in _SHORTAGES:
+            return
+        budget.interval_refusals += 1
+        if waited_ms > 0:
+            budget.interval_waits.append(waited_ms)
 
 
 def _burst_percent(budget: BudgetState, sizing: Sizing) -> int:
