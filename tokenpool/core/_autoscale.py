@@ -436,7 +436,11 @@ class Autoscaler:
             and reading.refusals == 0
             and reading.wait_p95_ms == 0
         )
-        demand = high or waits_high or reading.refusals > 0
+        # Demand does not build up while a provider cut is being undone: the
+        # provider's limit, not demand, sets the pace until then.
+        demand = (high or waits_high or reading.refusals > 0) and (
+            self._restore_to is None
+        )
         streaks = self._streaks
         streaks.high = streaks.high + 1 if demand else 0
         streaks.quiet = streaks.quiet + 1 if quiet else 0

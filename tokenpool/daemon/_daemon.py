@@ -107,6 +107,7 @@ class Daemon:
                 await engine.restore()
                 telemetry.watch(engine, settings.tenants, settings.teams)
                 await tasks.start(engine.run_sweeper)
+                await tasks.start(engine.run_autoscaler)
                 running = Running(bound, engine, ledger, telemetry.metrics_address)
                 await self._serve(server, running, task_status)
                 tasks.cancel_scope.cancel()

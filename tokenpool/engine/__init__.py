@@ -11,6 +11,7 @@ from tokenpool.engine._base import (
 )
 from tokenpool.engine._clock import Alarm, Clock, ManualClock, ScaledClock, SystemClock
 from tokenpool.engine._commands import (
+    AutoscaleView,
     BudgetView,
     ExtendCommand,
     PoolView,
@@ -43,6 +44,7 @@ __all__ = [
     "REQUEST_TOO_LARGE",
     "Alarm",
     "AutoscaleNote",
+    "AutoscaleView",
     "BudgetChange",
     "BudgetView",
     "Clock",

@@ -37,7 +37,7 @@ from tokenpool.core import (
 )
 from tokenpool.engine._admin import Administering
 from tokenpool.engine._base import NS_PER_MS, BudgetState
-from tokenpool.engine._commands import SettleCommand
+from tokenpool.engine._commands import AutoscaleView, SettleCommand
 from tokenpool.engine._events import AutoscaleNote
 from tokenpool.ledger import Entry, EntryKind, LedgerBatch
 
@@ -146,11 +146,30 @@ class Autoscaling(Administering):
         budget.interval_waits.clear()
         budget.interval_refusals = 0
         budget.interval_provider_limited = 0
+        budget.readings += 1
+        budget.last_reading = reading
         # A clock that jumped (a long pause) starts a fresh interval from now.
         budget.next_reading_ns += interval_ns
         if budget.next_reading_ns <= now:
             budget.next_reading_ns = now + interval_ns
         return scaler.observe(reading, self._bounds(budget))
+
+    def autoscale_view(self, name: str) -> AutoscaleView:
+        """A budget's autoscaler: its mode, last reading and provider cut."""
+        budget = self._budget(name)
+        policy = budget.policy
+        scaler = budget.scaler
+        return AutoscaleView(
+            budget=policy.name,
+            enabled=scaler is not None,
+            mode="shadow" if policy.shadow else policy.autoscale.mode,
+            interval_seconds=policy.autoscale.interval_seconds,
+            readings=budget.readings,
+            last_reading=budget.last_reading,
+            restore_to=None if scaler is None else scaler.restore_to,
+            minimum=policy.floor_capacity,
+            maximum=policy.peak_capacity,
+        )
 
     def _bounds(self, budget: BudgetState) -> Bounds:
         policy = budget.policy

@@ -43,6 +43,7 @@ from tokenpool.core import (
     Pool,
     PriceTable,
     Reach,
+    Reading,
     Reservation,
     ScaleDecision,
     Sizing,
@@ -182,6 +183,9 @@ class BudgetState:
     """Requests refused for want of tokens in the current interval."""
     interval_provider_limited: int = 0
     """Settles that reported a provider rate limit in the current interval."""
+    readings: int = 0
+    """Intervals the autoscaler has read so far."""
+    last_reading: Reading | None = None
 
     @classmethod
     def new(cls, policy: BudgetPolicy) -> BudgetState:
