@@ -8,7 +8,8 @@
     │   └── UnknownReservationError
     ├── ConflictError               the request contradicts current state
     │   ├── IdempotencyConflictError
-    │   └── ReservationEndedError
+    │   ├── ReservationEndedError
+    │   └── NoConfigFileError       a reload with no file to read
     ├── TenantRefusedError          the tenant may not act here
     ├── NotOwnerError               the reservation is another tenant's
     ├── RefusalError                not enough tokens for the request
@@ -102,6 +103,16 @@ class ReservationEndedError(ConflictError):
         super().__init__(message + (f"; {detail}" if detail else "."))
         self.reservation_id = reservation_id
         self.state = state
+
+
+class NoConfigFileError(ConflictError):
+    """Raised when a reload is asked of a daemon started without a file."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The daemon was started without --config, so there is no file to "
+            "reload; restart it with --config FILE."
+        )
 
 
 class TenantRefusedError(TokenPoolError):

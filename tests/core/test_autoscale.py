@@ -9,8 +9,8 @@ from pydantic import ValidationError
 
 from tokenpool.core import (
     Action,
-    Autoscaler,
     AutoscalePolicy,
+    Autoscaler,
     Bounds,
     Pool,
     PoolReading,

@@ -250,10 +250,10 @@ CASES: list[tuple[str, Call, grpc.StatusCode, str]] = [
         "limit",
     ),
     (
-        "an admin call of a later release",
+        "a reload of a daemon started without a file",
         lambda s, _: s.admin.ReloadConfig(pb.ReloadConfigRequest()),
-        grpc.StatusCode.UNIMPLEMENTED,
-        "not implemented",
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "no file to reload",
     ),
     (
         "a negative capacity",

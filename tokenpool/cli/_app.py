@@ -114,7 +114,8 @@ def serve(
         settings = load_settings(config)
         if metrics_address is not None:
             settings = _with_metrics_address(settings, metrics_address)
-        anyio.run(Daemon(settings).serve_forever, backend_options=_loop_options())
+        daemon = Daemon(settings, config_path=config)
+        anyio.run(daemon.serve_forever, backend_options=_loop_options())
     except TokenPoolError as exc:
         raise _fail(exc) from None
     except BaseExceptionGroup as group:

@@ -10,13 +10,14 @@ from tokenpool.daemon._config import (
     Settings,
     load_settings,
 )
-from tokenpool.daemon._daemon import Daemon, Running
+from tokenpool.daemon._daemon import Daemon, Reloaded, Running
 
 __all__ = [
     "DEFAULT_ADDRESS",
     "DEFAULT_LEDGER_PATH",
     "Daemon",
     "LedgerSettings",
+    "Reloaded",
     "Running",
     "ServerSettings",
     "Settings",

@@ -35,6 +35,7 @@ from tokenpool.engine._events import (
     refusal_fields,
     reservation_fields,
 )
+from tokenpool.engine._reconfigure import EngineConfig
 from tokenpool.engine._store import MemoryPoolStore, PoolLevel, PoolStore
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "EndKind",
     "Ending",
     "Engine",
+    "EngineConfig",
     "ExtendCommand",
     "ManualClock",
     "MemoryPoolStore",

@@ -22,6 +22,7 @@ from typing import NoReturn
 
 import anyio
 
+from tokenpool._errors import InvalidFieldError
 from tokenpool._fields import log_event
 from tokenpool.core import (
     POOL_ORDER,
@@ -34,12 +35,13 @@ from tokenpool.core import (
     Reading,
     ScaleDecision,
     Shares,
+    autoscale_key,
 )
-from tokenpool.engine._admin import Administering
+from tokenpool.engine._admin import Administering, to_json
 from tokenpool.engine._base import NS_PER_MS, BudgetState
 from tokenpool.engine._commands import AutoscaleView, SettleCommand
 from tokenpool.engine._events import AutoscaleNote
-from tokenpool.ledger import Entry, EntryKind, LedgerBatch
+from tokenpool.ledger import Entry, EntryKind, LedgerBatch, OverrideRow
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +155,55 @@ class Autoscaling(Administering):
         if budget.next_reading_ns <= now:
             budget.next_reading_ns = now + interval_ns
         return scaler.observe(reading, self._bounds(budget))
+
+    async def set_autoscale(self, name: str, mode: str, *, actor: str = "") -> None:
+        """Turns a budget's autoscaler off, on (act) or to recommend-only.
+
+        Stored as a run-time override of the file's `autoscale.enabled` and
+        `autoscale.mode` (SPEC 8); the other autoscale keys stay the file's.
+
+        Raises:
+            InvalidFieldError: the mode is not off, act or recommend.
+        """
+        self._check_serving()
+        budget = self._budget(name)
+        if mode not in ("off", "act", "recommend"):
+            raise InvalidFieldError(
+                "mode", f"{mode[:32]!r} is not one of off, act or recommend"
+            )
+        policy = budget.policy
+        switch: dict[str, object] = {"enabled": mode != "off"}
+        if mode != "off":
+            switch["mode"] = mode
+        autoscale = policy.autoscale.model_copy(update=switch)
+        previous = policy.autoscale
+        budget.policy = policy.model_copy(update={"autoscale": autoscale})
+        now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()
+        self._start_scalers(now)
+        entry = Entry(
+            kind=EntryKind.AUTOSCALE,
+            at_wall_ns=wall,
+            budget=name,
+            tokens=policy.capacity_tokens,
+            actor=actor,
+            detail={
+                "action": "mode",
+                "mode": mode,
+                "previous": "off" if not previous.enabled else previous.mode,
+            },
+        )
+        override = OverrideRow(
+            autoscale_key(name),
+            to_json({"enabled": autoscale.enabled, "mode": autoscale.mode}),
+            actor,
+            wall,
+        )
+        logger.info(
+            "autoscaler switched budget=%s mode=%s actor=%s", name, mode, actor or "-"
+        )
+        await self._settled(
+            self._submit(LedgerBatch(entries=[entry], overrides=[override]))
+        )
 
     def autoscale_view(self, name: str) -> AutoscaleView:
         """A budget's autoscaler: its mode, last reading and provider cut."""

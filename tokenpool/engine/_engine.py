@@ -24,10 +24,10 @@ from tokenpool.core import (
     TokenBucket,
     check_name,
 )
-from tokenpool.engine._autoscaling import Autoscaling
 from tokenpool.engine._base import BudgetState
 from tokenpool.engine._closing import Closing
 from tokenpool.engine._commands import BudgetView, PoolView, TeamView, TenantView
+from tokenpool.engine._reconfigure import Reconfiguring
 from tokenpool.engine._records import reservation_from_row
 from tokenpool.engine._reserving import Reserving
 from tokenpool.engine._store import MemoryPoolStore, PoolLevel
@@ -47,7 +47,7 @@ _CALENDAR_LOOKBACK_NS = 32 * 86_400 * 1_000_000_000
 _RECOVERY_PAUSE_S = 0.2
 
 
-class Engine(Reserving, Closing, Autoscaling):
+class Engine(Reserving, Closing, Reconfiguring):
     """Grants, settles and expires reservations; the daemon's single authority.
 
     Every change happens synchronously on the event loop (so no two requests

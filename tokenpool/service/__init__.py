@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from tokenpool.service._admin import AdminServicer
 from tokenpool.service._registration import add_service
-from tokenpool.service._servicer import AdminServicer, TokenPoolServicer
+from tokenpool.service._servicer import TokenPoolServicer
 from tokenpool.service._status import ERROR_DOMAIN, status_code, to_status
 
 __all__ = [
