@@ -247,7 +247,7 @@ class Daemon:
             len(changes),
             actor or "-",
         )
-        return Reloaded(tuple(changes), tuple(notes))
+        return Reloaded(tuple(changes), (*notes, *applied.notes))
 
     async def serve_forever(self) -> None:
         """Runs until SIGTERM or SIGINT, then drains (the `serve` command).
@@ -289,6 +289,7 @@ class Reloaded:
 
     changes: tuple[str, ...]
     notes: tuple[str, ...] = ()
+    """Sections left for a restart, and run-time values kept or replaced."""
 
 
 def _restart_notes(running: Settings, new: Settings) -> list[str]:

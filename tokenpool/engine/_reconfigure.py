@@ -94,7 +94,12 @@ class Reconfiguring(Autoscaling, Tenancy):
                 )
         old = {name: budget.policy for name, budget in self._budgets.items()}
         new = {policy.name: policy for policy in budgets}
-        return _named_changes("budget", dict(old), dict(new))
+        changes = [f"budget {name} added" for name in new if name not in old]
+        changes += [f"budget {name} removed" for name in old if name not in new]
+        for name, policy in new.items():
+            if name in old and old[name] != policy:
+                changes += _budget_field_changes(old[name], policy)
+        return changes
 
     async def reconfigure(
         self,
@@ -202,6 +207,30 @@ class Reconfiguring(Autoscaling, Tenancy):
             budget.estimates.reconfigure(policy.learning)
         self._resize(budget, policy, now)
         return self._pool_rows(policy.name, now, wall)
+
+
+def _budget_field_changes(old: BudgetPolicy, new: BudgetPolicy) -> list[str]:
+    """A budget's changed fields; a bound that only follows capacity is left out.
+
+    Bounds are compared as they act (an unset one is the capacity), and a
+    bound equal to its capacity on both sides says nothing the capacity's
+    own line does not.
+    """
+    bounds = {
+        "min_capacity_tokens": (old.floor_capacity, new.floor_capacity),
+        "max_capacity_tokens": (old.peak_capacity, new.peak_capacity),
+    }
+    changes = []
+    for line in _field_changes(f"budget {new.name}", old, new):
+        name = line.split(": ", 1)[1].split(" ", 1)[0]
+        if name in bounds:
+            before, after = bounds[name]
+            follows = before == old.capacity_tokens and after == new.capacity_tokens
+            if before == after or follows:
+                continue
+            line = f"budget {new.name}: {name} {before!r} -> {after!r}"
+        changes.append(line)
+    return changes
 
 
 def _requeue(budget: BudgetState, *, fifo: bool) -> None:
