@@ -18,7 +18,7 @@ from tokenpool.ledger._records import (
     StoredOverride,
     StoredState,
 )
-from tokenpool.ledger._reports import ReportQuery, ReportRow
+from tokenpool.ledger._reports import ReportQuery, ReportRow, read_replay_rows
 
 __all__ = [
     "CHARGE_SLOT_NS",
@@ -37,4 +37,5 @@ __all__ = [
     "ReservationState",
     "StoredOverride",
     "StoredState",
+    "read_replay_rows",
 ]

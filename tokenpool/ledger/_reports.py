@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiosqlite
+import anyio
 
-from tokenpool._errors import InvalidFieldError
+from tokenpool._errors import InvalidFieldError, LedgerError
 from tokenpool.ledger._records import ReservationRow
 from tokenpool.ledger._schema import RESERVATION_COLUMNS, reservation_from_row
 
@@ -285,3 +287,29 @@ async def replay_rows(
             )
         )
     return found
+
+
+async def read_replay_rows(
+    path: str, *, since_wall_ns: int, until_wall_ns: int, budget: str = ""
+) -> list[tuple[ReservationRow, Mapping[str, Any], Mapping[str, Any]]]:
+    """`replay_rows` of a ledger file, read through a read-only connection.
+
+    It takes no lock, so a daemon may be writing the file meanwhile (WAL
+    readers see a consistent snapshot).
+
+    Raises:
+        LedgerError: the file cannot be read as a tokenpool ledger.
+    """
+    uri = (await anyio.Path(path).absolute()).as_uri() + "?mode=ro"
+    try:
+        async with aiosqlite.connect(uri, uri=True) as conn:
+            return await replay_rows(
+                conn,
+                since_wall_ns=since_wall_ns,
+                until_wall_ns=until_wall_ns,
+                budget=budget,
+            )
+    except sqlite3.Error as exc:
+        raise LedgerError(
+            f"Cannot read ledger {path!r} ({exc}); name a tokenpool ledger file."
+        ) from exc

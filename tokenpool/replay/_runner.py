@@ -24,6 +24,7 @@ from tokenpool_client.v1 import tokenpool_pb2_grpc as pb_grpc
 from tokenpool.core import BudgetPolicy, TenantPolicy, Tier
 from tokenpool.daemon import Daemon, Settings
 from tokenpool.engine import Engine
+from tokenpool.ledger import EntryKind, Ledger
 from tokenpool.replay._caller import CALL_TIMEOUT_S, Caller
 from tokenpool.replay._errors import ReplayError
 from tokenpool.replay._plan import Call, ReplayTenant
@@ -186,6 +187,7 @@ async def _replay(
     *,
     clock: WatchedClock | None = None,
     engine: Engine | None = None,
+    ledger: Ledger | None = None,
 ) -> RunFacts:
     """Replays over one channel; a clock and engine mean our own daemon."""
     async with grpc.aio.insecure_channel(address) as channel:
@@ -222,6 +224,14 @@ async def _replay(
         await _show(tally, hook)
 
         after = await reads.snapshot()
+    decisions: tuple[dict[str, object], ...] = ()
+    if ledger is not None:
+        entries = await ledger.entries(kinds=[EntryKind.AUTOSCALE.value], limit=100_000)
+        decisions = tuple(
+            {"at_wall_ns": entry.at_wall_ns, **entry.detail}
+            for entry in entries
+            if entry.budget == setup.budget
+        )
 
     real_s = after.real_s - before.real_s
     daemon_s = real_s
@@ -251,6 +261,7 @@ async def _replay(
         trace_seconds=trace_s,
         queueing=None if policy is None else policy.queueing,
         learning=None if policy is None else policy.learning.enabled,
+        decisions=decisions,
     )
 
 
@@ -273,7 +284,13 @@ async def _replay_in_process(
         running = await tasks.start(daemon.run)
         try:
             facts = await _replay(
-                setup, running.address, tally, hook, clock=clock, engine=running.engine
+                setup,
+                running.address,
+                tally,
+                hook,
+                clock=clock,
+                engine=running.engine,
+                ledger=running.ledger,
             )
         finally:
             daemon.stop()

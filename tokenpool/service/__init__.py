@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tokenpool.service._admin import AdminServicer
+from tokenpool.service._convert import budget_status as budget_status_message
 from tokenpool.service._registration import add_service
 from tokenpool.service._servicer import TokenPoolServicer
 from tokenpool.service._status import ERROR_DOMAIN, status_code, to_status
@@ -12,6 +13,7 @@ __all__ = [
     "AdminServicer",
     "TokenPoolServicer",
     "add_service",
+    "budget_status_message",
     "status_code",
     "to_status",
 ]
