@@ -64,7 +64,10 @@ async def test_shadow_grants_what_enforcing_would_refuse(serve: ServeFactory) ->
             "reason": "REQUEST_TOO_LARGE",
             "would": "refuse",
         }
-        assert details[capped.reservation_id]["reason"] == "TENANT_IN_FLIGHT_CAP"
+        assert details[capped.reservation_id] == {
+            "reason": "TENANT_IN_FLIGHT_CAP",
+            "would": "refuse",
+        }
         report = await s.admin.Report(pb.ReportRequest(group_by=["budget"]))
         (row,) = report.rows
         assert (row.reservations, row.shadow_refusals, row.refusals) == (4, 3, 0)
