@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -139,3 +142,31 @@ class Pending:
         """Cancels the call; the daemon sees its caller go away."""
         self.cancelled = True
         self.call.cancel()
+
+
+# Takes SQLite's write lock on a file, says so, and keeps it until stdin ends.
+_LOCK_HOLDER = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.read()
+db.execute("ROLLBACK")
+"""
+
+
+@asynccontextmanager
+async def write_lock_held(db_path: Path) -> AsyncIterator[None]:
+    """Another process holds the database's write lock while the block runs."""
+    async with await anyio.open_process(
+        [sys.executable, "-c", _LOCK_HOLDER, str(db_path)]
+    ) as holder:
+        assert holder.stdout is not None and holder.stdin is not None
+        with anyio.fail_after(10):
+            assert b"locked" in await holder.stdout.receive()
+        try:
+            yield
+        finally:
+            await holder.stdin.aclose()
+            with anyio.fail_after(10):
+                await holder.wait()

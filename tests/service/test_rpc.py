@@ -18,6 +18,7 @@ from tests.service._helpers import (
     refusal,
     wait_until,
     waiting,
+    write_lock_held,
 )
 
 pytestmark = pytest.mark.anyio
@@ -296,6 +297,28 @@ async def test_refused_key_is_decided_afresh(serve: ServeFactory) -> None:
         s.clock.advance(30)  # 500 tokens of refill
 
         assert (await s.api.Reserve(request)).granted_tokens == 500
+
+
+async def test_undone_key_is_decided_afresh(serve: ServeFactory) -> None:
+    async with serve(**BUDGET_1000) as s:
+        request = pb.ReserveRequest(
+            budget="b", tenant="t", tokens=300, idempotency_key="k"
+        )
+        # The commit waits on the lock; the caller gives up, the grant is undone.
+        async with write_lock_held(s.db_path):
+            gave_up = await refusal(s.api.Reserve(request, timeout=0.2))
+        assert gave_up.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        await wait_until(lambda: _open_count(s, 0))
+
+        retried = await s.api.Reserve(request)
+        settled = await s.api.Settle(
+            pb.SettleRequest(
+                reservation_id=retried.reservation_id, tenant="t", output_tokens=100
+            )
+        )
+
+        assert settled.charged_tokens == 100
+        assert [await _entries(s, kind) for kind in ("reserve", "undo")] == [2, 1]
 
 
 async def test_settle_repeats_same_answer_or_conflicts(serve: ServeFactory) -> None:
