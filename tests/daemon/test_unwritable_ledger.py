@@ -13,6 +13,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -80,7 +81,8 @@ def test_unwritable_ledger_refuses_new_work_then_resumes(tmp_path: Path) -> None
             with _unwritable(daemon.process.pid):
                 answers = [
                     _code(
-                        lambda i=i: stub.Reserve(
+                        partial(
+                            stub.Reserve,
                             pb.ReserveRequest(budget="b", tenant=f"u{i}", tokens=100),
                             timeout=10,
                         )
