@@ -321,27 +321,6 @@ async def test_undone_key_is_decided_afresh(serve: ServeFactory) -> None:
         assert [await _entries(s, kind) for kind in ("reserve", "undo")] == [2, 1]
 
 
-async def test_settle_repeats_same_answer_or_conflicts(serve: ServeFactory) -> None:
-    async with serve(**BUDGET_1000) as s:
-        granted = await s.api.Reserve(
-            pb.ReserveRequest(budget="b", tenant="t", tokens=300)
-        )
-        request = pb.SettleRequest(
-            reservation_id=granted.reservation_id, tenant="t", output_tokens=100
-        )
-
-        first, second = await s.api.Settle(request), await s.api.Settle(request)
-
-        assert first == second
-        assert await _entries(s, "settle") == 1
-        different = pb.SettleRequest(
-            reservation_id=granted.reservation_id, tenant="t", output_tokens=101
-        )
-        conflict = await refusal(s.api.Settle(different))
-        assert conflict.code == grpc.StatusCode.FAILED_PRECONDITION
-        assert "different figures" in conflict.message
-
-
 async def test_waiter_is_granted_when_tokens_come_back(serve: ServeFactory) -> None:
     async with serve(**BUDGET_1000) as s:
         held = await s.api.Reserve(
