@@ -104,7 +104,7 @@ def _extend_lease(seconds: float) -> Call:
 def _rpc(service: str, method: str, message: type[Any], **fields: Any) -> Call:
     def call(s: Served, _: Ids) -> Awaitable[Any]:
         stub = s.api if service == "api" else s.admin
-        return getattr(stub, method)(message(**fields))  # type: ignore[no-any-return]
+        return getattr(stub, method)(message(**fields))
 
     return call
 
