@@ -248,7 +248,10 @@ class Fuzzer:
         await self.holds_add_up()
 
     async def holds_add_up(self) -> None:
-        budgets, listed, _ = await self.snapshot()
+        budgets = await self.s.api.ListBudgets(pb.ListBudgetsRequest())
+        listed = await self.s.admin.ListReservations(
+            pb.ListReservationsRequest(limit=10_000)
+        )
         for status in budgets.budgets:
             open_here = [r for r in listed.reservations if r.budget == status.name]
             assert status.open_reservations == len(open_here)
