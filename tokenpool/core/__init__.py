@@ -6,6 +6,14 @@ pass the clock's readings in.
 
 from __future__ import annotations
 
+from tokenpool.core._access import (
+    ADMIN,
+    KEY_PREFIX,
+    Credentials,
+    Identity,
+    key_digest,
+    new_key,
+)
 from tokenpool.core._allocation import (
     Draws,
     Outcome,
@@ -87,9 +95,11 @@ from tokenpool.core._validation import (
 )
 
 __all__ = [
+    "ADMIN",
     "DEFAULT_PRICE_MODEL",
     "DEFAULT_SHARES",
     "FOLDED_KEY",
+    "KEY_PREFIX",
     "MAX_TOKENS",
     "POOL_ORDER",
     "Ask",
@@ -102,10 +112,12 @@ __all__ = [
     "ChargeTarget",
     "ChargedRow",
     "Complexity",
+    "Credentials",
     "Draws",
     "EstimateBook",
     "EstimateRow",
     "FairQueue",
+    "Identity",
     "InputLimits",
     "LearningPolicy",
     "Lending",
@@ -149,8 +161,10 @@ __all__ = [
     "corrected_allowance",
     "cost_micros",
     "hold_cost_micros",
+    "key_digest",
     "lendable_now",
     "merge",
+    "new_key",
     "plan_draws",
     "plan_overrun",
     "plan_refund",
