@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -35,20 +36,43 @@ def write_config(tmp_path: Path, port: int, budgets: str) -> Path:
 class DaemonProcess:
     """`python -m tokenpool serve` as a child process."""
 
-    def __init__(self, config: Path, port: int, log: Path) -> None:
+    def __init__(
+        self,
+        config: Path,
+        port: int,
+        log: Path,
+        *,
+        args: Sequence[str] = (),
+        health_credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
         self.address = f"127.0.0.1:{port}"
         self._log = log.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tokenpool", "serve", "--config", str(config)],
+            [
+                sys.executable,
+                "-m",
+                "tokenpool",
+                "serve",
+                "--config",
+                str(config),
+                *args,
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        self._wait_serving()
+        self._wait_serving(health_credentials)
 
-    def _wait_serving(self, timeout_s: float = 20.0) -> None:
+    def _wait_serving(
+        self, credentials: grpc.ChannelCredentials | None, timeout_s: float = 20.0
+    ) -> None:
         deadline = time.monotonic() + timeout_s
-        with grpc.insecure_channel(self.address) as channel:
+        channel = (
+            grpc.insecure_channel(self.address)
+            if credentials is None
+            else grpc.secure_channel(self.address, credentials)
+        )
+        with channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
