@@ -16,6 +16,8 @@ from grpc_status import rpc_status
 from tokenpool_client.v1 import tokenpool_pb2 as pb
 from tokenpool_client.v1 import tokenpool_pb2_grpc as pb_grpc
 
+from tests.daemon._process import LOCK_HOLDER
+
 BUDGET_1000 = {
     "budgets": [
         {
@@ -144,22 +146,11 @@ class Pending:
         self.call.cancel()
 
 
-# Takes SQLite's write lock on a file, says so, and keeps it until stdin ends.
-_LOCK_HOLDER = """
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], isolation_level=None)
-db.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.read()
-db.execute("ROLLBACK")
-"""
-
-
 @asynccontextmanager
 async def write_lock_held(db_path: Path) -> AsyncIterator[None]:
     """Another process holds the database's write lock while the block runs."""
     async with await anyio.open_process(
-        [sys.executable, "-c", _LOCK_HOLDER, str(db_path)]
+        [sys.executable, "-c", LOCK_HOLDER, str(db_path)]
     ) as holder:
         assert holder.stdout is not None and holder.stdin is not None
         with anyio.fail_after(10):
