@@ -23,33 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-import grpc
 from tokenpool_client.v1 import tokenpool_pb2 as pb
 from tokenpool_client.v1 import tokenpool_pb2_grpc as pb_grpc
 
 from tests.daemon._audit import Acks, Budget, Report, audit, channel
+from tests.daemon._load import Client, trace_rows
 from tests.daemon._process import DaemonProcess, free_port, write_config
-from tokenpool.replay import read_trace
-
-TRACE = Path(__file__).resolve().parents[2] / "deploy/demo/azure-llm-2023-conv.csv"
 
 # One pool refilling once a day: refill stays small beside what clients spend,
 # and a ballast reservation keeps the pool from ever filling up again, so the
 # ledger predicts its level (see `_audit._check_level`).
 BUDGET = Budget(name="b", capacity=200_000_000, window_seconds=86_400)
 BALLAST_TOKENS = BUDGET.capacity // 5
-
-# Codes that mean the call may not have been answered: retry it as it was.
-TRANSIENT = {
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.CANCELLED,
-    grpc.StatusCode.UNKNOWN,
-    grpc.StatusCode.INTERNAL,
-}
-
-# Seconds one attempt may take before a client gives up on it and retries.
-_ATTEMPT_TIMEOUT_S = 5.0
 
 
 def _config(directory: Path, port: int) -> Path:
@@ -91,142 +76,6 @@ class Figures:
         )
 
 
-class Client(threading.Thread):
-    """One caller replaying its share of the trace until told to stop.
-
-    Every attempt waits for `gate` first, so nothing reaches a restarted
-    daemon before it has been audited.
-    """
-
-    def __init__(
-        self,
-        index: int,
-        address: str,
-        rows: list[tuple[int, int]],
-        gate: threading.Event,
-        stop: threading.Event,
-        seed: int,
-    ) -> None:
-        super().__init__(name=f"client-{index}", daemon=True)
-        self.index = index
-        self.tenant = f"t{index % 4}"
-        self.rows = rows
-        self.gate = gate
-        self.stop = stop
-        self.rng = random.Random(seed * 1000 + index)
-        self.acks = Acks()
-        self.lock = threading.Lock()
-        self.retries = 0
-        self.unexpected: list[str] = []
-        self._channel = channel(address)
-        self._stub = pb_grpc.TokenPoolStub(self._channel)
-
-    def snapshot(self) -> Acks:
-        """A copy of the acknowledgements so far."""
-        with self.lock:
-            copy = Acks()
-            copy.merge(self.acks)
-            return copy
-
-    def run(self) -> None:
-        try:
-            step = 0
-            while not self.stop.is_set():
-                input_tokens, output_tokens = self.rows[step % len(self.rows)]
-                self._one_call(step, input_tokens, output_tokens)
-                step += 1
-        finally:
-            self._channel.close()
-
-    def _attempt(self, method: str, request: object) -> object:
-        """Sends until answered; returns the answer or the final RpcError."""
-        while True:
-            self.gate.wait()
-            try:
-                return getattr(self._stub, method)(request, timeout=_ATTEMPT_TIMEOUT_S)
-            except grpc.RpcError as exc:
-                if exc.code() not in TRANSIENT:
-                    return exc
-                self.retries += 1
-                time.sleep(0.02)
-
-    def _one_call(self, step: int, input_tokens: int, output_tokens: int) -> None:
-        key = f"c{self.index}-{step}"
-        hold = 100 + input_tokens + 2 * output_tokens
-        answer = self._attempt(
-            "Reserve",
-            pb.ReserveRequest(
-                budget=BUDGET.name,
-                tenant=self.tenant,
-                tokens=hold,
-                lease_ms=3_600_000,
-                idempotency_key=key,
-            ),
-        )
-        if isinstance(answer, grpc.RpcError):
-            if answer.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                with self.lock:
-                    self.acks.refused_keys.add((self.tenant, key))
-            else:
-                self.unexpected.append(f"Reserve {key}: {answer}")
-            return
-        assert isinstance(answer, pb.ReserveResponse)
-        rid = answer.reservation_id
-        with self.lock:
-            self.acks.reserved[rid] = (self.tenant, key, answer.granted_tokens)
-
-        choice = self.rng.random()
-        if choice < 0.15:
-            self._release(rid, input_tokens if choice < 0.05 else 0)
-            return
-        if choice < 0.25:
-            hold += 50
-            extended = self._attempt(
-                "Extend",
-                pb.ExtendRequest(
-                    reservation_id=rid, tenant=self.tenant, total_tokens=hold
-                ),
-            )
-            if isinstance(extended, pb.ExtendResponse):
-                with self.lock:
-                    self.acks.extended[rid] = extended.granted_tokens
-        # Usage mostly within the hold, now and then a little above it.
-        used_output = int(output_tokens * self.rng.uniform(0.2, 2.6))
-        settled = self._attempt(
-            "Settle",
-            pb.SettleRequest(
-                reservation_id=rid,
-                tenant=self.tenant,
-                input_tokens=input_tokens,
-                output_tokens=used_output,
-            ),
-        )
-        if isinstance(settled, pb.SettleResponse):
-            with self.lock:
-                self.acks.settled[rid] = settled.charged_tokens
-        else:
-            self.unexpected.append(f"Settle {rid}: {settled}")
-
-    def _release(self, rid: str, billed: int) -> None:
-        released = self._attempt(
-            "Release",
-            pb.ReleaseRequest(
-                reservation_id=rid, tenant=self.tenant, billed_input_tokens=billed
-            ),
-        )
-        if isinstance(released, pb.ReleaseResponse):
-            with self.lock:
-                self.acks.released[rid] = released.charged_tokens
-        else:
-            self.unexpected.append(f"Release {rid}: {released}")
-
-
-def _rows(limit: int) -> list[tuple[int, int]]:
-    return [
-        (row.input_tokens, row.output_tokens) for row in read_trace(TRACE, limit=limit)
-    ]
-
-
 def run(
     directory: Path,
     *,
@@ -242,7 +91,7 @@ def run(
     config = _config(directory, port)
     log = directory / "daemon.log"
     db_path = directory / "ledger.db"
-    rows = _rows(2000)
+    rows = trace_rows(2000)
     gate, stop = threading.Event(), threading.Event()
     daemon = DaemonProcess(config, port, log)
     address = daemon.address
