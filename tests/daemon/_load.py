@@ -171,6 +171,8 @@ class Client(threading.Thread):
             return
         if choice < 0.25:
             hold += 50
+            with self.lock:
+                self.acks.extend_sent[rid] = hold
             extended = self._attempt(
                 "Extend",
                 pb.ExtendRequest(

@@ -75,6 +75,7 @@ def _client_main(args: argparse.Namespace) -> None:
         "settled": acks.settled,
         "released": acks.released,
         "extended": acks.extended,
+        "extend_sent": acks.extend_sent,
         "refused_keys": sorted(acks.refused_keys),
         "codes": codes,
         "unexpected": [u for thread in threads for u in thread.unexpected],
@@ -89,6 +90,7 @@ def _read(path: Path) -> tuple[Acks, Counter[str], list[str]]:
         settled=data["settled"],
         released=data["released"],
         extended=data["extended"],
+        extend_sent=data["extend_sent"],
         refused_keys={tuple(k) for k in data["refused_keys"]},
     )
     return acks, Counter(data["codes"]), data["unexpected"]

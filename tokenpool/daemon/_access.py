@@ -158,11 +158,6 @@ class TlsSettings(BaseModel):
             )
         return self
 
-    @property
-    def mutual(self) -> bool:
-        """Whether clients must present a certificate."""
-        return self.require_client_cert
-
     def _to_server_credentials(self) -> grpc.ServerCredentials:
         """The gRPC server credentials the files make.
 

@@ -119,7 +119,9 @@ class Daemon:
         settings = self._settings
         tls = settings.server.tls
         server_credentials = None if tls is None else tls._to_server_credentials()
-        transport = "plaintext" if tls is None else "mtls" if tls.mutual else "tls"
+        transport = "plaintext"
+        if tls is not None:
+            transport = "mtls" if tls.require_client_cert else "tls"
         if not settings.auth.configured:
             logger.info(
                 "access control off: no credentials configured, loopback only "

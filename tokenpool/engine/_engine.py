@@ -209,20 +209,30 @@ class Engine(Reserving, Closing, Administering):
         pause_s = _RECOVERY_PAUSE_S
         while True:
             await anyio.sleep(pause_s)
-            if await self._rebuild() and await self._written_back():
-                break
-            pause_s = min(2 * pause_s, _RECOVERY_MAX_PAUSE_S)
-            logger.warning(
-                "ledger still unusable; new work stays refused retry_in_s=%s",
-                pause_s,
-            )
+            try:
+                await self._rebuild()
+                await self._write_back()
+            except LedgerError as exc:
+                pause_s = min(2 * pause_s, _RECOVERY_MAX_PAUSE_S)
+                logger.warning(
+                    "ledger still unusable; new work stays refused error=%s "
+                    "retry_in_s=%s",
+                    exc,
+                    pause_s,
+                )
+                continue
+            break
 
         self._degraded = False
         self._failures_seen = self._ledger.failed_commits
         logger.info("state rebuilt from the ledger; serving again")
 
-    async def _rebuild(self) -> bool:
-        """Replaces memory with what the database holds; False if unreadable."""
+    async def _rebuild(self) -> None:
+        """Replaces memory with what the database holds.
+
+        Raises:
+            LedgerError: the database cannot be read.
+        """
         for budget in self._budgets.values():
             if budget.alarm is not None:
                 budget.alarm.cancel()
@@ -241,25 +251,19 @@ class Engine(Reserving, Closing, Administering):
         self._idempotency.clear()
         self._leases.clear()
         self._ended.clear()
-        try:
-            await self.restore()
-        except LedgerError as exc:
-            logger.warning("ledger still unreadable error=%s", exc)
-            return False
-        return True
+        await self.restore()
 
-    async def _written_back(self) -> bool:
-        """Writes the rebuilt pool levels: proof that the ledger takes writes."""
+    async def _write_back(self) -> None:
+        """Writes the rebuilt pool levels: proof that the ledger takes writes.
+
+        Raises:
+            LedgerUnavailableError: the write failed.
+        """
         now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()
         rows = [
             row for name in self._budgets for row in self._pool_rows(name, now, wall)
         ]
-        try:
-            await self._ledger.submit(LedgerBatch(pools=rows))
-        except LedgerUnavailableError as exc:
-            logger.warning("ledger still unwritable error=%s", exc)
-            return False
-        return True
+        await self._ledger.submit(LedgerBatch(pools=rows))
 
     def budget_names(self) -> list[str]:
         """Every configured budget, in configuration order."""
