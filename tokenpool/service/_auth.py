@@ -105,8 +105,15 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
         rule = self._rules.get(handler_call_details.method)
-        if handler is None or handler.unary_unary is None or rule is None:
+        if handler is None or rule is None:
             return handler
+        if handler.unary_unary is None:
+            # Only unary calls are guarded here; a streaming method of our
+            # services would pass unchecked, so it is not served at all.
+            logger.error(
+                "streaming rpc not guarded rpc=%s", handler_call_details.method
+            )
+            return None
 
         rpc = handler_call_details.method.rpartition("/")[2]
         authorization = _bearer(handler_call_details.invocation_metadata or ())
