@@ -139,10 +139,13 @@ async def test_every_rpc_needs_known_credentials(
 @pytest.mark.parametrize("rpc", sorted(ADMIN_CALLS))
 async def test_admin_calls_refuse_tenant_keys(serve: ServeFactory, rpc: str) -> None:
     async with serve(**CONFIG) as s:
+        before = await _ledger_size(s)
+
         failed = await refusal(ADMIN_CALLS[rpc](s, _as(KEY_A), ""))
 
         assert failed.code == DENIED
         assert f"{rpc} is an admin call" in failed.message
+        assert await _ledger_size(s) == before
 
 
 @pytest.mark.parametrize("rpc", sorted(ALL_CALLS))
