@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR := deploy/demo
 
-.PHONY: venv demo test proto lint typecheck clean
+.PHONY: venv demo test crash-test soak proto lint typecheck clean
 
 # pip's output goes to a log, shown only when the install fails.
 $(STAMP): pyproject.toml clients/python/pyproject.toml constraints.txt
@@ -26,6 +26,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The long forms of the fault tests, run on demand (docs/reliability.md).
+crash-test: $(STAMP)
+	$(PY) -m tests.daemon._crash --kills 20 --seconds 5
+
+soak: $(STAMP)
+	$(PY) -m tests.daemon._soak --clients 4 --seconds 60
 
 proto: $(STAMP)
 	$(PY) scripts/gen_proto.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tokenpool.daemon._access import AuthSettings, TenantKey, TlsSettings
 from tokenpool.daemon._config import (
     DEFAULT_ADDRESS,
     DEFAULT_LEDGER_PATH,
@@ -15,10 +16,13 @@ from tokenpool.daemon._daemon import Daemon, Running
 __all__ = [
     "DEFAULT_ADDRESS",
     "DEFAULT_LEDGER_PATH",
+    "AuthSettings",
     "Daemon",
     "LedgerSettings",
     "Running",
     "ServerSettings",
     "Settings",
+    "TenantKey",
+    "TlsSettings",
     "load_settings",
 ]
