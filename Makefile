@@ -31,10 +31,12 @@ test: $(STAMP)
 	@$(MAKE) --no-print-directory test-typescript
 
 # The TypeScript client's tests run against a real daemon from $(VENV).
-# Without Node.js they are skipped, and the output says so.
+# Without Node.js 20 or later they are skipped, and the output says so.
 test-typescript: $(STAMP)
 	@if ! command -v node >/dev/null 2>&1; then \
 		echo "TypeScript client tests skipped: node not found"; \
+	elif [ "$$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then \
+		echo "TypeScript client tests skipped: node $$(node --version) found, 20 or later needed"; \
 	elif ! command -v npm >/dev/null 2>&1; then \
 		echo "TypeScript client tests skipped: npm not found"; \
 	else \

@@ -66,6 +66,8 @@ export interface ClientOptions {
 export interface CallOptions {
   /** This call's deadline in milliseconds, instead of the client's. */
   timeoutMs?: number;
+  /** Metadata for this call only, e.g. a W3C `traceparent`; over the client's. */
+  metadata?: Readonly<Record<string, string>>;
 }
 
 /** What `withReservation` settles or releases with; see ReservationScope. */
@@ -150,11 +152,16 @@ export class TokenPoolClient {
     this.stub.close();
   }
 
-  private unary<R>(invoke: UnaryInvoker<R>, timeoutMs: number): Promise<R> {
-    const deadline = Date.now() + positiveMs("timeoutMs", timeoutMs);
+  private unary<R>(invoke: UnaryInvoker<R>, call: CallOptions, timeoutMs?: number): Promise<R> {
+    const deadline =
+      Date.now() + positiveMs("timeoutMs", timeoutMs ?? call.timeoutMs ?? this.timeoutMs);
+    // grpc-js may add to the metadata it is given; each call gets a copy.
+    const metadata = this.metadata.clone();
+    for (const [key, value] of Object.entries(call.metadata ?? {})) {
+      metadata.set(key, value);
+    }
     return new Promise((resolve, reject) => {
-      // grpc-js may add to the metadata it is given; each call gets a copy.
-      invoke(this.metadata.clone(), { deadline }, (error, response) => {
+      invoke(metadata, { deadline }, (error, response) => {
         if (error) {
           reject(errorFromRpc(error));
         } else if (response === undefined) {
@@ -182,6 +189,7 @@ export class TokenPoolClient {
     const timeoutMs = (call.timeoutMs ?? this.timeoutMs) + waitMs;
     const response = await this.unary<ReserveResponse__Output>(
       (metadata, options, callback) => this.stub.reserve(message, metadata, options, callback),
+      call,
       timeoutMs,
     );
     return codec.reservation(response);
@@ -197,7 +205,7 @@ export class TokenPoolClient {
     const message = codec.settleMessage(reservationId, tenant, usage);
     const response = await this.unary<SettleResponse__Output>(
       (metadata, options, callback) => this.stub.settle(message, metadata, options, callback),
-      call.timeoutMs ?? this.timeoutMs,
+      call,
     );
     return codec.settlement(response);
   }
@@ -217,7 +225,7 @@ export class TokenPoolClient {
     const response = await this.unary<ReleaseResponse__Output>(
       (metadata, callOptions, callback) =>
         this.stub.release(message, metadata, callOptions, callback),
-      call.timeoutMs ?? this.timeoutMs,
+      call,
     );
     return codec.release(response);
   }
@@ -232,7 +240,7 @@ export class TokenPoolClient {
     const message = codec.extendMessage(reservationId, tenant, change);
     const response = await this.unary<ExtendResponse__Output>(
       (metadata, options, callback) => this.stub.extend(message, metadata, options, callback),
-      call.timeoutMs ?? this.timeoutMs,
+      call,
     );
     return codec.extension(response);
   }
@@ -241,7 +249,7 @@ export class TokenPoolClient {
   async getBudget(budget: string, call: CallOptions = {}): Promise<BudgetStatus> {
     const response = await this.unary<BudgetStatus__Output>(
       (metadata, options, callback) => this.stub.getBudget({ budget }, metadata, options, callback),
-      call.timeoutMs ?? this.timeoutMs,
+      call,
     );
     return codec.budgetStatus(response);
   }
@@ -250,7 +258,7 @@ export class TokenPoolClient {
   async listBudgets(call: CallOptions = {}): Promise<BudgetStatus[]> {
     const response = await this.unary<ListBudgetsResponse__Output>(
       (metadata, options, callback) => this.stub.listBudgets({}, metadata, options, callback),
-      call.timeoutMs ?? this.timeoutMs,
+      call,
     );
     return codec.budgetStatuses(response);
   }
@@ -259,7 +267,7 @@ export class TokenPoolClient {
   async getTenant(tenant: string, call: CallOptions = {}): Promise<TenantStatus> {
     const response = await this.unary<TenantStatus__Output>(
       (metadata, options, callback) => this.stub.getTenant({ tenant }, metadata, options, callback),
-      call.timeoutMs ?? this.timeoutMs,
+      call,
     );
     return codec.tenantStatus(response);
   }
@@ -288,7 +296,7 @@ export class TokenPoolClient {
     try {
       result = await fn(scope);
     } catch (error) {
-      await this.releaseQuietly(scope, request.tenant);
+      await this.releaseQuietly(scope, request.tenant, call);
       throw error;
     }
 
@@ -296,12 +304,19 @@ export class TokenPoolClient {
     return result;
   }
 
-  private async releaseQuietly(scope: ReservationScope, tenant: string): Promise<void> {
+  private async releaseQuietly(
+    scope: ReservationScope,
+    tenant: string,
+    call: CallOptions,
+  ): Promise<void> {
     const reservationId = scope.reservation.reservationId;
     try {
-      await this.release(reservationId, tenant, {
-        billedInputTokens: scope.billedInputTokens,
-      });
+      await this.release(
+        reservationId,
+        tenant,
+        { billedInputTokens: scope.billedInputTokens },
+        call,
+      );
     } catch (error) {
       process.emitWarning(
         `Release failed after the function threw; the lease will expire ` +

@@ -58,6 +58,22 @@ describe("over a plaintext channel", () => {
     }
   });
 
+  test("per-call metadata goes with that call only", async () => {
+    const client = new TokenPoolClient({ address: fake.address, token: "tp_live_123" });
+    const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    try {
+      await client.getBudget("b", { metadata: { traceparent } });
+      await client.getBudget("b");
+    } finally {
+      client.close();
+    }
+
+    const [first, second] = fake.received.slice(-2);
+    assert.deepEqual(first?.get("traceparent"), [traceparent]);
+    assert.deepEqual(first?.get("authorization"), ["Bearer tp_live_123"]);
+    assert.deepEqual(second?.get("traceparent"), []);
+  });
+
   test("without a token no authorization is sent", async () => {
     const client = new TokenPoolClient({ address: fake.address });
     try {
