@@ -86,17 +86,24 @@ function healthCheck(address: string, timeoutMs: number): Promise<boolean> {
 export class Daemon {
   readonly address: string;
   private readonly child: ChildProcess;
-  private readonly logPath: string;
+  // Holds the config, the ledger and the log; removed by stop().
+  private readonly dir: string;
   private readonly exited: Promise<void>;
+  private spawnError: Error | undefined;
   private readonly killOnExit = (): void => {
     this.child.kill("SIGKILL");
   };
 
-  private constructor(address: string, child: ChildProcess, logPath: string) {
+  private constructor(address: string, child: ChildProcess, dir: string) {
     this.address = address;
     this.child = child;
-    this.logPath = logPath;
+    this.dir = dir;
     this.exited = new Promise((resolve) => child.once("exit", () => resolve()));
+    // An unhandled "error" (say the binary is not executable) would end the
+    // test process; keep it for waitServing to report.
+    child.once("error", (error) => {
+      this.spawnError = error;
+    });
     // Should the test process die first, the daemon must not outlive it.
     process.once("exit", this.killOnExit);
   }
@@ -117,14 +124,13 @@ export class Daemon {
         `[ledger]\npath = ${JSON.stringify(path.join(dir, "ledger.db"))}\n\n${budgets}`,
     );
 
-    const logPath = path.join(dir, "daemon.log");
-    const log = fs.openSync(logPath, "a");
+    const log = fs.openSync(path.join(dir, "daemon.log"), "a");
     const child = spawn(DAEMON_BIN, ["serve", "--config", config], {
       stdio: ["ignore", log, log],
       env: { ...process.env, PYTHONUNBUFFERED: "1" },
     });
     fs.closeSync(log);
-    const daemon = new Daemon(`127.0.0.1:${port}`, child, logPath);
+    const daemon = new Daemon(`127.0.0.1:${port}`, child, dir);
     await daemon.waitServing();
     return daemon;
   }
@@ -132,34 +138,38 @@ export class Daemon {
   private async waitServing(): Promise<void> {
     const deadline = Date.now() + START_TIMEOUT_MS;
     while (Date.now() < deadline) {
+      if (this.spawnError !== undefined) {
+        throw new Error(`Cannot start ${DAEMON_BIN}: ${this.spawnError.message}`);
+      }
       if (this.child.exitCode !== null || this.child.signalCode !== null) {
-        throw new Error(`The daemon exited at start; its log:\n${this.log()}`);
+        const log = this.log();
+        await this.stop();
+        throw new Error(`The daemon exited at start; its log:\n${log}`);
       }
       if (await healthCheck(this.address, 500)) {
         return;
       }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
+    const log = this.log();
     await this.stop();
-    throw new Error(
-      `The daemon did not serve within ${START_TIMEOUT_MS} ms; its log:\n${this.log()}`,
-    );
+    throw new Error(`The daemon did not serve within ${START_TIMEOUT_MS} ms; its log:\n${log}`);
   }
 
   /** What the daemon wrote to stdout and stderr so far. */
   log(): string {
-    return fs.readFileSync(this.logPath, "utf8");
+    return fs.readFileSync(path.join(this.dir, "daemon.log"), "utf8");
   }
 
-  /** SIGTERM, then SIGKILL if it has not drained in time. */
+  /** SIGTERM, then SIGKILL if it has not drained in time; then removes its files. */
   async stop(): Promise<void> {
     process.removeListener("exit", this.killOnExit);
-    if (this.child.exitCode !== null || this.child.signalCode !== null) {
-      return;
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      this.child.kill("SIGTERM");
+      const timer = setTimeout(() => this.child.kill("SIGKILL"), STOP_TIMEOUT_MS);
+      await this.exited;
+      clearTimeout(timer);
     }
-    this.child.kill("SIGTERM");
-    const timer = setTimeout(() => this.child.kill("SIGKILL"), STOP_TIMEOUT_MS);
-    await this.exited;
-    clearTimeout(timer);
+    fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }
