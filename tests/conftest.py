@@ -30,6 +30,23 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+# OpenTelemetry variables that would turn telemetry on in every test daemon.
+_OTEL_SWITCHES = (
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_METRICS_EXPORTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+)
+
+
+@pytest.fixture(autouse=True)
+def _telemetry_off_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Telemetry stays off in tests that do not configure it themselves."""
+    for name in _OTEL_SWITCHES:
+        monkeypatch.delenv(name, raising=False)
+
+
 @dataclass
 class Served:
     """A daemon running in this process, and stubs that talk to it."""
@@ -43,6 +60,8 @@ class Served:
     api: pb_grpc.TokenPoolStub
     admin: pb_grpc.AdminStub
     db_path: Path
+    metrics_address: str = ""
+    """host:port of the Prometheus endpoint, when the test configured one."""
 
 
 ServeFactory = Callable[..., AbstractAsyncContextManager[Served]]
@@ -90,6 +109,7 @@ def serve(tmp_path: Path) -> ServeFactory:
                         api=pb_grpc.TokenPoolStub(channel),
                         admin=pb_grpc.AdminStub(channel),
                         db_path=path,
+                        metrics_address=running.metrics_address or "",
                     )
             daemon.stop()
 

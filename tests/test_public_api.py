@@ -16,6 +16,7 @@ PACKAGES = [
     "tokenpool.daemon",
     "tokenpool.cli",
     "tokenpool.replay",
+    "tokenpool.telemetry",
     "tokenpool_client",
 ]
 

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import grpc
@@ -35,14 +36,30 @@ def write_config(tmp_path: Path, port: int, budgets: str) -> Path:
 class DaemonProcess:
     """`python -m tokenpool serve` as a child process."""
 
-    def __init__(self, config: Path, port: int, log: Path) -> None:
+    def __init__(
+        self,
+        config: Path,
+        port: int,
+        log: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
+    ) -> None:
         self.address = f"127.0.0.1:{port}"
         self._log = log.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tokenpool", "serve", "--config", str(config)],
+            [
+                sys.executable,
+                "-m",
+                "tokenpool",
+                "serve",
+                "--config",
+                str(config),
+                *args,
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         self._wait_serving()
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
 
+import grpc
 import typer
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tokenpool._errors import ConfigError
 from tokenpool.cli import app
@@ -71,3 +75,19 @@ def port_of(address: str) -> int:
 def host_of(address: str) -> str:
     """The host of host:port, without IPv6 brackets."""
     return address.rsplit(":", 1)[0].strip("[]")
+
+
+def wait_serving(process: subprocess.Popen[bytes], address: str) -> None:
+    """Wait until the daemon answers SERVING to grpc.health.v1, or fail."""
+    deadline = time.monotonic() + 20
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            assert process.poll() is None, f"daemon exited with {process.returncode}"
+            try:
+                answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+                if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                time.sleep(0.05)
+    raise TimeoutError(f"daemon at {address} did not start serving")

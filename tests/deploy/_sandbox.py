@@ -38,31 +38,41 @@ def _unsupported(reason: str) -> None:
     sys.exit(UNSUPPORTED)
 
 
-def _expand(name: str, seen: set[str]) -> set[str]:
-    """The system calls of a name: itself, or a group's members, recursively."""
-    if not name.startswith("@"):
-        return {name}
-    seen.add(name)
+def _groups() -> dict[str, list[str]]:
+    """Every group `systemd-analyze syscall-filter` knows, with its members."""
     listing = subprocess.run(
-        ["systemd-analyze", "syscall-filter", name],
+        ["systemd-analyze", "syscall-filter"],
         capture_output=True,
         text=True,
         check=True,
         timeout=30,
     ).stdout
-    calls: set[str] = set()
-    for line in listing.splitlines()[1:]:
+    groups: dict[str, list[str]] = {}
+    members: list[str] = []
+    for line in listing.splitlines():
         word = line.strip()
-        if word and not word.startswith("#") and word not in seen:
-            calls |= _expand(word, seen)
-    return calls
+        if line.startswith("@"):
+            members = groups.setdefault(word, [])
+        elif word and not word.startswith("#"):
+            members.append(word)
+    return groups
+
+
+def _expand(name: str, groups: dict[str, list[str]]) -> set[str]:
+    """The system calls of a name: itself, or a group's members, recursively."""
+    if not name.startswith("@"):
+        return {name}
+    if name not in groups:
+        _unsupported(f"systemd-analyze knows no group {name}")
+    return set().union(*(_expand(member, groups) for member in groups[name]))
 
 
 def _allowed(filters: list[str]) -> set[str]:
+    groups = _groups()
     allowed: set[str] | None = None
     for spec in filters:
         deny = spec.startswith("~")
-        calls = set().union(*(_expand(n, set()) for n in spec.lstrip("~").split()))
+        calls = set().union(*(_expand(n, groups) for n in spec.lstrip("~").split()))
         if deny:
             allowed = (allowed or set()) - calls
         else:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import copy
+import json
+import os
 import shutil
+import signal
 import subprocess
+import sys
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -13,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.daemon._process import free_port
 from tests.deploy._checks import (
     LEDGER_CLOSE_SECONDS,
     ROOT,
@@ -21,6 +27,7 @@ from tests.deploy._checks import (
     port_of,
     serve_options,
     settings_problem,
+    wait_serving,
 )
 
 MANIFESTS = ROOT / "deploy" / "kubernetes"
@@ -420,6 +427,44 @@ def test_broken_reference_is_reported(
     change(objects)
 
     assert any(problem in found for found in problems_of(objects, tmp_path)), problem
+
+
+def test_container_args_start_a_serving_daemon(tmp_path: Path) -> None:
+    objects = _load()
+    text, problems = _config_file(objects)
+    assert text is not None, problems
+    grpc_port, metrics_port = free_port(), free_port()
+    # The pod's addresses and paths, moved to loopback and tmp_path.
+    text = text.replace('"0.0.0.0:50051"', f'"127.0.0.1:{grpc_port}"')
+    text = text.replace('"/var/lib/tokenpool/', f'"{tmp_path}/')
+    config = tmp_path / "tokenpool.toml"
+    config.write_text(text, encoding="utf-8")
+    args = list(_container(objects)["args"])
+    args[args.index("--config") + 1] = str(config)
+    args[args.index("--metrics-address") + 1] = f"127.0.0.1:{metrics_port}"
+    env = {v["name"]: v.get("value", "secret") for v in _container(objects)["env"]}
+
+    log_path = tmp_path / "daemon.log"
+    with log_path.open("wb") as log:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "tokenpool", "serve", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+        )
+        try:
+            wait_serving(daemon, f"127.0.0.1:{grpc_port}")
+            url = f"http://127.0.0.1:{metrics_port}/metrics"
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                metrics = answer.read().decode()
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            code = daemon.wait(15)
+
+    lines = log_path.read_text(encoding="utf-8").splitlines()
+    assert code == 0, lines
+    assert "tokenpool_" in metrics
+    assert all(isinstance(json.loads(line), dict) for line in lines), lines[:3]
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")

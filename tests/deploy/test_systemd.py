@@ -9,13 +9,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tokenpool_client import Client
 
 from tests.daemon._process import free_port, write_config
@@ -25,6 +22,7 @@ from tests.deploy._checks import (
     option_values,
     serve_options,
     settings_problem,
+    wait_serving,
 )
 
 UNIT = ROOT / "deploy" / "systemd" / "tokenpool.service"
@@ -269,21 +267,6 @@ def _skip_unless_supported(rules: list[str]) -> None:
     assert probe.returncode == 0, probe.stderr
 
 
-def _wait_serving(process: subprocess.Popen[bytes], address: str) -> None:
-    deadline = time.monotonic() + 20
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            assert process.poll() is None, f"daemon exited with {process.returncode}"
-            try:
-                answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
-                if answer.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                time.sleep(0.05)
-    raise TimeoutError(f"daemon at {address} did not start serving")
-
-
 def _serve_round_trip(rules: list[str], tmp_path: Path) -> None:
     """Serve, reserve, settle and stop cleanly under the rules, or fail."""
     port = free_port()
@@ -299,7 +282,7 @@ def _serve_round_trip(rules: list[str], tmp_path: Path) -> None:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         try:
-            _wait_serving(daemon, f"127.0.0.1:{port}")
+            wait_serving(daemon, f"127.0.0.1:{port}")
             with Client(f"127.0.0.1:{port}") as client:
                 held = client.reserve("b", "t", tokens=300)
                 settled = client.settle(held.reservation_id, "t", output_tokens=100)
@@ -311,13 +294,14 @@ def _serve_round_trip(rules: list[str], tmp_path: Path) -> None:
     assert code == 0, log_path.read_text(encoding="utf-8")
 
 
-def test_daemon_serves_without_writable_executable_memory(tmp_path: Path) -> None:
-    assert _last(_unit(), "MemoryDenyWriteExecute") == "yes"
-    _skip_unless_supported(["--mdwe"])
-    # The rule must bite, or serving under it proves nothing.
+def _mdwe_rule(unit: Unit) -> list[str]:
+    """The sandbox flag for MemoryDenyWriteExecute=yes, checked to bite."""
+    assert _last(unit, "MemoryDenyWriteExecute") == "yes"
+    rule = ["--mdwe"]
+    _skip_unless_supported(rule)
     control = subprocess.run(
         _sandboxed(
-            ["--mdwe"], [sys.executable, "-c", "import mmap; mmap.mmap(-1, 1, prot=7)"]
+            rule, [sys.executable, "-c", "import mmap; mmap.mmap(-1, 1, prot=7)"]
         ),
         capture_output=True,
         text=True,
@@ -325,8 +309,7 @@ def test_daemon_serves_without_writable_executable_memory(tmp_path: Path) -> Non
         check=False,
     )
     assert "PermissionError" in control.stderr
-
-    _serve_round_trip(["--mdwe"], tmp_path)
+    return rule
 
 
 # Prints the errno of a ptrace call that can trace nothing.
@@ -336,9 +319,10 @@ _PTRACE_ERRNO = (
 )
 
 
-def test_daemon_serves_under_the_units_syscall_filter(tmp_path: Path) -> None:
-    rules = [f"--syscalls={spec}" for spec in _values(_unit(), "SystemCallFilter")]
-    assert _last(_unit(), "SystemCallErrorNumber") == "EPERM"
+def _syscall_rules(unit: Unit) -> list[str]:
+    """The sandbox flags for the unit's SystemCallFilter, checked to bite."""
+    assert _last(unit, "SystemCallErrorNumber") == "EPERM"
+    rules = [f"--syscalls={spec}" for spec in _values(unit, "SystemCallFilter")]
     _skip_unless_supported(rules)
     # ptrace is in no group the unit allows: an unfiltered call fails with
     # ESRCH (no such tracee), a filtered one with EPERM.
@@ -350,5 +334,11 @@ def test_daemon_serves_under_the_units_syscall_filter(tmp_path: Path) -> None:
         for command in (probe, _sandboxed(rules, probe))
     ]
     assert errnos == [str(errno.ESRCH), str(errno.EPERM)]
+    return rules
+
+
+def test_daemon_serves_under_the_units_kernel_rules(tmp_path: Path) -> None:
+    unit = _unit()
+    rules = [*_mdwe_rule(unit), *_syscall_rules(unit)]
 
     _serve_round_trip(rules, tmp_path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import anyio
 import typer
@@ -14,7 +14,9 @@ from rich.table import Table
 
 from tokenpool import __version__
 from tokenpool._errors import TokenPoolError
-from tokenpool.cli._logging import configure_logging
+
+if TYPE_CHECKING:
+    from tokenpool.daemon import Settings
 
 app = typer.Typer(
     name="tokenpool",
@@ -46,6 +48,14 @@ AddressOption = Annotated[
 LogFormat = Annotated[
     str,
     typer.Option("--log-format", help="Log lines as 'text' or 'json'."),
+]
+MetricsAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--metrics-address",
+        help="host:port of the Prometheus endpoint (/metrics); overrides "
+        "telemetry.metrics_address.",
+    ),
 ]
 
 
@@ -93,13 +103,17 @@ def serve(
     config: ConfigOption = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
     log_format: LogFormat = "text",
+    metrics_address: MetricsAddress = None,
 ) -> None:
     """Run the daemon until SIGTERM or SIGINT."""
     from tokenpool.daemon import Daemon, load_settings
+    from tokenpool.telemetry import configure_logging
 
     configure_logging(log_level, _log_format(log_format))
     try:
         settings = load_settings(config)
+        if metrics_address is not None:
+            settings = _with_metrics_address(settings, metrics_address)
         anyio.run(Daemon(settings).serve_forever, backend_options=_loop_options())
     except TokenPoolError as exc:
         raise _fail(exc) from None
@@ -108,6 +122,42 @@ def serve(
         if ours is None:
             raise
         raise _fail(_first(ours)) from None
+
+
+def _with_metrics_address(settings: Settings, address: str) -> Settings:
+    """The settings with the Prometheus endpoint the command line names."""
+    from pydantic import ValidationError
+
+    data = {**settings.telemetry.model_dump(), "metrics_address": address}
+    try:
+        telemetry = type(settings.telemetry).model_validate(data)
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"]
+        raise typer.BadParameter(reason, param_hint="--metrics-address") from exc
+    return settings.model_copy(update={"telemetry": telemetry})
+
+
+@app.command()
+def health(
+    address: AddressOption = "127.0.0.1:50051",
+    timeout_s: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for the answer.")
+    ] = 3.0,
+) -> None:
+    """Exit 0 when the daemon answers SERVING to a gRPC health check."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
+        except grpc.RpcError as exc:
+            _stderr.print(f"[red]not serving:[/red] {exc.code().name}", soft_wrap=True)
+            raise typer.Exit(code=1) from None
+    serving = answer.status == health_pb2.HealthCheckResponse.SERVING
+    typer.echo("SERVING" if serving else "NOT_SERVING")
+    raise typer.Exit(code=0 if serving else 1)
 
 
 @app.command()

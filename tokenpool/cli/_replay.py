@@ -28,7 +28,6 @@ from tokenpool_client import TokenPoolError as ClientError
 
 from tokenpool._errors import TokenPoolError, UnknownBudgetError
 from tokenpool.cli._app import ConfigOption, _fail, _loop_options, app
-from tokenpool.cli._logging import configure_logging
 from tokenpool.core import BudgetPolicy, TenantPolicy
 from tokenpool.daemon import Settings, load_settings
 from tokenpool.replay import (
@@ -346,6 +345,8 @@ def replay(
     idle_in_holds_share, overrun_rate) and extras, all of the first run;
     and runs: per run its policy, learning and full report.
     """
+    from tokenpool.telemetry import configure_logging
+
     configure_logging(log_level, "text")
     speed_value = _speed(speed)
     variants = _variants(policy, learning)

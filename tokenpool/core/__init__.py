@@ -6,6 +6,7 @@ pass the clock's readings in.
 
 from __future__ import annotations
 
+from tokenpool.core._alerts import AlertBook, AlertMeasure, AlertWindow, BudgetAlert
 from tokenpool.core._allocation import (
     Draws,
     Outcome,
@@ -66,6 +67,12 @@ from tokenpool.core._pricing import (
     hold_cost_micros,
 )
 from tokenpool.core._reservation import Reservation, State
+from tokenpool.core._savings import (
+    CacheKind,
+    CacheSavings,
+    prompt_cache_savings,
+    response_cache_savings,
+)
 from tokenpool.core._scoring import (
     Complexity,
     MultiplierBand,
@@ -92,10 +99,16 @@ __all__ = [
     "FOLDED_KEY",
     "MAX_TOKENS",
     "POOL_ORDER",
+    "AlertBook",
+    "AlertMeasure",
+    "AlertWindow",
     "Ask",
     "Breach",
+    "BudgetAlert",
     "BudgetPolicy",
     "BudgetUsage",
+    "CacheKind",
+    "CacheSavings",
     "CalendarPeriods",
     "CallShape",
     "Caps",
@@ -155,7 +168,9 @@ __all__ = [
     "plan_overrun",
     "plan_refund",
     "projected_reach",
+    "prompt_cache_savings",
     "refilled_level",
+    "response_cache_savings",
     "score_call",
     "size_call",
     "split_capacity",

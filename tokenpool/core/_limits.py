@@ -15,7 +15,7 @@ from dataclasses import astuple, dataclass, field, replace
 from decimal import Decimal
 from typing import Annotated, NamedTuple
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from tokenpool.core._bucket import TokenBucket
 from tokenpool.core._calendar import CalendarPeriods, Periods
@@ -33,6 +33,9 @@ _MAX_USD = 10**12
 _MINUTE_NS = 60 * 1_000_000_000
 
 _NS_PER_S = 1_000_000_000
+
+# Highest soft threshold, in percent of a calendar budget: ten times over.
+_MAX_ALERT_PERCENT = 1000
 
 
 _Count = Annotated[int, Field(ge=0, le=_MAX_COUNT)]
@@ -60,6 +63,21 @@ class Caps(FrozenModel):
     """Dollars charged plus held per day: a decimal string or a number."""
     monthly_cost_usd: _Usd | None = None
     """Dollars charged plus held per month: a decimal string or a number."""
+    alert_percent: tuple[int, ...] = ()
+    """Soft thresholds, in percent of each calendar budget above: reaching one
+    raises an alert (log, metric, operator hook) once per period, refusing
+    nothing."""
+
+    @field_validator("alert_percent")
+    @classmethod
+    def _sorted_thresholds(cls, percents: tuple[int, ...]) -> tuple[int, ...]:
+        for percent in percents:
+            if not 1 <= percent <= _MAX_ALERT_PERCENT:
+                raise ValueError(
+                    f"alert_percent {percent!r} is out of range; use whole "
+                    f"percents from 1 to {_MAX_ALERT_PERCENT}"
+                )
+        return tuple(sorted(set(percents)))
 
     @property
     def daily_cost_micros(self) -> int | None:

@@ -25,6 +25,7 @@ from tokenpool.core import (
     TeamPolicy,
     TenantPolicy,
 )
+from tokenpool.telemetry import HookSettings, TelemetrySettings
 
 # Where the daemon listens when nothing says otherwise: loopback only.
 DEFAULT_ADDRESS = "127.0.0.1:50051"
@@ -91,6 +92,10 @@ class Settings(BaseSettings):
 
     server: ServerSettings = ServerSettings()
     ledger: LedgerSettings = LedgerSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
+    """Traces, metrics and the Prometheus endpoint; off unless configured."""
+    hook: HookSettings = HookSettings()
+    """The operator hook told about alerts and budget changes."""
     limits: InputLimits = InputLimits()
     budgets: list[BudgetPolicy] = Field(default_factory=_default_budgets, min_length=1)
     tenants: list[TenantPolicy] = Field(default_factory=list)

@@ -18,6 +18,7 @@ from tokenpool.daemon._config import Settings
 from tokenpool.engine import Clock, Engine, SystemClock
 from tokenpool.ledger import Ledger
 from tokenpool.service import AdminServicer, TokenPoolServicer, add_service
+from tokenpool.telemetry import Telemetry, TelemetryInterceptor
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ class Running:
     """host:port actually bound (the real port when 0 was asked for)."""
     engine: Engine
     ledger: Ledger
+    metrics_address: str | None = None
+    """host:port of the Prometheus endpoint, when one is configured."""
 
 
 class Daemon:
@@ -63,8 +66,20 @@ class Daemon:
     ) -> None:
         """Serves until `stop`; see the class docstring."""
         settings = self._settings
+        async with Telemetry(settings.telemetry, settings.hook) as telemetry:
+            await self._run(telemetry, task_status)
+
+    async def _run(
+        self, telemetry: Telemetry, task_status: TaskStatus[Running]
+    ) -> None:
+        """Serves until `stop`, with telemetry already started."""
+        settings = self._settings
+        interceptors = telemetry.interceptors(_SERVICES, settings.server.address)
         # Bind first: a daemon that cannot listen must not touch the ledger.
-        server, bound = self._bind()
+        server, bound = self._bind(interceptors)
+        for interceptor in interceptors:
+            if isinstance(interceptor, TelemetryInterceptor):
+                interceptor.listening_on(bound)
         try:
             ledger = await Ledger.open(
                 settings.ledger.path,
@@ -87,10 +102,13 @@ class Daemon:
                     teams=settings.teams,
                     prices=settings.prices,
                     calendar_timezone=settings.calendar_timezone,
+                    observer=telemetry.observer,
                 )
                 await engine.restore()
+                telemetry.watch(engine, settings.tenants, settings.teams)
                 await tasks.start(engine.run_sweeper)
-                await self._serve(server, bound, engine, ledger, task_status)
+                running = Running(bound, engine, ledger, telemetry.metrics_address)
+                await self._serve(server, running, task_status)
                 tasks.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT_S):
@@ -99,11 +117,15 @@ class Daemon:
                 await ledger.aclose()
             logger.info("daemon stopped ledger=%s", settings.ledger.path)
 
-    def _bind(self) -> tuple[grpc.aio.Server, str]:
+    def _bind(
+        self, interceptors: list[grpc.aio.ServerInterceptor]
+    ) -> tuple[grpc.aio.Server, str]:
         """A server bound to the configured address, and the address it got."""
         # Without this, a second daemon could bind the same port and take half
         # the connections with state of its own.
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(
+            interceptors=interceptors, options=[("grpc.so_reuseport", 0)]
+        )
         address = self._settings.server.address
         try:
             port = server.add_insecure_port(address)
@@ -117,11 +139,10 @@ class Daemon:
     async def _serve(
         self,
         server: grpc.aio.Server,
-        bound: str,
-        engine: Engine,
-        ledger: Ledger,
+        running: Running,
         task_status: TaskStatus[Running],
     ) -> None:
+        engine, ledger = running.engine, running.ledger
         services = pb.DESCRIPTOR.services_by_name
         add_service(server, TokenPoolServicer(engine), services["TokenPool"])
         add_service(server, AdminServicer(engine, ledger), services["Admin"])
@@ -133,8 +154,13 @@ class Daemon:
         await server.start()
         for service in ("", *_SERVICES):
             await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-        logger.info("listening address=%s ledger=%s", bound, self._settings.ledger.path)
-        task_status.started(Running(bound, engine, ledger))
+        logger.info(
+            "listening address=%s ledger=%s metrics_address=%s",
+            running.address,
+            self._settings.ledger.path,
+            running.metrics_address or "-",
+        )
+        task_status.started(running)
 
         try:
             await self._stop.wait()

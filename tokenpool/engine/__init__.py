@@ -19,6 +19,19 @@ from tokenpool.engine._commands import (
     TenantView,
 )
 from tokenpool.engine._engine import Engine
+from tokenpool.engine._events import (
+    BudgetChange,
+    CommitNote,
+    Ending,
+    EndKind,
+    Observer,
+    Queued,
+    alert_fields,
+    ending_fields,
+    lenders,
+    refusal_fields,
+    reservation_fields,
+)
 from tokenpool.engine._store import MemoryPoolStore, PoolLevel, PoolStore
 
 __all__ = [
@@ -26,15 +39,21 @@ __all__ = [
     "QUEUE_FULL",
     "REQUEST_TOO_LARGE",
     "Alarm",
+    "BudgetChange",
     "BudgetView",
     "Clock",
+    "CommitNote",
+    "EndKind",
+    "Ending",
     "Engine",
     "ExtendCommand",
     "ManualClock",
     "MemoryPoolStore",
+    "Observer",
     "PoolLevel",
     "PoolStore",
     "PoolView",
+    "Queued",
     "Recorder",
     "ReserveCommand",
     "ScaledClock",
@@ -42,4 +61,9 @@ __all__ = [
     "SystemClock",
     "TeamView",
     "TenantView",
+    "alert_fields",
+    "ending_fields",
+    "lenders",
+    "refusal_fields",
+    "reservation_fields",
 ]

@@ -16,6 +16,7 @@ from tokenpool.core import (
     split_capacity,
 )
 from tokenpool.engine._base import BudgetState, EngineBase
+from tokenpool.engine._events import BudgetChange
 from tokenpool.ledger import Entry, EntryKind, LedgerBatch
 
 logger = logging.getLogger(__name__)
@@ -128,3 +129,13 @@ class Administering(EngineBase):
         commit = self._submit(batch)
         self._serve_queues(budget)
         await self._settled(commit)
+        self._observer.budget_changed(
+            BudgetChange(
+                budget=policy.name,
+                kind=kind.value,
+                actor=actor,
+                capacity_tokens=policy.capacity_tokens,
+                capacities=capacities,
+                detail=detail,
+            )
+        )

@@ -23,8 +23,10 @@ from tokenpool._errors import (
     UnknownBudgetError,
     UnknownReservationError,
 )
+from tokenpool._fields import log_event
 from tokenpool.core import (
     POOL_ORDER,
+    AlertBook,
     Ask,
     Breach,
     BudgetPolicy,
@@ -61,6 +63,7 @@ from tokenpool.core import (
 )
 from tokenpool.engine._clock import Alarm, Clock
 from tokenpool.engine._commands import ReserveCommand
+from tokenpool.engine._events import Observer, alert_fields
 from tokenpool.engine._records import reservation_from_row, reservation_row
 from tokenpool.engine._store import MemoryPoolStore, PoolStore
 from tokenpool.ledger import (
@@ -100,8 +103,8 @@ REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
 class Recorder(Protocol):
     """The part of the ledger the engine writes and reads through."""
 
-    def submit(self, batch: LedgerBatch) -> Awaitable[None]:
-        """Queues a batch for the next group commit."""
+    def submit(self, batch: LedgerBatch) -> Awaitable[int]:
+        """Queues a batch for the next group commit; awaiting gives its size."""
 
     async def load_state(self, *, keep_ended_after_wall_ns: int) -> StoredState:
         """Reads what a restart restores."""
@@ -132,7 +135,7 @@ class Waiter:
     event: anyio.Event = field(default_factory=anyio.Event)
     ticket: Ticket[Waiter] | None = None
     reservation: Reservation | None = None
-    commit: Awaitable[None] | None = None
+    commit: Awaitable[int] | None = None
     refusal: RefusalError | None = None
     """Set when a limit that waiting cannot fix refused the waiter."""
     breach: Breach | None = None
@@ -202,8 +205,10 @@ class EngineBase:
         teams: Sequence[TeamPolicy] = (),
         prices: Sequence[ModelPrice] = (),
         calendar_timezone: str = "UTC",
+        observer: Observer | None = None,
     ) -> None:
         self._clock = clock
+        self._observer = observer or Observer()
         self._ledger = ledger
         self._owns_store = store is None
         self._store = store or MemoryPoolStore()
@@ -216,7 +221,7 @@ class EngineBase:
         self._limit_book = LimitBook(CalendarPeriods(calendar_timezone))
         self._admitted: dict[str, TenantPolicy] = {}
         self._reservations: dict[str, Reservation] = {}
-        self._commits: dict[str, Awaitable[None]] = {}
+        self._commits: dict[str, Awaitable[int]] = {}
         self._idempotency: dict[tuple[str, str], str] = {}
         self._idempotency_busy: dict[tuple[str, str], anyio.Event] = {}
         self._leases: list[tuple[int, str]] = []
@@ -227,6 +232,11 @@ class EngineBase:
         self._draining = False
         self._degraded = False
         self._failures_seen = ledger.failed_commits
+        self._alerts = AlertBook()
+        # Soft thresholds are looked at only when some tenant or team has one.
+        self._alerting = any(
+            caps.alert_percent for caps in (*self._tenants.values(), *teams)
+        )
 
     def _check_serving(self) -> None:
         if self._draining:
@@ -284,17 +294,19 @@ class EngineBase:
         if commit is not None:
             await self._settled(commit)
 
-    async def _settled(self, commit: Awaitable[None]) -> None:
+    async def _settled(self, commit: Awaitable[int]) -> None:
         """Waits for a commit; a failed one stops new work until state is rebuilt.
 
         The ledger's outcome may be awaited by many callers, and a caller
         that is cancelled while waiting does not withdraw the commit.
         """
-        try:
-            await commit
-        except LedgerUnavailableError:
-            self._degrade()
-            raise
+        with self._observer.ledger_commit() as note:
+            try:
+                note.batches = await commit
+            except LedgerUnavailableError:
+                note.failed = True
+                self._degrade()
+                raise
 
     def _degrade(self) -> None:
         if not self._degraded:
@@ -414,13 +426,18 @@ class EngineBase:
             # suggest a window, not a hammering 1 ms.
             retry_ns = budget.policy.window_ns
         self._count_refusal(name, tenant.name, reason)
-        logger.debug(
-            "reserve refused budget=%s tenant=%s tokens=%d reason=%s largest=%d",
-            name,
-            tenant.name,
-            sizing.tokens,
-            reason,
-            largest,
+        log_event(
+            logger,
+            logging.DEBUG,
+            "not enough tokens",
+            {
+                "budget": name,
+                "tenant": tenant.name,
+                "pool": pool.value,
+                "tokens_requested": sizing.tokens,
+                "reason": reason,
+                "largest_grantable": largest,
+            },
         )
         what = "its queue is full" if reason == QUEUE_FULL else "not enough tokens"
         return InsufficientTokensError(
@@ -616,7 +633,7 @@ class EngineBase:
             pools=self._pool_rows(budget.policy.name, now, wall),
         )
 
-    def _submit(self, batch: LedgerBatch) -> Awaitable[None]:
+    def _submit(self, batch: LedgerBatch) -> Awaitable[int]:
         """Queues a batch for group commit; await the result to know it is kept."""
         if self._refusals:
             batch.refusals.extend(self._take_refusals())
@@ -683,6 +700,49 @@ class EngineBase:
         )
         budget.charged[pool] += charge.from_own + charge.debt
         budget.charged[Pool.BURST] += charge.from_burst
+
+    def _raise_alerts(self, reservation: Reservation, wall: int) -> None:
+        """Reports soft thresholds its tenant's or team's charges just reached."""
+        if not self._alerting:
+            return
+
+        subjects: list[tuple[Subject, TenantPolicy | TeamPolicy | None]] = [
+            (
+                Subject(SubjectKind.TENANT, reservation.tenant),
+                self._tenants.get(reservation.tenant),
+            )
+        ]
+        if reservation.team:
+            subjects.append(
+                (
+                    Subject(SubjectKind.TEAM, reservation.team),
+                    self._teams.get(reservation.team),
+                )
+            )
+        for subject, caps in subjects:
+            if caps is None or not caps.alert_percent:
+                continue
+            usage = self._limit_book.usage(subject, wall)
+            for alert in self._alerts.check(subject, caps, usage):
+                log_event(logger, logging.WARNING, "budget alert", alert_fields(alert))
+                self._observer.budget_alert(alert)
+
+    def _mark_alerts(self, wall: int) -> None:
+        """Counts thresholds already reached as raised, so a restart is quiet."""
+        if not self._alerting:
+            return
+
+        configured: list[tuple[Subject, TenantPolicy | TeamPolicy]] = [
+            (Subject(SubjectKind.TENANT, tenant.name), tenant)
+            for tenant in self._tenants.values()
+        ]
+        configured += [
+            (Subject(SubjectKind.TEAM, team.name), team)
+            for team in self._teams.values()
+        ]
+        for subject, caps in configured:
+            if caps.alert_percent:
+                self._alerts.check(subject, caps, self._limit_book.usage(subject, wall))
 
     def _learn(self, budget: BudgetState, reservation: Reservation) -> None:
         """Feeds a settled reservation's use to its budget's estimate book."""

@@ -10,8 +10,10 @@ from tokenpool._errors import (
     RequestTooLargeError,
     ReservationEndedError,
 )
+from tokenpool._fields import log_event
 from tokenpool.core import (
     Ask,
+    CacheSavings,
     Draws,
     Outcome,
     Reservation,
@@ -26,6 +28,8 @@ from tokenpool.core import (
     merge,
     plan_draws,
     plan_refund,
+    prompt_cache_savings,
+    response_cache_savings,
     subtract,
 )
 from tokenpool.engine._base import (
@@ -36,6 +40,7 @@ from tokenpool.engine._base import (
 )
 from tokenpool.engine._checks import counted_usage, digest
 from tokenpool.engine._commands import ExtendCommand, SettleCommand
+from tokenpool.engine._events import Ending, EndKind, ending_fields, reservation_fields
 from tokenpool.engine._records import reservation_entry, reservation_row
 from tokenpool.ledger import EntryKind, LedgerBatch
 
@@ -95,22 +100,40 @@ class Closing(EngineBase):
                 "remaining_tokens": command.provider_remaining_tokens,
                 "limit_tokens": command.provider_limit_tokens,
             }
-        if outcome.overrun * 100 > reservation.hold * policy.overrun_limit_percent:
+        violation = (
+            outcome.overrun * 100 > reservation.hold * policy.overrun_limit_percent
+        )
+        if violation:
             detail["violation"] = True
-            logger.warning(
-                "overrun beyond limit budget=%s tenant=%s reservation_id=%s "
-                "hold=%d used=%d",
-                reservation.budget,
-                reservation.tenant,
-                reservation.reservation_id,
-                reservation.hold,
-                outcome.charged,
+            log_event(
+                logger,
+                logging.WARNING,
+                "overrun beyond limit",
+                {
+                    "budget": reservation.budget,
+                    "tenant": reservation.tenant,
+                    "reservation_id": reservation.reservation_id,
+                    "tokens_granted": reservation.hold,
+                    "tokens_used": used,
+                    "tokens_overrun": outcome.overrun,
+                },
             )
         reservation.used = used
         reservation.incomplete = command.incomplete
         reservation.response_cache_hit = command.response_cache_hit
         self._learn(self._budgets[reservation.budget], reservation)
         model = command.model or reservation.model
+        if command.response_cache_hit:
+            # Still the hold's estimate: the call avoided is what was saved.
+            hit = response_cache_savings(reservation.hold, reservation.cost_micros)
+            savings: tuple[CacheSavings, ...] = (hit,)
+        else:
+            saved = prompt_cache_savings(
+                command.cached_input_tokens,
+                policy.cache_read_weight_percent,
+                self._prices.price_of(model),
+            )
+            savings = () if saved is None else (saved,)
         micros = 0
         if not command.response_cache_hit:
             micros = self._price_usage(
@@ -122,14 +145,23 @@ class Closing(EngineBase):
             )
             # A cut-off call charged its hold pays for the rest as output.
             micros += self._price_usage(model, 0, output_tokens=outcome.charged - used)
-        return await self._end(
+        ending = Ending(
+            EndKind.SETTLED,
             reservation,
-            State.SETTLED,
-            EntryKind.SETTLE,
-            outcome,
-            fingerprint,
-            detail,
-            micros,
+            outcome.charged,
+            outcome.refunded,
+            outcome.overrun,
+            used=used,
+            cost_micros=micros,
+            cached_input_tokens=command.cached_input_tokens,
+            savings=savings,
+            violation=violation,
+            provider_rate_limited=command.provider_rate_limited,
+            provider_remaining_tokens=command.provider_remaining_tokens,
+            provider_limit_tokens=command.provider_limit_tokens,
+        )
+        return await self._end(
+            reservation, State.SETTLED, EntryKind.SETTLE, ending, fingerprint, detail
         )
 
     async def release(
@@ -146,14 +178,17 @@ class Closing(EngineBase):
         outcome = account(reservation.hold, billed)
         detail: dict[str, object] = {"billed_input_tokens": billed}
         micros = self._price_usage(reservation.model, billed)
-        return await self._end(
+        ending = Ending(
+            EndKind.RELEASED,
             reservation,
-            State.RELEASED,
-            EntryKind.RELEASE,
-            outcome,
-            fingerprint,
-            detail,
-            micros,
+            outcome.charged,
+            outcome.refunded,
+            outcome.overrun,
+            used=billed,
+            cost_micros=micros,
+        )
+        return await self._end(
+            reservation, State.RELEASED, EntryKind.RELEASE, ending, fingerprint, detail
         )
 
     async def _repeat_end(
@@ -161,6 +196,18 @@ class Closing(EngineBase):
     ) -> Reservation:
         if reservation.state is state and reservation.end_fingerprint == fingerprint:
             await self._durable(reservation.reservation_id)
+            kind = EndKind.SETTLED if state is State.SETTLED else EndKind.RELEASED
+            repeat = Ending(
+                kind,
+                reservation,
+                reservation.charged,
+                reservation.refunded,
+                reservation.overrun,
+                used=reservation.used,
+                cost_micros=reservation.cost_micros,
+                repeated=True,
+            )
+            self._observer.reservation_ended(repeat)
             return reservation
         detail = ""
         if reservation.state is state:
@@ -182,6 +229,9 @@ class Closing(EngineBase):
         budget = self._budgets[reservation.budget]
         used = counted_usage(command, budget.policy)
         extra = max(0, used - reservation.charged)
+        late = Ending(
+            EndKind.LATE_SETTLE, reservation, 0, 0, 0, used=used, repeated=True
+        )
         if extra and not reservation.end_fingerprint:
             now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()
             reservation.end_fingerprint = fingerprint
@@ -203,7 +253,20 @@ class Closing(EngineBase):
             )
             batch = self._batch(budget, entry, reservation, now, wall)
             self._commits[reservation.reservation_id] = self._submit(batch)
+            late = Ending(
+                EndKind.LATE_SETTLE,
+                reservation,
+                extra,
+                0,
+                extra,
+                used=used,
+                cost_micros=micros,
+            )
         await self._durable(reservation.reservation_id)
+        log_event(logger, logging.INFO, "settle after expiry", ending_fields(late))
+        self._observer.reservation_ended(late)
+        if not late.repeated:
+            self._raise_alerts(reservation, self._clock.wall_ns())
         raise ReservationEndedError(
             reservation.reservation_id,
             "expired",
@@ -216,26 +279,15 @@ class Closing(EngineBase):
         reservation: Reservation,
         state: State,
         kind: EntryKind,
-        outcome: Outcome,
+        ending: Ending,
         fingerprint: str,
         detail: dict[str, object],
-        micros: int,
     ) -> Reservation:
         budget = self._budgets[reservation.budget]
         now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()
-        self._finish(budget, reservation, state, outcome, now, wall, micros)
+        outcome = Outcome(ending.charged, ending.refunded, ending.overrun)
+        self._finish(budget, reservation, state, outcome, now, wall, ending.cost_micros)
         reservation.end_fingerprint = fingerprint
-        logger.debug(
-            "%s budget=%s tenant=%s reservation_id=%s charged=%d refunded=%d "
-            "overrun=%d",
-            kind.value,
-            reservation.budget,
-            reservation.tenant,
-            reservation.reservation_id,
-            outcome.charged,
-            outcome.refunded,
-            outcome.overrun,
-        )
         entry = reservation_entry(
             kind,
             reservation,
@@ -250,6 +302,11 @@ class Closing(EngineBase):
         self._commits[reservation.reservation_id] = self._submit(batch)
         self._serve_queues(budget)
         await self._durable(reservation.reservation_id)
+
+        if logger.isEnabledFor(logging.DEBUG):
+            log_event(logger, logging.DEBUG, ending.kind.value, ending_fields(ending))
+        self._observer.reservation_ended(ending)
+        self._raise_alerts(reservation, wall)
         return reservation
 
     async def extend(self, command: ExtendCommand) -> Reservation:
@@ -316,6 +373,12 @@ class Closing(EngineBase):
         if delta < 0:
             self._serve_queues(budget)
         await self._durable(reservation.reservation_id)
+
+        if logger.isEnabledFor(logging.DEBUG):
+            fields = reservation_fields(reservation)
+            fields["tokens_delta"] = delta
+            log_event(logger, logging.DEBUG, "reservation extended", fields)
+        self._observer.reservation_extended(reservation, delta)
         return reservation
 
     def _plan_growth(
@@ -418,13 +481,19 @@ class Closing(EngineBase):
             outcome = Outcome(hold - refunded, refunded, 0)
             micros = 0 if refunded else reservation.cost_micros
             self._finish(budget, reservation, State.EXPIRED, outcome, now, wall, micros)
-            logger.info(
-                "reservation expired budget=%s tenant=%s reservation_id=%s charged=%d",
-                reservation.budget,
-                reservation.tenant,
-                reservation_id,
+            ending = Ending(
+                EndKind.EXPIRED,
+                reservation,
                 outcome.charged,
+                outcome.refunded,
+                0,
+                cost_micros=micros,
             )
+            log_event(
+                logger, logging.INFO, "reservation expired", ending_fields(ending)
+            )
+            self._observer.reservation_ended(ending)
+            self._raise_alerts(reservation, wall)
             batch.entries.append(
                 reservation_entry(
                     EntryKind.EXPIRE,

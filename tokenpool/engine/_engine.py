@@ -97,6 +97,7 @@ class Engine(Reserving, Closing, Administering):
             if reservation.is_open:
                 self._reopen(reservation, now, wall)
                 reopened += 1
+        self._mark_alerts(wall)
         # Learning resumes from the settles still remembered, oldest first.
         for settled in learned:
             remembered = self._reservations.get(settled.reservation_id)

@@ -16,6 +16,7 @@ from tokenpool._errors import (
     RefusalError,
     RequestTooLargeError,
 )
+from tokenpool._fields import log_event
 from tokenpool.core import (
     Breach,
     Draws,
@@ -45,6 +46,13 @@ from tokenpool.engine._base import (
 )
 from tokenpool.engine._checks import check_request, digest, shape
 from tokenpool.engine._commands import ReserveCommand
+from tokenpool.engine._events import (
+    Ending,
+    EndKind,
+    Queued,
+    refusal_fields,
+    reservation_fields,
+)
 from tokenpool.engine._records import reservation_entry
 from tokenpool.ledger import EntryKind, LedgerBatch
 
@@ -110,18 +118,41 @@ class Reserving(EngineBase):
             sorted(command.labels.items()),
         )
 
+        arrived_ns = self._clock.monotonic_ns()
+        try:
+            reservation, repeated = await self._reserve_keyed(
+                command, fingerprint, deadline_s
+            )
+        except RefusalError as exc:
+            waited_ms = (self._clock.monotonic_ns() - arrived_ns) // NS_PER_MS
+            fields = refusal_fields(command.tenant, exc, waited_ms)
+            log_event(logger, logging.DEBUG, "reserve refused", fields)
+            self._observer.reserve_refused(command, exc, waited_ms)
+            raise
+
+        if logger.isEnabledFor(logging.DEBUG):
+            fields = reservation_fields(reservation)
+            fields["outcome"] = "repeated" if repeated else "granted"
+            log_event(logger, logging.DEBUG, "reserve answered", fields)
+        self._observer.reserve_granted(reservation, repeated=repeated)
+        return reservation
+
+    async def _reserve_keyed(
+        self, command: ReserveCommand, fingerprint: str, deadline_s: float | None
+    ) -> tuple[Reservation, bool]:
+        """Grants a request once per idempotency key; True when it was a repeat."""
         key = (command.tenant, command.idempotency_key)
         if not command.idempotency_key:
-            return await self._reserve_anywhere(command, fingerprint, deadline_s)
+            return await self._reserve_anywhere(command, fingerprint, deadline_s), False
         while key in self._idempotency_busy:
             await self._idempotency_busy[key].wait()
         earlier = self._idempotency.get(key)
         if earlier is not None:
-            return await self._repeat_reserve(earlier, command, fingerprint)
+            return await self._repeat_reserve(earlier, command, fingerprint), True
 
         self._idempotency_busy[key] = anyio.Event()
         try:
-            return await self._reserve_anywhere(command, fingerprint, deadline_s)
+            return await self._reserve_anywhere(command, fingerprint, deadline_s), False
         finally:
             self._idempotency_busy.pop(key).set()
 
@@ -296,13 +327,26 @@ class Reserving(EngineBase):
             arrived_ns=waiter.arrived_ns,
         )
         self._schedule_queue(budget, waiter.arrived_ns)
-        logger.debug(
-            "reserve queued budget=%s tenant=%s tokens=%d waiting=%d",
+        queued = Queued(
             budget.policy.name,
             waiter.tenant.name,
+            pool,
             waiter.sizing.tokens,
             len(budget.queues[pool]),
         )
+        log_event(
+            logger,
+            logging.DEBUG,
+            "reserve queued",
+            {
+                "budget": queued.budget,
+                "tenant": queued.tenant,
+                "pool": pool.value,
+                "tokens_requested": queued.tokens,
+                "queue_length": queued.queue_length,
+            },
+        )
+        self._observer.reserve_queued(queued)
 
     def _refused(
         self, budget: BudgetState, waiter: Waiter, now: int, reason: str | None
@@ -357,7 +401,7 @@ class Reserving(EngineBase):
         raise self._refused(budget, waiter, self._clock.monotonic_ns(), None)
 
     async def _answer_grant(
-        self, reservation: Reservation, commit: Awaitable[None]
+        self, reservation: Reservation, commit: Awaitable[int]
     ) -> Reservation:
         try:
             await self._settled(commit)
@@ -642,16 +686,6 @@ class Reserving(EngineBase):
         )
         self._remember(reservation)
         self._hold(budget, reservation)
-        logger.debug(
-            "reserve granted budget=%s tenant=%s reservation_id=%s tokens=%d "
-            "sources=%s waited_ms=%d",
-            reservation.budget,
-            reservation.tenant,
-            reservation.reservation_id,
-            reservation.hold,
-            reservation.sources,
-            reservation.waited_ms,
-        )
         entry = reservation_entry(
             EntryKind.RESERVE,
             reservation,
@@ -679,12 +713,19 @@ class Reserving(EngineBase):
         now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()
         outcome = Outcome(0, reservation.hold, 0)
         self._finish(budget, reservation, State.UNDONE, outcome, now, wall)
-        logger.warning(
-            "grant undone, caller left budget=%s tenant=%s reservation_id=%s",
-            reservation.budget,
-            reservation.tenant,
-            reservation.reservation_id,
+        ending = Ending(EndKind.UNDONE, reservation, 0, reservation.hold, 0)
+        log_event(
+            logger,
+            logging.WARNING,
+            "grant undone, caller left",
+            {
+                "budget": reservation.budget,
+                "tenant": reservation.tenant,
+                "reservation_id": reservation.reservation_id,
+                "tokens_refunded": reservation.hold,
+            },
         )
+        self._observer.reservation_ended(ending)
         entry = reservation_entry(
             EntryKind.UNDO,
             reservation,

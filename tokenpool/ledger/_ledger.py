@@ -80,32 +80,42 @@ def _ledger_error(doing: str, exc: sqlite3.Error) -> LedgerError:
 
 
 class _Outcome:
-    """Result of one commit group, awaitable by every batch in it."""
+    """Result of one commit group, awaitable by every batch in it.
 
-    __slots__ = ("_cause", "_done", "_message")
+    Awaiting it gives the number of batches committed together.
+    """
+
+    __slots__ = ("_cause", "_done", "_message", "_size")
 
     def __init__(self) -> None:
         self._done = anyio.Event()
         self._message: str | None = None
         self._cause: BaseException | None = None
+        self._size = 0
 
-    def __await__(self) -> Generator[Any, None, None]:
+    def __await__(self) -> Generator[Any, None, int]:
         return self._wait().__await__()
 
     def resolve(
-        self, message: str | None = None, cause: BaseException | None = None
+        self,
+        message: str | None = None,
+        cause: BaseException | None = None,
+        *,
+        size: int = 0,
     ) -> None:
         """Wake every waiter: with success, or with the failure message."""
         self._message = message
         self._cause = cause
+        self._size = size
         self._done.set()
 
-    async def _wait(self) -> None:
+    async def _wait(self) -> int:
         await self._done.wait()
 
         # A fresh exception per waiter, so tracebacks do not pile up on one.
         if self._message is not None:
             raise LedgerUnavailableError(self._message) from self._cause
+        return self._size
 
 
 class _Resolved:
@@ -113,8 +123,9 @@ class _Resolved:
 
     __slots__ = ()
 
-    def __await__(self) -> Generator[Any, None, None]:
+    def __await__(self) -> Generator[Any, None, int]:
         yield from ()
+        return 0
 
 
 _RESOLVED = _Resolved()
@@ -329,11 +340,12 @@ class Ledger:
         """Groups rolled back and refused so far; for tests and metrics."""
         return self._failed_commits
 
-    def submit(self, batch: LedgerBatch) -> Awaitable[None]:
+    def submit(self, batch: LedgerBatch) -> Awaitable[int]:
         """Queue a batch for the next group commit; await the result.
 
         The batch is encoded now, so later changes to it are not recorded.
-        Awaiting the result returns once the batch is committed. A caller
+        Awaiting the result returns once the batch is committed, with the
+        number of batches that shared its transaction (0 for an empty one). A caller
         cancelled while waiting does not withdraw the batch: it may still
         be committed. Batches wait until `run` or `aclose` writes them.
 
@@ -440,7 +452,7 @@ class Ledger:
             elapsed_ms,
             extra={"size": group.size, "elapsed_ms": elapsed_ms},
         )
-        group.outcome.resolve()
+        group.outcome.resolve(size=group.size)
 
     @staticmethod
     async def _write(conn: aiosqlite.Connection, group: _Group) -> None:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
+from opentelemetry import propagate
 
 from ._types import (
     BudgetStatus,
@@ -51,9 +52,20 @@ class CallOptions:
         self.metadata = tuple(metadata)
 
     def kwargs(self, timeout_s: float | None = None) -> dict[str, Any]:
-        """Return a stub call's timeout and metadata keyword arguments."""
+        """Return a stub call's timeout and metadata keyword arguments.
+
+        The metadata carries the caller's trace context (W3C `traceparent`
+        and `tracestate`, through OpenTelemetry's configured propagator)
+        when a span is current, so the daemon's spans join the caller's
+        trace. Without OpenTelemetry set up, nothing is added.
+        """
         timeout = self.timeout_s if timeout_s is None else timeout_s
-        return {"timeout": timeout, "metadata": self.metadata}
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        metadata = self.metadata
+        if carrier:
+            metadata = metadata + tuple(carrier.items())
+        return {"timeout": timeout, "metadata": metadata}
 
     def reserve_timeout_s(
         self, timeout_s: float | None, options: ReserveOptions
