@@ -139,7 +139,9 @@ export class Daemon {
     const deadline = Date.now() + START_TIMEOUT_MS;
     while (Date.now() < deadline) {
       if (this.spawnError !== undefined) {
-        throw new Error(`Cannot start ${DAEMON_BIN}: ${this.spawnError.message}`);
+        const reason = this.spawnError.message;
+        await this.stop();
+        throw new Error(`Cannot start ${DAEMON_BIN}: ${reason}`);
       }
       if (this.child.exitCode !== null || this.child.signalCode !== null) {
         const log = this.log();
@@ -164,7 +166,9 @@ export class Daemon {
   /** SIGTERM, then SIGKILL if it has not drained in time; then removes its files. */
   async stop(): Promise<void> {
     process.removeListener("exit", this.killOnExit);
-    if (this.child.exitCode === null && this.child.signalCode === null) {
+    // A child that never spawned may never emit "exit": nothing to wait for.
+    const running = this.child.exitCode === null && this.child.signalCode === null;
+    if (running && this.spawnError === undefined) {
       this.child.kill("SIGTERM");
       const timer = setTimeout(() => this.child.kill("SIGKILL"), STOP_TIMEOUT_MS);
       await this.exited;
