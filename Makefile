@@ -6,8 +6,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR := deploy/demo
+TS_DIR := clients/typescript
+TS_STAMP := $(TS_DIR)/node_modules/.installed
 
-.PHONY: venv demo test proto lint typecheck clean
+.PHONY: venv demo test test-typescript crash-test soak proto lint typecheck clean
 
 # pip's output goes to a log, shown only when the install fails.
 $(STAMP): pyproject.toml clients/python/pyproject.toml constraints.txt
@@ -26,6 +28,34 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+	@$(MAKE) --no-print-directory test-typescript
+
+# The TypeScript client's tests run against a real daemon from $(VENV).
+# Without Node.js 20 or later they are skipped, and the output says so.
+test-typescript: $(STAMP)
+	@if ! command -v node >/dev/null 2>&1; then \
+		echo "TypeScript client tests skipped: node not found"; \
+	elif [ "$$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then \
+		echo "TypeScript client tests skipped: node $$(node --version) found, 20 or later needed"; \
+	elif ! command -v npm >/dev/null 2>&1; then \
+		echo "TypeScript client tests skipped: npm not found"; \
+	else \
+		$(MAKE) --no-print-directory $(TS_STAMP) && cd $(TS_DIR) && \
+		npm run --silent build && \
+		TOKENPOOL_BIN="$(CURDIR)/$(VENV)/bin/tokenpool" npm test --silent; \
+	fi
+
+# npm ci only when the lock file changed: it starts from an empty node_modules.
+$(TS_STAMP): $(TS_DIR)/package.json $(TS_DIR)/package-lock.json
+	cd $(TS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# The long forms of the fault tests, run on demand (docs/reliability.md).
+crash-test: $(STAMP)
+	$(PY) -m tests.daemon._crash --kills 20 --seconds 5
+
+soak: $(STAMP)
+	$(PY) -m tests.daemon._soak --clients 4 --seconds 60
 
 proto: $(STAMP)
 	$(PY) scripts/gen_proto.py
@@ -39,3 +69,4 @@ typecheck: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(TS_DIR)/node_modules $(TS_DIR)/dist $(TS_DIR)/build $(TS_DIR)/src/generated

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tokenpool.daemon import load_settings
@@ -69,10 +70,17 @@ def test_prometheus_scrapes_the_daemons_metrics_address() -> None:
     assert int(listen.rsplit(":", 1)[1]) in _published(daemon)
 
 
-def test_daemon_reads_a_valid_config_from_the_mounted_file() -> None:
+def test_daemon_reads_a_valid_config_from_the_mounted_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     daemon = _compose()["services"]["tokenpool"]
     config_path = _option(daemon["command"], "--config")
     source = DEPLOY / _mounts(daemon)[config_path]
+    # Compose passes the admin token from the host's environment: the
+    # daemon listens beyond loopback, which it refuses to do without one.
+    token_variable = "TOKENPOOL_AUTH__ADMIN_TOKEN"
+    assert "TOKENPOOL_ADMIN_TOKEN:?" in daemon["environment"][token_variable]
+    monkeypatch.setenv(token_variable, "compose-test-token")
 
     settings = load_settings(source)
 

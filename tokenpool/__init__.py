@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from tokenpool._errors import (
+    AccessDeniedError,
+    AccessError,
     ConfigError,
     ConflictError,
     IdempotencyConflictError,
@@ -20,6 +22,7 @@ from tokenpool._errors import (
     ShuttingDownError,
     TenantRefusedError,
     TokenPoolError,
+    UnauthenticatedError,
     UnknownBudgetError,
     UnknownReservationError,
     UnknownTeamError,
@@ -28,6 +31,8 @@ from tokenpool._errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessDeniedError",
+    "AccessError",
     "ConfigError",
     "ConflictError",
     "IdempotencyConflictError",
@@ -45,6 +50,7 @@ __all__ = [
     "ShuttingDownError",
     "TenantRefusedError",
     "TokenPoolError",
+    "UnauthenticatedError",
     "UnknownBudgetError",
     "UnknownReservationError",
     "UnknownTeamError",

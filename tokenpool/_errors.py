@@ -12,6 +12,9 @@
     │   └── NoConfigFileError       a reload with no file to read
     ├── TenantRefusedError          the tenant may not act here
     ├── NotOwnerError               the reservation is another tenant's
+    ├── AccessError
+    │   ├── UnauthenticatedError    no valid credentials came with the call
+    │   └── AccessDeniedError       the credentials do not allow this call
     ├── RefusalError                not enough tokens for the request
     │   ├── InsufficientTokensError retryable: wait and try again
     │   └── RequestTooLargeError    never grantable as asked
@@ -135,6 +138,26 @@ class NotOwnerError(TokenPoolError):
             "a tenant may only settle, release or extend its own reservations."
         )
         self.reservation_id = reservation_id
+        self.tenant = tenant
+
+
+class AccessError(TokenPoolError):
+    """Raised when a call's credentials do not let it through (SPEC 8)."""
+
+
+class UnauthenticatedError(AccessError):
+    """Raised when a call carries no credentials, or ones the daemon does not know.
+
+    The message never repeats what the caller sent: it may be a secret.
+    """
+
+
+class AccessDeniedError(AccessError):
+    """Raised when known credentials do not allow a call: not admin, not this tenant."""
+
+    def __init__(self, message: str, *, rpc: str, tenant: str | None) -> None:
+        super().__init__(message)
+        self.rpc = rpc
         self.tenant = tenant
 
 

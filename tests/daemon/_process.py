@@ -44,6 +44,7 @@ class DaemonProcess:
         *,
         env: Mapping[str, str] | None = None,
         args: Sequence[str] = (),
+        health_credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self.address = f"127.0.0.1:{port}"
         self._log = log.open("ab")
@@ -61,11 +62,18 @@ class DaemonProcess:
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
-        self._wait_serving()
+        self._wait_serving(health_credentials)
 
-    def _wait_serving(self, timeout_s: float = 20.0) -> None:
+    def _wait_serving(
+        self, credentials: grpc.ChannelCredentials | None, timeout_s: float = 20.0
+    ) -> None:
         deadline = time.monotonic() + timeout_s
-        with grpc.insecure_channel(self.address) as channel:
+        channel = (
+            grpc.insecure_channel(self.address)
+            if credentials is None
+            else grpc.secure_channel(self.address, credentials)
+        )
+        with channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
@@ -87,6 +95,41 @@ class DaemonProcess:
     def terminate(self, timeout_s: float = 15.0) -> int:
         """SIGTERM, then the exit status."""
         self.process.send_signal(signal.SIGTERM)
+        return self.wait(timeout_s)
+
+    def wait(self, timeout_s: float = 15.0) -> int:
+        """The exit status, once the process has ended."""
         code = self.process.wait(timeout_s)
         self._log.close()
         return code
+
+
+# Takes SQLite's write lock on a file, says so, and keeps it until stdin ends.
+LOCK_HOLDER = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.read()
+db.execute("ROLLBACK")
+"""
+
+
+class WriteLock:
+    """Another process holding a database's write lock until `release`."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", LOCK_HOLDER, str(db_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert self.process.stdout is not None
+        assert self.process.stdout.readline().strip() == b"locked"
+
+    def release(self) -> None:
+        """Lets go of the lock (safe to call twice)."""
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None and not pipe.closed:
+                pipe.close()
+        self.process.wait(10)

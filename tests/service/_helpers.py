@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -12,6 +15,8 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from tokenpool_client.v1 import tokenpool_pb2 as pb
 from tokenpool_client.v1 import tokenpool_pb2_grpc as pb_grpc
+
+from tests.daemon._process import LOCK_HOLDER
 
 BUDGET_1000 = {
     "budgets": [
@@ -139,3 +144,20 @@ class Pending:
         """Cancels the call; the daemon sees its caller go away."""
         self.cancelled = True
         self.call.cancel()
+
+
+@asynccontextmanager
+async def write_lock_held(db_path: Path) -> AsyncIterator[None]:
+    """Another process holds the database's write lock while the block runs."""
+    async with await anyio.open_process(
+        [sys.executable, "-c", LOCK_HOLDER, str(db_path)]
+    ) as holder:
+        assert holder.stdout is not None and holder.stdin is not None
+        with anyio.fail_after(10):
+            assert b"locked" in await holder.stdout.receive()
+        try:
+            yield
+        finally:
+            await holder.stdin.aclose()
+            with anyio.fail_after(10):
+                await holder.wait()

@@ -18,6 +18,7 @@ from tests.service._helpers import (
     refusal,
     wait_until,
     waiting,
+    write_lock_held,
 )
 
 pytestmark = pytest.mark.anyio
@@ -298,25 +299,26 @@ async def test_refused_key_is_decided_afresh(serve: ServeFactory) -> None:
         assert (await s.api.Reserve(request)).granted_tokens == 500
 
 
-async def test_settle_repeats_same_answer_or_conflicts(serve: ServeFactory) -> None:
+async def test_undone_key_is_decided_afresh(serve: ServeFactory) -> None:
     async with serve(**BUDGET_1000) as s:
-        granted = await s.api.Reserve(
-            pb.ReserveRequest(budget="b", tenant="t", tokens=300)
+        request = pb.ReserveRequest(
+            budget="b", tenant="t", tokens=300, idempotency_key="k"
         )
-        request = pb.SettleRequest(
-            reservation_id=granted.reservation_id, tenant="t", output_tokens=100
+        # The commit waits on the lock; the caller gives up, the grant is undone.
+        async with write_lock_held(s.db_path):
+            gave_up = await refusal(s.api.Reserve(request, timeout=0.2))
+        assert gave_up.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        await wait_until(lambda: _open_count(s, 0))
+
+        retried = await s.api.Reserve(request)
+        settled = await s.api.Settle(
+            pb.SettleRequest(
+                reservation_id=retried.reservation_id, tenant="t", output_tokens=100
+            )
         )
 
-        first, second = await s.api.Settle(request), await s.api.Settle(request)
-
-        assert first == second
-        assert await _entries(s, "settle") == 1
-        different = pb.SettleRequest(
-            reservation_id=granted.reservation_id, tenant="t", output_tokens=101
-        )
-        conflict = await refusal(s.api.Settle(different))
-        assert conflict.code == grpc.StatusCode.FAILED_PRECONDITION
-        assert "different figures" in conflict.message
+        assert settled.charged_tokens == 100
+        assert [await _entries(s, kind) for kind in ("reserve", "undo")] == [2, 1]
 
 
 async def test_waiter_is_granted_when_tokens_come_back(serve: ServeFactory) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
 import typer
@@ -30,6 +31,9 @@ _stderr = Console(stderr=True)
 
 # Columns of `status` output when stdout is not a terminal.
 _PIPED_WIDTH = 140
+
+# Environment variable holding the bearer token of client commands.
+_TOKEN_ENV = "TOKENPOOL_TOKEN"
 
 ConfigOption = Annotated[
     Path | None,
@@ -161,19 +165,60 @@ def health(
     raise typer.Exit(code=0 if serving else 1)
 
 
+def _pem(help_text: str) -> Any:
+    """A typer option naming a readable PEM file."""
+    return typer.Option(help=help_text, exists=True, dir_okay=False, readable=True)
+
+
 @app.command()
 def status(
     address: AddressOption = "127.0.0.1:50051",
     budget: Annotated[
         str | None, typer.Option(help="Only this budget; all when omitted.")
     ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help=f"File holding the admin token or an API key (or set {_TOKEN_ENV}).",
+            envvar="TOKENPOOL_TOKEN_FILE",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ] = None,
+    tls: Annotated[
+        bool, typer.Option("--tls", help="Connect over TLS (system CA roots).")
+    ] = False,
+    tls_ca: Annotated[Path | None, _pem("CA to trust; implies --tls.")] = None,
+    tls_cert: Annotated[
+        Path | None, _pem("Client certificate, for mutual TLS.")
+    ] = None,
+    tls_key: Annotated[Path | None, _pem("Private key of --tls-cert.")] = None,
+    tls_server_name: Annotated[
+        str | None,
+        typer.Option(help="Name the server certificate carries, if not the host."),
+    ] = None,
 ) -> None:
     """Show budgets and pools of a running daemon."""
-    from tokenpool_client import Client
+    from tokenpool_client import Client, tls_credentials
     from tokenpool_client import TokenPoolError as ClientError
 
+    if (tls_cert is None) != (tls_key is None):
+        raise typer.BadParameter(
+            "give both or neither", param_hint="--tls-cert/--tls-key"
+        )
+    token = _token(token_file)
+    credentials = None
+    if tls or tls_ca or tls_cert:
+        credentials = tls_credentials(tls_ca, tls_cert, tls_key)
     try:
-        with Client(address, timeout_s=5.0) as client:
+        with Client(
+            address,
+            timeout_s=5.0,
+            token=token,
+            credentials=credentials,
+            tls_server_name=tls_server_name,
+        ) as client:
             budgets = [client.get_budget(budget)] if budget else client.list_budgets()
     except ClientError as exc:
         raise _fail(exc) from None
@@ -204,6 +249,19 @@ def status(
                 f"{pool.utilization:.0%}",
             )
         console.print(table)
+
+
+def _token(token_file: Path | None) -> str | None:
+    """The bearer token: from --token-file, else the environment, else none.
+
+    Never a command-line argument, where other users of the machine see it.
+    """
+    if token_file is not None:
+        token = token_file.read_text(encoding="utf-8").strip()
+        if not token:
+            raise typer.BadParameter("the file is empty", param_hint="--token-file")
+        return token.splitlines()[0].strip()
+    return os.environ.get(_TOKEN_ENV) or None
 
 
 def _loop_options() -> dict[str, object]:

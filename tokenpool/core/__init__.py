@@ -6,6 +6,14 @@ pass the clock's readings in.
 
 from __future__ import annotations
 
+from tokenpool.core._access import (
+    ADMIN,
+    KEY_PREFIX,
+    Credentials,
+    Identity,
+    key_digest,
+    new_key,
+)
 from tokenpool.core._alerts import AlertBook, AlertMeasure, AlertWindow, BudgetAlert
 from tokenpool.core._allocation import (
     Draws,
@@ -115,9 +123,11 @@ from tokenpool.core._validation import (
 )
 
 __all__ = [
+    "ADMIN",
     "DEFAULT_PRICE_MODEL",
     "DEFAULT_SHARES",
     "FOLDED_KEY",
+    "KEY_PREFIX",
     "MAX_TOKENS",
     "POOL_ORDER",
     "Action",
@@ -140,10 +150,12 @@ __all__ = [
     "ChargeTarget",
     "ChargedRow",
     "Complexity",
+    "Credentials",
     "Draws",
     "EstimateBook",
     "EstimateRow",
     "FairQueue",
+    "Identity",
     "InputLimits",
     "LearningPolicy",
     "Lending",
@@ -196,8 +208,10 @@ __all__ = [
     "corrected_allowance",
     "cost_micros",
     "hold_cost_micros",
+    "key_digest",
     "lendable_now",
     "merge",
+    "new_key",
     "plan_draws",
     "plan_overrun",
     "plan_refund",

@@ -25,6 +25,7 @@ from tokenpool.core import (
     TeamPolicy,
     TenantPolicy,
 )
+from tokenpool.daemon._access import AuthSettings, TlsSettings, is_loopback
 from tokenpool.telemetry import HookSettings, TelemetrySettings
 
 # Where the daemon listens when nothing says otherwise: loopback only.
@@ -61,6 +62,8 @@ class ServerSettings(BaseModel):
 
     grace_seconds: float = Field(10.0, ge=0, le=600)
     """How long in-flight RPCs may run after a stop signal."""
+    tls: TlsSettings | None = None
+    """TLS or mutual TLS from certificate files; plaintext when absent."""
 
 
 class LedgerSettings(BaseModel):
@@ -92,6 +95,8 @@ class Settings(BaseSettings):
 
     server: ServerSettings = ServerSettings()
     ledger: LedgerSettings = LedgerSettings()
+    auth: AuthSettings = AuthSettings()
+    """The admin token and tenant API keys; none means open, on loopback only."""
     telemetry: TelemetrySettings = TelemetrySettings()
     """Traces, metrics and the Prometheus endpoint; off unless configured."""
     hook: HookSettings = HookSettings()
@@ -110,6 +115,18 @@ class Settings(BaseSettings):
     def _known_timezone(cls, name: str) -> str:
         CalendarPeriods(name)
         return name
+
+    @model_validator(mode="after")
+    def _credentials_beyond_loopback(self) -> Settings:
+        address = self.server.address
+        if not is_loopback(address) and not self.auth.configured:
+            raise ValueError(
+                f"server.address {address!r} listens beyond loopback, but no "
+                "credentials are configured; set auth.admin_token_file (or "
+                "auth.admin_token_sha256, or TOKENPOOL_AUTH__ADMIN_TOKEN) and/or "
+                "[[auth.tenant_keys]], or listen on 127.0.0.1"
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:
@@ -151,6 +168,14 @@ def load_settings(path: Path | None) -> Settings:
             raise ConfigError(
                 f"Config file {str(path)!r} is not valid TOML: {exc}"
             ) from exc
+
+    auth = data.get("auth")
+    if isinstance(auth, dict) and "admin_token" in auth:
+        raise ConfigError(
+            f"Config file {str(path)!r} holds auth.admin_token: a secret does not "
+            "belong in the file; use auth.admin_token_file, auth.admin_token_sha256 "
+            "or the TOKENPOOL_AUTH__ADMIN_TOKEN environment variable."
+        )
 
     try:
         return Settings(**data)  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 import grpc
 from anyio.abc import TaskStatus
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -24,7 +25,13 @@ from tokenpool.daemon._config import Settings, load_settings
 from tokenpool.daemon._overrides import Applied, apply_overrides
 from tokenpool.engine import Clock, Engine, SystemClock
 from tokenpool.ledger import Entry, EntryKind, Ledger, LedgerBatch
-from tokenpool.service import AdminServicer, TokenPoolServicer, add_service
+from tokenpool.service import (
+    AdminServicer,
+    AuthInterceptor,
+    TokenPoolServicer,
+    add_service,
+    method_rules,
+)
 from tokenpool.telemetry import Telemetry, TelemetryInterceptor
 
 logger = logging.getLogger(__name__)
@@ -83,17 +90,27 @@ class Daemon:
     ) -> None:
         """Serves until `stop`; see the class docstring."""
         settings = self._settings
+        # Certificate and token files are read before anything else starts.
+        access, tls = await anyio.to_thread.run_sync(self._access)
         async with Telemetry(settings.telemetry, settings.hook) as telemetry:
-            await self._run(telemetry, task_status)
+            await self._run(telemetry, access, tls, task_status)
 
     async def _run(
-        self, telemetry: Telemetry, task_status: TaskStatus[Running]
+        self,
+        telemetry: Telemetry,
+        access: list[grpc.aio.ServerInterceptor],
+        tls: grpc.ServerCredentials | None,
+        task_status: TaskStatus[Running],
     ) -> None:
         """Serves until `stop`, with telemetry already started."""
         settings = self._settings
-        interceptors = telemetry.interceptors(_SERVICES, settings.server.address)
+        # Telemetry first, so that a call refused by access control is traced.
+        interceptors = [
+            *telemetry.interceptors(_SERVICES, settings.server.address),
+            *access,
+        ]
         # Bind first: a daemon that cannot listen must not touch the ledger.
-        server, bound = self._bind(interceptors)
+        server, bound = self._bind(interceptors, tls)
         for interceptor in interceptors:
             if isinstance(interceptor, TelemetryInterceptor):
                 interceptor.listening_on(bound)
@@ -143,8 +160,46 @@ class Daemon:
                 await ledger.aclose()
             logger.info("daemon stopped ledger=%s", settings.ledger.path)
 
+    def _access(
+        self,
+    ) -> tuple[list[grpc.aio.ServerInterceptor], grpc.ServerCredentials | None]:
+        """The access-control interceptor and TLS credentials the settings ask for.
+
+        Raises:
+            ConfigError: a certificate or token file cannot be read.
+        """
+        settings = self._settings
+        tls = settings.server.tls
+        server_credentials = None if tls is None else tls._to_server_credentials()
+        transport = "plaintext"
+        if tls is not None:
+            transport = "mtls" if tls.require_client_cert else "tls"
+        if not settings.auth.configured:
+            logger.info(
+                "access control off: no credentials configured, loopback only "
+                "transport=%s",
+                transport,
+            )
+            return [], server_credentials
+
+        credentials = settings.auth._to_credentials()
+        if not credentials.has_admin:
+            logger.warning("no admin token configured; admin calls are refused")
+        logger.info(
+            "access control on admin_token=%s tenant_keys=%d transport=%s",
+            "yes" if credentials.has_admin else "no",
+            credentials.tenant_key_count,
+            transport,
+        )
+        services = pb.DESCRIPTOR.services_by_name
+        rules = method_rules(services["TokenPool"], services["Admin"])
+        teams = {t.name: t.team for t in settings.tenants if t.team is not None}
+        return [AuthInterceptor(credentials, rules, teams)], server_credentials
+
     def _bind(
-        self, interceptors: list[grpc.aio.ServerInterceptor]
+        self,
+        interceptors: list[grpc.aio.ServerInterceptor],
+        tls: grpc.ServerCredentials | None,
     ) -> tuple[grpc.aio.Server, str]:
         """A server bound to the configured address, and the address it got."""
         # Without this, a second daemon could bind the same port and take half
@@ -154,7 +209,10 @@ class Daemon:
         )
         address = self._settings.server.address
         try:
-            port = server.add_insecure_port(address)
+            if tls is None:
+                port = server.add_insecure_port(address)
+            else:
+                port = server.add_secure_port(address, tls)
         except RuntimeError as exc:
             raise ConfigError(
                 f"Cannot listen on server.address {address!r}: {exc}; pick a free "

@@ -31,7 +31,7 @@ from tokenpool.engine._reconfigure import Reconfiguring
 from tokenpool.engine._records import reservation_from_row
 from tokenpool.engine._reserving import Reserving
 from tokenpool.engine._store import MemoryPoolStore, PoolLevel
-from tokenpool.ledger import ChargedSlot, PoolRow
+from tokenpool.ledger import ChargedSlot, LedgerBatch, PoolRow
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,10 @@ _CALENDAR_LOOKBACK_NS = 32 * 86_400 * 1_000_000_000
 # After a failed commit, how long to let in-flight commits finish before
 # state is rebuilt from the database (seconds of real time).
 _RECOVERY_PAUSE_S = 0.2
+
+# While the ledger stays unwritable, the pause between attempts doubles up
+# to this (seconds of real time): a full disk is not hammered.
+_RECOVERY_MAX_PAUSE_S = 2.0
 
 
 class Engine(Reserving, Closing, Reconfiguring):
@@ -168,7 +172,6 @@ class Engine(Reserving, Closing, Reconfiguring):
         task_status.started()
         while True:
             if self._ledger.failed_commits != self._failures_seen:
-                self._failures_seen = self._ledger.failed_commits
                 self._degrade()
             if self._degraded:
                 await self._recover()
@@ -195,14 +198,42 @@ class Engine(Reserving, Closing, Reconfiguring):
                 alarm.cancel()
 
     async def _recover(self) -> None:
-        """Reloads state from the ledger after a commit failed.
+        """Reloads state from the ledger after a commit failed; resumes when it writes.
 
         Changes whose commit failed were applied in memory but never
         recorded; the database holds the truth, so memory is rebuilt from
-        it. Waiters are sent away; new work is refused until this is done.
+        it. Waiters are sent away, and new work is refused until the
+        rebuilt state has been written back once: a ledger that still
+        cannot be written (disk full, lock held) keeps the daemon refusing.
         """
         logger.warning("ledger failed; rebuilding state from the database")
-        await anyio.sleep(_RECOVERY_PAUSE_S)
+        pause_s = _RECOVERY_PAUSE_S
+        while True:
+            await anyio.sleep(pause_s)
+            try:
+                await self._rebuild()
+                await self._write_back()
+            except LedgerError as exc:
+                pause_s = min(2 * pause_s, _RECOVERY_MAX_PAUSE_S)
+                logger.warning(
+                    "ledger still unusable; new work stays refused error=%s "
+                    "retry_in_s=%s",
+                    exc,
+                    pause_s,
+                )
+                continue
+            break
+
+        self._degraded = False
+        self._failures_seen = self._ledger.failed_commits
+        logger.info("state rebuilt from the ledger; serving again")
+
+    async def _rebuild(self) -> None:
+        """Replaces memory with what the database holds.
+
+        Raises:
+            LedgerError: the database cannot be read.
+        """
         for budget in self._budgets.values():
             if budget.alarm is not None:
                 budget.alarm.cancel()
@@ -221,13 +252,19 @@ class Engine(Reserving, Closing, Reconfiguring):
         self._idempotency.clear()
         self._leases.clear()
         self._ended.clear()
-        try:
-            await self.restore()
-        except LedgerError as exc:
-            logger.warning("ledger still unreadable error=%s", exc)
-            return
-        self._degraded = False
-        logger.info("state rebuilt from the ledger; serving again")
+        await self.restore()
+
+    async def _write_back(self) -> None:
+        """Writes the rebuilt pool levels: proof that the ledger takes writes.
+
+        Raises:
+            LedgerUnavailableError: the write failed.
+        """
+        now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()
+        rows = [
+            row for name in self._budgets for row in self._pool_rows(name, now, wall)
+        ]
+        await self._ledger.submit(LedgerBatch(pools=rows))
 
     def budget_names(self) -> list[str]:
         """Every configured budget, in configuration order."""

@@ -151,7 +151,11 @@ class Reserving(EngineBase):
         while key in self._idempotency_busy:
             await self._idempotency_busy[key].wait()
         earlier = self._idempotency.get(key)
-        if earlier is not None:
+        # An undone grant never reached its caller, like a refused attempt:
+        # the retry is decided afresh instead of getting a dead reservation.
+        if earlier is not None and self._reservations[earlier].state is not (
+            State.UNDONE
+        ):
             return await self._repeat_reserve(earlier, command, fingerprint), True
 
         self._idempotency_busy[key] = anyio.Event()

@@ -9,6 +9,7 @@ from grpc_status import rpc_status
 from tokenpool_client.v1 import tokenpool_pb2 as pb
 
 from tokenpool._errors import (
+    AccessDeniedError,
     ConfigError,
     ConflictError,
     InsufficientTokensError,
@@ -21,6 +22,7 @@ from tokenpool._errors import (
     ShuttingDownError,
     TenantRefusedError,
     TokenPoolError,
+    UnauthenticatedError,
 )
 
 # ErrorInfo.domain for every refusal the daemon sends.
@@ -33,6 +35,8 @@ _CODES: dict[type[TokenPoolError], grpc.StatusCode] = {
     ConflictError: grpc.StatusCode.FAILED_PRECONDITION,
     TenantRefusedError: grpc.StatusCode.PERMISSION_DENIED,
     NotOwnerError: grpc.StatusCode.PERMISSION_DENIED,
+    UnauthenticatedError: grpc.StatusCode.UNAUTHENTICATED,
+    AccessDeniedError: grpc.StatusCode.PERMISSION_DENIED,
     InsufficientTokensError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     RequestTooLargeError: grpc.StatusCode.OUT_OF_RANGE,
     LedgerError: grpc.StatusCode.UNAVAILABLE,

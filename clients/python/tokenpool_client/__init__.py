@@ -7,6 +7,7 @@ methods. Failures raise subclasses of `TokenPoolError`.
 from __future__ import annotations
 
 from ._aio import AsyncClient
+from ._codec import tls_credentials
 from ._errors import (
     ConflictError,
     DeadlineExceededError,
@@ -62,4 +63,5 @@ __all__ = [
     "UnexpectedStatusError",
     "Usage",
     "error_from_rpc",
+    "tls_credentials",
 ]

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry import propagate
 
@@ -43,13 +46,24 @@ class CallOptions:
 
     __slots__ = ("metadata", "timeout_s")
 
-    def __init__(self, timeout_s: float, metadata: Sequence[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        timeout_s: float,
+        metadata: Sequence[tuple[str, str]],
+        token: str | None = None,
+    ) -> None:
         if not timeout_s > 0:
             raise ValueError(
                 f"timeout_s must be a positive number of seconds, got {timeout_s!r}."
             )
+        if token is not None and (not token.strip() or "\n" in token):
+            raise ValueError(
+                "token must be a non-empty API key or admin token on one line."
+            )
         self.timeout_s = timeout_s
         self.metadata = tuple(metadata)
+        if token is not None:
+            self.metadata += (("authorization", f"Bearer {token.strip()}"),)
 
     def kwargs(self, timeout_s: float | None = None) -> dict[str, Any]:
         """Return a stub call's timeout and metadata keyword arguments.
@@ -77,6 +91,52 @@ class CallOptions:
         """
         timeout = self.timeout_s if timeout_s is None else timeout_s
         return timeout + max(options.get("max_wait_ms", 0), 0) / 1000
+
+
+def open_channel(
+    grpc_module: Any,
+    address: str,
+    credentials: Any | None,
+    tls_server_name: str | None,
+) -> Any:
+    """Open a plaintext or TLS channel with `grpc` or `grpc.aio`."""
+    if credentials is None:
+        if tls_server_name is not None:
+            raise ValueError("tls_server_name needs credentials (a TLS channel).")
+        return grpc_module.insecure_channel(address)
+    options = []
+    if tls_server_name is not None:
+        options.append(("grpc.ssl_target_name_override", tls_server_name))
+    return grpc_module.secure_channel(address, credentials, options=options)
+
+
+def tls_credentials(
+    ca_file: str | os.PathLike[str] | None = None,
+    cert_file: str | os.PathLike[str] | None = None,
+    key_file: str | os.PathLike[str] | None = None,
+) -> grpc.ChannelCredentials:
+    """Channel credentials for a daemon serving TLS, from PEM files.
+
+    Args:
+        ca_file: CA certificates to trust; the system's roots when None.
+        cert_file: This client's certificate chain, for mutual TLS.
+        key_file: The private key of cert_file.
+
+    Raises:
+        ValueError: Only one of cert_file and key_file was given.
+        OSError: A file cannot be read.
+    """
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("cert_file and key_file go together, for mutual TLS.")
+
+    def read(path: str | os.PathLike[str] | None) -> bytes | None:
+        return None if path is None else Path(path).read_bytes()
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=read(ca_file),
+        private_key=read(key_file),
+        certificate_chain=read(cert_file),
+    )
 
 
 def log_release_failure(

@@ -45,9 +45,15 @@ class Client:
         address: host:port of the daemon.
         timeout_s: Deadline of each call in seconds; Reserve adds its
             max_wait_ms on top.
-        metadata: gRPC metadata sent with every call (e.g. credentials).
+        metadata: gRPC metadata sent with every call.
         channel: A channel to use instead of opening one to address; the
             caller keeps ownership and closes it.
+        token: A tenant API key or the admin token, sent with every call as
+            'authorization: Bearer <token>'.
+        credentials: Channel credentials for TLS (see `tls_credentials`);
+            a plaintext channel when None.
+        tls_server_name: The name the server's certificate must carry, when
+            it differs from the host in address.
     """
 
     def __init__(
@@ -57,10 +63,15 @@ class Client:
         timeout_s: float = _codec.DEFAULT_TIMEOUT_S,
         metadata: Sequence[tuple[str, str]] = (),
         channel: grpc.Channel | None = None,
+        token: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        tls_server_name: str | None = None,
     ) -> None:
-        self._options = _codec.CallOptions(timeout_s, metadata)
+        self._options = _codec.CallOptions(timeout_s, metadata, token)
         self._owns_channel = channel is None
-        self._channel = grpc.insecure_channel(address) if channel is None else channel
+        self._channel = channel or _codec.open_channel(
+            grpc, address, credentials, tls_server_name
+        )
         # The generated stub has no annotations; its methods return Any.
         self._stub = pb_grpc.TokenPoolStub(  # type: ignore[no-untyped-call]
             self._channel
