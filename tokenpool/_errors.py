@@ -5,11 +5,13 @@
     ├── InvalidFieldError           a request field is malformed
     ├── NotFoundError
     │   ├── UnknownBudgetError
-    │   └── UnknownReservationError
+    │   ├── UnknownReservationError
+    │   └── UnknownKeyError
     ├── ConflictError               the request contradicts current state
     │   ├── IdempotencyConflictError
     │   ├── ReservationEndedError
-    │   └── NoConfigFileError       a reload with no file to read
+    │   ├── NoConfigFileError       a reload with no file to read
+    │   └── AccessControlOffError   keys asked of a daemon that runs open
     ├── TenantRefusedError          the tenant may not act here
     ├── NotOwnerError               the reservation is another tenant's
     ├── AccessError
@@ -83,6 +85,16 @@ class UnknownReservationError(NotFoundError):
         self.reservation_id = reservation_id
 
 
+class UnknownKeyError(NotFoundError):
+    """Raised when a key id names no tenant API key."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(
+            f"Unknown key_id {key_id[:64]!r}; 'tokenpool keys list' shows the keys."
+        )
+        self.key_id = key_id
+
+
 class ConflictError(TokenPoolError):
     """Raised when a request contradicts what already happened."""
 
@@ -115,6 +127,17 @@ class NoConfigFileError(ConflictError):
         super().__init__(
             "The daemon was started without --config, so there is no file to "
             "reload; restart it with --config FILE."
+        )
+
+
+class AccessControlOffError(ConflictError):
+    """Raised when tenant keys are managed on a daemon without an admin token."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This daemon runs without access control (no admin token is "
+            "configured), so it has no keys to manage; set auth.admin_token_file "
+            "and restart it first."
         )
 
 

@@ -21,7 +21,9 @@ from tokenpool._errors import (
     ShuttingDownError,
     TokenPoolError,
 )
+from tokenpool.core import Credentials
 from tokenpool.daemon._config import Settings, load_settings
+from tokenpool.daemon._keys import KeyRing
 from tokenpool.daemon._overrides import Applied, apply_overrides
 from tokenpool.engine import Clock, Engine, SystemClock
 from tokenpool.ledger import Entry, EntryKind, Ledger, LedgerBatch
@@ -79,6 +81,8 @@ class Daemon:
         self._stop = anyio.Event()
         self._engine: Engine | None = None
         self._ledger: Ledger | None = None
+        self._credentials: Credentials | None = None
+        self._keys: KeyRing | None = None
         self._reloading = anyio.Lock()
 
     def stop(self) -> None:
@@ -147,6 +151,14 @@ class Daemon:
                 await engine.restore()
                 await _record_start(ledger, applied, self._clock.wall_ns())
                 self._engine, self._ledger = engine, ledger
+                if self._credentials is not None:
+                    self._keys = KeyRing(
+                        ledger,
+                        self._credentials,
+                        settings.auth.tenant_keys,
+                        self._clock,
+                        await ledger.load_keys(),
+                    )
                 telemetry.watch(engine, settings.tenants, settings.teams)
                 await tasks.start(engine.run_sweeper)
                 await tasks.start(engine.run_autoscaler)
@@ -193,8 +205,16 @@ class Daemon:
         )
         services = pb.DESCRIPTOR.services_by_name
         rules = method_rules(services["TokenPool"], services["Admin"])
-        teams = {t.name: t.team for t in settings.tenants if t.team is not None}
-        return [AuthInterceptor(credentials, rules, teams)], server_credentials
+        self._credentials = credentials
+        return [AuthInterceptor(credentials, rules, self._team_of)], server_credentials
+
+    def _team_of(self, tenant: str) -> str | None:
+        """A configured tenant's team as it is now (tenants change at run time)."""
+        if self._engine is not None:
+            found = next((t for t in self._engine.tenants() if t.name == tenant), None)
+        else:
+            found = next((t for t in self._settings.tenants if t.name == tenant), None)
+        return None if found is None else found.team
 
     def _bind(
         self,
@@ -229,9 +249,8 @@ class Daemon:
         engine, ledger = running.engine, running.ledger
         services = pb.DESCRIPTOR.services_by_name
         add_service(server, TokenPoolServicer(engine), services["TokenPool"])
-        add_service(
-            server, AdminServicer(engine, ledger, self.reload), services["Admin"]
-        )
+        admin = AdminServicer(engine, ledger, self.reload, self._keys)
+        add_service(server, admin, services["Admin"])
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
@@ -295,9 +314,18 @@ class Daemon:
                 notes=[*notes, *applied.notes],
                 actor=actor,
             )
-            # Sections that need a restart stay as they run.
+            if self._keys is not None:
+                self._keys.reload(settings.auth.tenant_keys)
+            # Sections that need a restart stay as they run; of [auth], only
+            # the tenant keys are applied (the admin token needs a restart).
+            running_auth = self._settings.auth
             self._settings = settings.model_copy(
-                update={name: getattr(self._settings, name) for name in _RESTART_ONLY}
+                update={
+                    **{name: getattr(self._settings, name) for name in _RESTART_ONLY},
+                    "auth": running_auth.model_copy(
+                        update={"tenant_keys": settings.auth.tenant_keys}
+                    ),
+                }
             )
         logger.info(
             "reload applied path=%s changes=%d actor=%s",
@@ -352,11 +380,16 @@ class Reloaded:
 
 def _restart_notes(running: Settings, new: Settings) -> list[str]:
     """The sections that differ but only a restart would apply."""
-    return [
+    notes = [
         f"{name} changed; it takes effect at the next restart"
         for name in _RESTART_ONLY
         if getattr(running, name) != getattr(new, name)
     ]
+    old_auth = running.auth.model_copy(update={"tenant_keys": []})
+    new_auth = new.auth.model_copy(update={"tenant_keys": []})
+    if old_auth != new_auth or running.auth.configured != new.auth.configured:
+        notes.append("auth (admin token) changed; it takes effect at the next restart")
+    return notes
 
 
 async def _record_start(ledger: Ledger, applied: Applied, wall_ns: int) -> None:

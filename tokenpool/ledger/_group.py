@@ -77,6 +77,7 @@ class Group:
 
     __slots__ = (
         "entries",
+        "keys",
         "outcome",
         "pools",
         "refusals",
@@ -94,6 +95,7 @@ class Group:
         # Configuration fields in submission order: a reload's file values
         # and a run-time change of the same field must land in that order.
         self.settings: list[tuple[str, dict[str, object]]] = []
+        self.keys: dict[str, Row] = {}
         self.outcome = Outcome()
 
     def add(self, batch: LedgerBatch) -> None:
@@ -110,6 +112,17 @@ class Group:
         for refusal in batch.refusals:
             key = refusal_key(refusal)
             self.refusals[key] = self.refusals.get(key, 0) + refusal.count
+        for api_key in batch.keys:
+            self.keys[api_key.key_id] = (
+                api_key.key_id,
+                api_key.tenant,
+                api_key.sha256,
+                api_key.label,
+                api_key.created_wall_ns,
+                api_key.revoked_wall_ns,
+                api_key.actor,
+                api_key.source,
+            )
         for file_value in batch.file_values:
             self.settings.append(
                 (

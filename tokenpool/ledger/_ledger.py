@@ -29,6 +29,7 @@ from tokenpool.ledger._records import (
     ChargedSlot,
     Entry,
     EntryKind,
+    KeyRow,
     LedgerBatch,
     ReservationRow,
     ReservationState,
@@ -41,11 +42,13 @@ from tokenpool.ledger._schema import (
     INSERT_ENTRY,
     SCHEMA_VERSION,
     SELECT_ENTRIES,
+    SELECT_KEYS,
     SELECT_OVERRIDES,
     SELECT_POOLS,
     SELECT_RESERVATIONS,
     TOTALS_KEYS,
     TOTALS_SQL,
+    UPSERT_KEY,
     UPSERT_POOL,
     UPSERT_RESERVATION,
     entry_from_row,
@@ -386,6 +389,8 @@ class Ledger:
             await conn.executemany(ADD_REFUSALS, group.refusal_values())
         for statement, params in group.settings:
             await conn.execute(statement, params)
+        if group.keys:
+            await conn.executemany(UPSERT_KEY, list(group.keys.values()))
         await conn.execute("COMMIT")
 
     @staticmethod
@@ -610,6 +615,13 @@ class Ledger:
             )
             for row in rows
         }
+
+    async def load_keys(self) -> list[KeyRow]:
+        """Every tenant API key stored at run time (digests only)."""
+        async with self._reading("load_keys") as conn:
+            rows = await conn.execute_fetchall(SELECT_KEYS)
+
+        return [KeyRow(*row) for row in rows]
 
     async def usage_report(self, query: ReportQuery) -> list[ReportRow]:
         """Usage, cost, waits, savings and refusals per group (see `_reports`).

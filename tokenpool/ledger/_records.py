@@ -197,6 +197,25 @@ class StoredOverride:
     at_wall_ns: int
 
 
+@dataclass(frozen=True, slots=True)
+class KeyRow:
+    """A tenant API key as stored: its digest only, never the key (SPEC 8).
+
+    A key from the configuration file is stored only once revoked at run
+    time (source "file"), so that the revocation survives restarts.
+    """
+
+    key_id: str
+    tenant: str
+    sha256: str
+    label: str
+    created_wall_ns: int
+    revoked_wall_ns: int = 0
+    """When it was revoked; 0 while it is valid."""
+    actor: str = ""
+    source: str = "run-time"
+
+
 @dataclass(slots=True)
 class LedgerBatch:
     """Everything one operation writes; committed all together or not at all."""
@@ -207,6 +226,7 @@ class LedgerBatch:
     refusals: list[RefusalCount] = field(default_factory=list)
     overrides: list[OverrideRow] = field(default_factory=list)
     file_values: list[FileValueRow] = field(default_factory=list)
+    keys: list[KeyRow] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         """Whether the batch writes nothing."""
@@ -217,6 +237,7 @@ class LedgerBatch:
             or self.refusals
             or self.overrides
             or self.file_values
+            or self.keys
         )
 
 

@@ -161,6 +161,18 @@ _V3_OPERATIONS = (
     "ALTER TABLE reservations ADD COLUMN saved_micros INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE reservations ADD COLUMN shadow TEXT NOT NULL DEFAULT ''",
     "CREATE INDEX entries_kind_time ON entries (kind, at_wall_ns)",
+    """
+    CREATE TABLE api_keys (
+        key_id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        sha256 TEXT NOT NULL UNIQUE,
+        label TEXT NOT NULL DEFAULT '',
+        created_wall_ns INTEGER NOT NULL,
+        revoked_wall_ns INTEGER NOT NULL DEFAULT 0,
+        actor TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL DEFAULT 'run-time'
+    )
+    """,
 )
 
 # Append a step to extend the schema; never edit a released one, because
@@ -178,7 +190,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         version=3,
-        summary="configuration overrides, cache savings and shadow refusals",
+        summary="configuration overrides, tenant API keys, cache savings and "
+        "shadow refusals",
         statements=_V3_OPERATIONS,
     ),
 )
@@ -340,6 +353,26 @@ ON CONFLICT (key) DO UPDATE SET file_value = excluded.file_value,
     has_override = CASE WHEN :drop THEN 0 ELSE has_override END,
     at_wall_ns = excluded.at_wall_ns
 """
+_KEY_COLUMNS = (
+    "key_id",
+    "tenant",
+    "sha256",
+    "label",
+    "created_wall_ns",
+    "revoked_wall_ns",
+    "actor",
+    "source",
+)
+UPSERT_KEY = _insert_sql(
+    "api_keys",
+    _KEY_COLUMNS,
+    "ON CONFLICT (key_id) DO UPDATE SET " + _update_all(_KEY_COLUMNS[1:]),
+)
+SELECT_KEYS = (
+    f"SELECT {', '.join(_KEY_COLUMNS)} FROM api_keys "
+    "ORDER BY tenant, created_wall_ns, key_id"
+)
+
 SELECT_OVERRIDES = (
     "SELECT key, file_value, value, has_override, actor, at_wall_ns FROM overrides "
     "ORDER BY key"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import anyio
@@ -12,7 +12,11 @@ import grpc
 from tokenpool_client.v1 import tokenpool_pb2 as pb
 from tokenpool_client.v1 import tokenpool_pb2_grpc as pb_grpc
 
-from tokenpool._errors import InvalidFieldError, NoConfigFileError
+from tokenpool._errors import (
+    AccessControlOffError,
+    InvalidFieldError,
+    NoConfigFileError,
+)
 from tokenpool.core import check_name, check_range, team_key, tenant_key
 from tokenpool.engine import BudgetView, Engine
 from tokenpool.ledger import Ledger
@@ -47,13 +51,72 @@ class Reloaded(Protocol):
 Reload = Callable[..., Awaitable[Reloaded]]
 
 
+class Keys(Protocol):
+    """The daemon's tenant keys, as the Admin service manages them."""
+
+    def keys(self, tenant: str = "") -> Sequence[KeyView]:
+        """Every key, file and run-time."""
+
+    async def create(
+        self, tenant: str, label: str = "", *, actor: str = ""
+    ) -> tuple[KeyView, str]:
+        """A new key, returned once."""
+
+    async def rotate(
+        self, key_id: str, *, keep_old: bool = False, label: str = "", actor: str = ""
+    ) -> tuple[KeyView, str, KeyView]:
+        """A key replaced by a new one."""
+
+    async def revoke(self, key_id: str, *, actor: str = "") -> KeyView:
+        """A key revoked."""
+
+
+class KeyView(Protocol):
+    """A key without its secret."""
+
+    @property
+    def key_id(self) -> str:
+        """The key's id in listings and for rotate and revoke."""
+
+    @property
+    def tenant(self) -> str:
+        """The tenant it identifies."""
+
+    @property
+    def label(self) -> str:
+        """The operator's name for it."""
+
+    @property
+    def fingerprint(self) -> str:
+        """The first hex digits of its digest."""
+
+    @property
+    def source(self) -> str:
+        """file or run-time."""
+
+    @property
+    def created_wall_ns(self) -> int:
+        """When it was made (0 for a file key)."""
+
+    @property
+    def revoked_wall_ns(self) -> int:
+        """When it was revoked; 0 while valid."""
+
+
 class AdminServicer(pb_grpc.AdminServicer):
     """Operator calls: budgets, tenants, teams, reservations, ledger, reload."""
 
-    def __init__(self, engine: Engine, ledger: Ledger, reload: Reload | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        ledger: Ledger,
+        reload: Reload | None = None,
+        keys: Keys | None = None,
+    ):
         self._engine = engine
         self._ledger = ledger
         self._reload = reload
+        self._keys = keys
 
     async def ListReservations(
         self, request: pb.ListReservationsRequest, context: grpc.aio.ServicerContext
@@ -299,6 +362,58 @@ class AdminServicer(pb_grpc.AdminServicer):
 
         return await answer("ReloadConfig", context, reload)
 
+    async def CreateKey(
+        self, request: pb.CreateKeyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreatedKey:
+        async def create() -> pb.CreatedKey:
+            info, key = await self._key_ring().create(
+                request.tenant, request.label, actor=actor_of(context)
+            )
+            return pb.CreatedKey(info=_key_info(info), key=key)
+
+        return await answer("CreateKey", context, create)
+
+    async def RotateKey(
+        self, request: pb.RotateKeyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreatedKey:
+        async def rotate() -> pb.CreatedKey:
+            info, key, old = await self._key_ring().rotate(
+                request.key_id,
+                keep_old=request.keep_old,
+                label=request.label,
+                actor=actor_of(context),
+            )
+            return pb.CreatedKey(info=_key_info(info), key=key, replaced=_key_info(old))
+
+        return await answer("RotateKey", context, rotate)
+
+    async def RevokeKey(
+        self, request: pb.RevokeKeyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.KeyInfo:
+        async def revoke() -> pb.KeyInfo:
+            info = await self._key_ring().revoke(
+                request.key_id, actor=actor_of(context)
+            )
+            return _key_info(info)
+
+        return await answer("RevokeKey", context, revoke)
+
+    async def ListKeys(
+        self, request: pb.ListKeysRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListKeysResponse:
+        def listing() -> pb.ListKeysResponse:
+            if request.tenant:
+                check_name("tenant", request.tenant)
+            found = self._key_ring().keys(request.tenant)
+            return pb.ListKeysResponse(keys=[_key_info(info) for info in found])
+
+        return await answer_now("ListKeys", context, listing)
+
+    def _key_ring(self) -> Keys:
+        if self._keys is None:
+            raise AccessControlOffError()
+        return self._keys
+
     def _autoscale_status(self, budget: str) -> pb.AutoscaleStatus:
         view = self._engine.autoscale_view(budget)
         capacity = self._engine.budget_status(budget).capacity_tokens
@@ -308,3 +423,20 @@ class AdminServicer(pb_grpc.AdminServicer):
         """Fields whose run-time value is in force now."""
         stored = await self._ledger.load_overrides()
         return {key for key, row in stored.items() if row.has_override}
+
+
+def _key_info(info: KeyView) -> pb.KeyInfo:
+    """A key on the wire, without its secret."""
+    message = pb.KeyInfo(
+        key_id=info.key_id,
+        tenant=info.tenant,
+        label=info.label,
+        fingerprint=info.fingerprint,
+        source=info.source,
+        active=info.revoked_wall_ns == 0,
+    )
+    if info.created_wall_ns:
+        message.created_at.FromNanoseconds(info.created_wall_ns)
+    if info.revoked_wall_ns:
+        message.revoked_at.FromNanoseconds(info.revoked_wall_ns)
+    return message

@@ -507,6 +507,26 @@ class AdminStub:
                 request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.SetAutoscaleRequest.SerializeToString,
                 response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.AutoscaleStatus.FromString,
                 _registered_method=True)
+        self.CreateKey = channel.unary_unary(
+                '/tokenpool.v1.Admin/CreateKey',
+                request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.CreateKeyRequest.SerializeToString,
+                response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.CreatedKey.FromString,
+                _registered_method=True)
+        self.RotateKey = channel.unary_unary(
+                '/tokenpool.v1.Admin/RotateKey',
+                request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.RotateKeyRequest.SerializeToString,
+                response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.CreatedKey.FromString,
+                _registered_method=True)
+        self.RevokeKey = channel.unary_unary(
+                '/tokenpool.v1.Admin/RevokeKey',
+                request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.RevokeKeyRequest.SerializeToString,
+                response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.KeyInfo.FromString,
+                _registered_method=True)
+        self.ListKeys = channel.unary_unary(
+                '/tokenpool.v1.Admin/ListKeys',
+                request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.ListKeysRequest.SerializeToString,
+                response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.ListKeysResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -637,6 +657,34 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateKey(self, request, context):
+        """Creates a tenant API key; the key is in this answer only, never again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateKey(self, request, context):
+        """Replaces a key with a new one for the same tenant (shown once).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeKey(self, request, context):
+        """Revokes a key at once; calls made with it are refused from now on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListKeys(self, request, context):
+        """Every tenant key, from the file and made at run time (never the keys).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -724,6 +772,26 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.SetAutoscale,
                     request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.SetAutoscaleRequest.FromString,
                     response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.AutoscaleStatus.SerializeToString,
+            ),
+            'CreateKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateKey,
+                    request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.CreateKeyRequest.FromString,
+                    response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.CreatedKey.SerializeToString,
+            ),
+            'RotateKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateKey,
+                    request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.RotateKeyRequest.FromString,
+                    response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.CreatedKey.SerializeToString,
+            ),
+            'RevokeKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeKey,
+                    request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.RevokeKeyRequest.FromString,
+                    response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.KeyInfo.SerializeToString,
+            ),
+            'ListKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKeys,
+                    request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.ListKeysRequest.FromString,
+                    response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.ListKeysResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1189,6 +1257,114 @@ class Admin:
             '/tokenpool.v1.Admin/SetAutoscale',
             tokenpool_dot_v1_dot_tokenpool__pb2.SetAutoscaleRequest.SerializeToString,
             tokenpool_dot_v1_dot_tokenpool__pb2.AutoscaleStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenpool.v1.Admin/CreateKey',
+            tokenpool_dot_v1_dot_tokenpool__pb2.CreateKeyRequest.SerializeToString,
+            tokenpool_dot_v1_dot_tokenpool__pb2.CreatedKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenpool.v1.Admin/RotateKey',
+            tokenpool_dot_v1_dot_tokenpool__pb2.RotateKeyRequest.SerializeToString,
+            tokenpool_dot_v1_dot_tokenpool__pb2.CreatedKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenpool.v1.Admin/RevokeKey',
+            tokenpool_dot_v1_dot_tokenpool__pb2.RevokeKeyRequest.SerializeToString,
+            tokenpool_dot_v1_dot_tokenpool__pb2.KeyInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenpool.v1.Admin/ListKeys',
+            tokenpool_dot_v1_dot_tokenpool__pb2.ListKeysRequest.SerializeToString,
+            tokenpool_dot_v1_dot_tokenpool__pb2.ListKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,
