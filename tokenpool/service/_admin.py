@@ -92,7 +92,7 @@ class KeyView(Protocol):
 
     @property
     def source(self) -> str:
-        """file or run-time."""
+        """Where it comes from: "file" or "run-time"."""
 
     @property
     def created_wall_ns(self) -> int:
