@@ -321,7 +321,12 @@ class AdminServicer(pb_grpc.AdminServicer):
         async def backup() -> pb.BackupLedgerResponse:
             if not request.path:
                 raise InvalidFieldError("path", "name the file to write")
-            where = str(await anyio.Path(request.path).absolute())
+            target = await anyio.Path(request.path).absolute()
+            if await target.exists():
+                raise InvalidFieldError(
+                    "path", f"{str(target)!r} exists already; name a new file"
+                )
+            where = str(target)
             size = await self._ledger.backup(where)
             logger.info("ledger backup asked by actor=%s", actor_of(context))
             return pb.BackupLedgerResponse(path=where, bytes=size)
