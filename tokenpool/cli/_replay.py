@@ -48,6 +48,7 @@ from tokenpool.replay import (
     parse_tenants,
     parse_timestamp,
     plan_calls,
+    print_capacity,
     print_comparison,
     print_decisions,
     print_summary,
@@ -519,6 +520,11 @@ def _write_and_print(report: dict[str, Any], json_path: Path | None) -> None:
             run["report"].get("autoscale", ()),
             console,
             f"Autoscaler decisions ({label})",
+        )
+        print_capacity(
+            run["report"].get("capacity_over_time", ()),
+            console,
+            f"Capacity over time ({label})",
         )
 
 

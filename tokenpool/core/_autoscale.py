@@ -545,7 +545,8 @@ class Autoscaler:
                         f"pool {taker.value} starved (utilisation "
                         f"{taken.utilisation:.0%}, {taken.waiting} waiting) while "
                         f"{giver.value} idled ({given.utilisation:.0%}) for "
-                        f"{needed} intervals; {points} share points moved"
+                        f"{needed} intervals; {points} share point"
+                        f"{'' if points == 1 else 's'} moved"
                     ),
                     at_ns=reading.at_ns,
                     capacity_from=bounds.capacity,

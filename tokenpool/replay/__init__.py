@@ -32,6 +32,7 @@ from tokenpool.replay._plan import (
 from tokenpool.replay._recorder import MemoryRecorder
 from tokenpool.replay._report import (
     build_report,
+    print_capacity,
     print_comparison,
     print_decisions,
     print_summary,
@@ -77,6 +78,7 @@ __all__ = [
     "parse_timestamp",
     "pending_by_second",
     "plan_calls",
+    "print_capacity",
     "print_comparison",
     "print_decisions",
     "print_summary",

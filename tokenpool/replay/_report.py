@@ -150,7 +150,61 @@ def build_report(
         "max_output_tokens": max_output_tokens,
         "tenants": _tenants(facts, outcomes),
         "autoscale": [_decision(d) for d in facts.decisions],
+        "capacity_over_time": _capacity_over_time(facts),
     }
+
+
+# Trace time between two points of `capacity_over_time`.
+_TIMELINE_STEP_NS = 5 * 60 * 1_000_000_000
+
+
+def _capacity_over_time(facts: RunFacts) -> list[dict[str, Any]]:
+    """The budget's capacity every five trace minutes, when the autoscaler ran.
+
+    Empty when no decision changed the capacity, or the run's start is not
+    known (a replay against a running daemon).
+    """
+    changes = [
+        (int(d["at_wall_ns"]), int(d["capacity_to"]))  # type: ignore[call-overload]
+        for d in facts.decisions
+        if d.get("applied") and d.get("capacity_to") is not None
+    ]
+    if not changes or not facts.start_wall_ns:
+        return []
+    end = facts.start_wall_ns + int(facts.daemon_seconds * 1e9)
+    capacity = changes[0][1]
+    first = next(
+        (d for d in facts.decisions if d.get("capacity_from") is not None), None
+    )
+    if first is not None:
+        capacity = int(first["capacity_from"])  # type: ignore[call-overload]
+    points = []
+    at = facts.start_wall_ns
+    pending = list(changes)
+    while at <= end:
+        while pending and pending[0][0] <= at:
+            capacity = pending.pop(0)[1]
+        stamp = datetime.fromtimestamp(at / 1e9, UTC).isoformat()
+        points.append({"at": stamp.replace("+00:00", "Z"), "capacity_tokens": capacity})
+        at += _TIMELINE_STEP_NS
+    return points
+
+
+def print_capacity(
+    points: Sequence[Mapping[str, Any]], console: Console, title: str
+) -> None:
+    """Prints the capacity over time as a bar per point."""
+    if not points:
+        return
+    top = max(point["capacity_tokens"] for point in points) or 1
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    table.add_column("time (UTC)")
+    table.add_column("capacity", justify="right")
+    table.add_column("")
+    for point in points:
+        width = round(40 * point["capacity_tokens"] / top)
+        table.add_row(point["at"][11:16], f"{point['capacity_tokens']:,}", "█" * width)
+    console.print(table)
 
 
 def _decision(decision: Mapping[str, Any]) -> dict[str, Any]:
@@ -413,3 +467,4 @@ def print_summary(report: Mapping[str, Any], console: Console) -> None:
         )
     console.print(tenants)
     print_decisions(report.get("autoscale", ()), console, "Autoscaler decisions")
+    print_capacity(report.get("capacity_over_time", ()), console, "Capacity over time")

@@ -262,6 +262,7 @@ async def _replay(
         queueing=None if policy is None else policy.queueing,
         learning=None if policy is None else policy.learning.enabled,
         decisions=decisions,
+        start_wall_ns=setup.start_wall_ns if clock is not None else 0,
     )
 
 

@@ -147,6 +147,8 @@ class RunFacts:
     """Whether the in-process daemon corrected allowances; None for another's."""
     decisions: tuple[Mapping[str, object], ...] = ()
     """The autoscaler's decisions during the run, as its ledger entries say."""
+    start_wall_ns: int = 0
+    """Where the daemon's clock started: the first row's arrival (0: unknown)."""
 
 
 def percentiles(values: Sequence[float]) -> dict[str, float]:

@@ -291,6 +291,7 @@ async def run_what_if(setup: WhatIfSetup) -> tuple[RunFacts, Tally]:
             for entry in recorder.autoscale
             if entry.budget == setup.budget
         ),
+        start_wall_ns=setup.start_wall_ns,
     )
     logger.info(
         "what-if replay finished rows=%d real_s=%.2f entries=%d",
