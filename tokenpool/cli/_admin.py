@@ -721,6 +721,11 @@ def autoscale_history(
         capacity = "-"
         if "capacity_to" in decision:
             capacity = f"{decision['capacity_from']:,} -> {decision['capacity_to']:,}"
+        if decision.get("action") == "shift" and "shares_to" in decision:
+            shares = decision["shares_to"]
+            capacity = "shares " + "/".join(
+                str(shares[pool]) for pool in ("basic", "priority", "burst")
+            )
         action = str(decision.get("action", ""))
         if decision.get("applied") is False:
             action += " (recommended)"

@@ -27,7 +27,7 @@ from rich.progress import (
 from tokenpool_client import TokenPoolError as ClientError
 
 from tokenpool._errors import TokenPoolError, UnknownBudgetError
-from tokenpool.cli._app import ConfigOption, _fail, _loop_options, app
+from tokenpool.cli._app import ConfigOption, _fail, _loop_options, _token, app
 from tokenpool.cli._whatif import Options as _WhatIfOptions
 from tokenpool.cli._whatif import Source as _Source
 from tokenpool.cli._whatif import what_if as offline_runs
@@ -177,7 +177,11 @@ def _daemon_settings(
     ]
     return settings.model_copy(
         update={
-            "server": settings.server.model_copy(update={"address": "127.0.0.1:0"}),
+            # A private daemon on loopback, for this replay alone: open.
+            "auth": type(settings.auth)(),
+            "server": settings.server.model_copy(
+                update={"address": "127.0.0.1:0", "tls": None}
+            ),
             "ledger": settings.ledger.model_copy(update={"path": ledger}),
             "tenants": list(by_name.values()),
             "budgets": budgets,
@@ -331,6 +335,17 @@ def replay(
         typer.Option("--json", help="Also write the report as JSON to this file."),
     ] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "WARNING",
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --address: file holding the daemon's admin token (or set "
+            "TOKENPOOL_TOKEN).",
+            envvar="TOKENPOOL_TOKEN_FILE",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ] = None,
 ) -> None:
     """Replay a recorded LLM trace through the daemon and report what happened.
 
@@ -488,6 +503,7 @@ def replay(
             skew=skew,
             address=address,
             concurrency=concurrency,
+            token=_token(token_file) if address is not None else None,
         )
         plan = _Plan(setup, trace_rows, max_lease_ms, fairness_window)
         report = _run_all(plan, variants, settings, ledger)

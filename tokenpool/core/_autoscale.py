@@ -35,7 +35,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -334,6 +334,7 @@ class Autoscaler:
         capacity = self._capacity_decision(reading, bounds)
         if capacity is not None:
             decisions.append(capacity)
+            bounds = replace(bounds, capacity=capacity.capacity_to)
         shift = self._shift_decision(reading, bounds)
         if shift is not None:
             decisions.append(shift)

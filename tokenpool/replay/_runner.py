@@ -63,6 +63,9 @@ class ReplaySetup:
     """The in-process daemon's settings (address and ledger already set)."""
     concurrency: int = 64
     """Calls in flight against a running daemon at --speed max."""
+    token: str | None = None
+    """Bearer token for a running daemon that requires credentials (the
+    admin token: the replay acts as every tenant, and reads reports)."""
 
 
 async def _pace(caller: Caller, calls: Sequence[Call], speed: float) -> None:
@@ -112,22 +115,29 @@ class _Snapshot:
 class _Reads:
     """The daemon's status, report and tenant reads over one channel."""
 
-    def __init__(self, channel: grpc.aio.Channel, budget: str) -> None:
+    def __init__(
+        self, channel: grpc.aio.Channel, budget: str, token: str | None = None
+    ) -> None:
         self._api = pb_grpc.TokenPoolStub(channel)  # type: ignore[no-untyped-call]
         self._admin = pb_grpc.AdminStub(channel)  # type: ignore[no-untyped-call]
         self._budget = budget
+        self._metadata = () if not token else (("authorization", f"Bearer {token}"),)
 
     async def snapshot(self) -> _Snapshot:
         """The budget's pools, its ledger charges, and open reservations."""
         try:
             status = await self._api.GetBudget(
-                pb.GetBudgetRequest(budget=self._budget), timeout=CALL_TIMEOUT_S
+                pb.GetBudgetRequest(budget=self._budget),
+                timeout=CALL_TIMEOUT_S,
+                metadata=self._metadata,
             )
             report = await self._admin.Report(
-                pb.ReportRequest(budget=self._budget), timeout=CALL_TIMEOUT_S
+                pb.ReportRequest(budget=self._budget),
+                timeout=CALL_TIMEOUT_S,
+                metadata=self._metadata,
             )
             budgets = await self._api.ListBudgets(
-                pb.ListBudgetsRequest(), timeout=CALL_TIMEOUT_S
+                pb.ListBudgetsRequest(), timeout=CALL_TIMEOUT_S, metadata=self._metadata
             )
         except grpc.RpcError as exc:
             raise error_from_rpc(exc) from exc
@@ -146,7 +156,9 @@ class _Reads:
         for tenant in planned:
             try:
                 status = await self._api.GetTenant(
-                    pb.GetTenantRequest(tenant=tenant.name), timeout=CALL_TIMEOUT_S
+                    pb.GetTenantRequest(tenant=tenant.name),
+                    timeout=CALL_TIMEOUT_S,
+                    metadata=self._metadata,
                 )
             except grpc.RpcError as exc:
                 raise error_from_rpc(exc) from exc
@@ -191,8 +203,10 @@ async def _replay(
 ) -> RunFacts:
     """Replays over one channel; a clock and engine mean our own daemon."""
     async with grpc.aio.insecure_channel(address) as channel:
-        reads = _Reads(channel, setup.budget)
-        client = AsyncClient(address, channel=channel, timeout_s=CALL_TIMEOUT_S)
+        reads = _Reads(channel, setup.budget, setup.token)
+        client = AsyncClient(
+            address, channel=channel, timeout_s=CALL_TIMEOUT_S, token=setup.token
+        )
         caller = Caller(
             client,
             tally,
