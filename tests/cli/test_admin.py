@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import signal
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -370,3 +371,24 @@ async def test_installed_command_reaches_the_daemon(serve: ServeFactory) -> None
     assert [t["name"] for t in json.loads(done.stdout)] == ["a"]
     assert refused.returncode == 1
     assert b"UnauthenticatedError" in refused.stderr
+
+
+async def test_status_watch_redraws_until_interrupted(serve: ServeFactory) -> None:
+    async with serve(config=BUDGET + AUTH) as s:
+        command = [sys.executable, "-m", "tokenpool", "status", "--watch"]
+        async with await anyio.open_process(
+            [*command, "--interval", "0.2", "--address", s.address],
+            env={**os.environ, "TOKENPOOL_TOKEN": ADMIN},
+        ) as process:
+            assert process.stdout is not None
+            first = await process.stdout.receive()
+            await spend(s, "a", 400, 0)
+            await anyio.sleep(0.6)
+            process.send_signal(signal.SIGINT)
+            with anyio.fail_after(10):
+                code = await process.wait()
+                rest = b"".join([chunk async for chunk in process.stdout])
+
+    assert code == 0
+    assert b"budget b" in first
+    assert b"1 open" in rest

@@ -131,3 +131,14 @@ def test_what_if_refuses_a_daemon_address() -> None:
     done = replay_refused("--what-if", "pyproject.toml", "--address", "127.0.0.1:1")
 
     assert "offline" in done.stderr
+
+
+def test_replay_own_daemon_runs_open_whatever_auth_says(tmp_path: Path) -> None:
+    config = tmp_path / "closed.toml"
+    digest = "0" * 64
+    config.write_text(TINY_BUDGET + f'\n[auth]\nadmin_token_sha256 = "{digest}"\n')
+
+    report = replay(tmp_path, "--rows", "50", "--config", str(config), "--speed", "max")
+
+    assert report["requests"] == 50
+    assert report["granted"] > 0

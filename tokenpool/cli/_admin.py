@@ -106,7 +106,11 @@ def status(
     ] = 2.0,
     output: FormatOption = "table",
 ) -> None:
-    """Show budgets and pools: capacity, available, in flight, debt, waiting, loans."""
+    """Show budgets and pools: capacity, available, in flight, debt, waiting, loans.
+
+    With --watch the view is redrawn in place on a terminal, and printed
+    again and again when piped.
+    """
     chosen = output_format(output, _TABLE_JSON)
     if chosen == "json":
         print_json([as_dict(b) for b in _budgets(target, budget)])
@@ -123,6 +127,12 @@ def status(
         return Group(f"{target.address} at {stamp} (Ctrl-C stops)", *tables)
 
     try:
+        if not screen.is_terminal:
+            # Piped (to a log, say): one snapshot after another.
+            while True:
+                screen.print(view())
+                screen.file.flush()
+                time.sleep(interval)
         with Live(view(), console=screen, auto_refresh=False) as live:
             while True:
                 time.sleep(interval)

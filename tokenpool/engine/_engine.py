@@ -107,6 +107,8 @@ class Engine(Reserving, Closing, Reconfiguring):
             remembered = self._reservations.get(settled.reservation_id)
             if remembered is not None and settled.budget in self._budgets:
                 self._learn(self._budgets[settled.budget], remembered)
+        # Intervals start now (again, after a rebuild from the ledger).
+        self._start_scalers(now)
         logger.info(
             "state restored budgets=%d open_reservations=%d remembered=%d",
             len(self._budgets),
