@@ -18,8 +18,9 @@ from tokenpool.core import (
     shares_key,
     split_capacity,
 )
-from tokenpool.engine._base import BudgetState, EngineBase
+from tokenpool.engine._base import EngineBase
 from tokenpool.engine._events import BudgetChange
+from tokenpool.engine._state import BudgetState
 from tokenpool.ledger import Entry, EntryKind, LedgerBatch, OverrideRow
 
 logger = logging.getLogger(__name__)

@@ -38,9 +38,10 @@ from tokenpool.core import (
     autoscale_key,
 )
 from tokenpool.engine._admin import Administering, to_json
-from tokenpool.engine._base import NS_PER_MS, BudgetState
+from tokenpool.engine._base import NS_PER_MS
 from tokenpool.engine._commands import AutoscaleView, SettleCommand
 from tokenpool.engine._events import AutoscaleNote
+from tokenpool.engine._state import BudgetState
 from tokenpool.ledger import Entry, EntryKind, LedgerBatch, OverrideRow
 
 logger = logging.getLogger(__name__)

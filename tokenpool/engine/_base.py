@@ -6,7 +6,6 @@ import heapq
 import logging
 from collections import Counter, deque
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, field
 from typing import Protocol
 
 import anyio
@@ -28,14 +27,11 @@ from tokenpool.core import (
     POOL_ORDER,
     AlertBook,
     Ask,
-    Autoscaler,
     Breach,
     BudgetPolicy,
     CalendarPeriods,
     ChargeTarget,
     Draws,
-    EstimateBook,
-    FairQueue,
     InputLimits,
     LimitBook,
     ModelPrice,
@@ -43,7 +39,6 @@ from tokenpool.core import (
     Pool,
     PriceTable,
     Reach,
-    Reading,
     Reservation,
     ScaleDecision,
     Sizing,
@@ -52,7 +47,6 @@ from tokenpool.core import (
     SubjectKind,
     TeamPolicy,
     TenantPolicy,
-    Ticket,
     burst_limit,
     check_name,
     check_text,
@@ -64,10 +58,11 @@ from tokenpool.core import (
     plan_refund,
     split_capacity,
 )
-from tokenpool.engine._clock import Alarm, Clock
-from tokenpool.engine._commands import ReserveCommand, SettleCommand
+from tokenpool.engine._clock import Clock
+from tokenpool.engine._commands import SettleCommand
 from tokenpool.engine._events import Observer, alert_fields
 from tokenpool.engine._records import reservation_from_row, reservation_row
+from tokenpool.engine._state import BudgetState
 from tokenpool.engine._store import MemoryPoolStore, PoolStore
 from tokenpool.ledger import (
     ChargedSlot,
@@ -124,88 +119,6 @@ class Recorder(Protocol):
     @property
     def failed_commits(self) -> int:
         """Commit groups that failed since the ledger was opened."""
-
-
-@dataclass(eq=False, slots=True)
-class Waiter:
-    """A Reserve waiting in a pool's queue for tokens."""
-
-    command: ReserveCommand
-    tenant: TenantPolicy
-    sizing: Sizing
-    lease_ns: int
-    fingerprint: str
-    arrived_ns: int
-    deadline_ns: int = 0
-    """When its wait ends (monotonic clock); 0 until it waits."""
-    event: anyio.Event = field(default_factory=anyio.Event)
-    ticket: Ticket[Waiter] | None = None
-    reservation: Reservation | None = None
-    commit: Awaitable[int] | None = None
-    refusal: RefusalError | None = None
-    """Set when a limit that waiting cannot fix refused the waiter."""
-    breach: Breach | None = None
-    """The limit beside the pools that last kept it waiting."""
-    blocked_by: str = ""
-    """The limit that last kept it waiting, for the refusal's reason."""
-
-
-@dataclass(slots=True)
-class BudgetState:
-    """A budget's live state beside its pool levels."""
-
-    policy: BudgetPolicy
-    capacities: dict[Pool, int]
-    queues: dict[Pool, FairQueue[Waiter]]
-    in_flight: dict[Pool, int]
-    borrowed: dict[Pool, int]
-    """Drawn by this pool's tenants from other pools, outstanding now."""
-    lent: dict[Pool, int]
-    """Drawn from this pool by other pools' tenants, outstanding now."""
-    burst_by_tenant: Counter[str]
-    charged: dict[Pool, int]
-    estimates: EstimateBook
-    """How settled use compared with holds, per tenant and task type."""
-    unknown_task_types: int = 0
-    """Reserves that named a task type the scoring does not know."""
-    open_reservations: int = 0
-    alarm: Alarm | None = None
-    alarm_at: int = 0
-    scaler: Autoscaler | None = None
-    """The budget's autoscaling controller, while autoscale is enabled."""
-    next_reading_ns: int | None = None
-    """When the autoscaler's current interval ends (monotonic clock)."""
-    charged_mark: dict[Pool, int] = field(default_factory=dict)
-    """Each pool's charged tokens when the current interval began."""
-    interval_waits: list[int] = field(default_factory=list)
-    """Waits (ms) of requests that finished waiting in the current interval."""
-    interval_refusals: int = 0
-    """Requests refused for want of tokens in the current interval."""
-    interval_provider_limited: int = 0
-    """Settles that reported a provider rate limit in the current interval."""
-    readings: int = 0
-    """Intervals the autoscaler has read so far."""
-    last_reading: Reading | None = None
-
-    @classmethod
-    def new(cls, policy: BudgetPolicy) -> BudgetState:
-        """A budget with empty queues and tallies, split by its shares."""
-        fifo = policy.queueing == "fifo"
-        return cls(
-            policy=policy,
-            capacities=split_capacity(policy.capacity_tokens, policy.shares.by_pool()),
-            queues={
-                Pool.BASIC: FairQueue(fifo=fifo),
-                Pool.PRIORITY: FairQueue(fifo=fifo),
-            },
-            in_flight=dict.fromkeys(POOL_ORDER, 0),
-            borrowed=dict.fromkeys(POOL_ORDER, 0),
-            lent=dict.fromkeys(POOL_ORDER, 0),
-            burst_by_tenant=Counter(),
-            charged=dict.fromkeys(POOL_ORDER, 0),
-            estimates=EstimateBook(policy.learning),
-            scaler=Autoscaler(policy.autoscale) if policy.autoscale.enabled else None,
-        )
 
 
 class EngineBase:

@@ -34,16 +34,12 @@ from tokenpool.core import (
     response_cache_savings,
     subtract,
 )
-from tokenpool.engine._base import (
-    POOL_EXHAUSTED,
-    REQUEST_TOO_LARGE,
-    BudgetState,
-    EngineBase,
-)
+from tokenpool.engine._base import POOL_EXHAUSTED, REQUEST_TOO_LARGE, EngineBase
 from tokenpool.engine._checks import counted_usage, digest
 from tokenpool.engine._commands import ExtendCommand, SettleCommand
 from tokenpool.engine._events import Ending, EndKind, ending_fields, reservation_fields
 from tokenpool.engine._records import reservation_entry, reservation_row
+from tokenpool.engine._state import BudgetState
 from tokenpool.ledger import EntryKind, LedgerBatch
 
 logger = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from tokenpool.core import (
     TenantPolicy,
 )
 from tokenpool.engine._autoscaling import Autoscaling
-from tokenpool.engine._base import BudgetState, Waiter
+from tokenpool.engine._state import BudgetState, Waiter
 from tokenpool.engine._tenancy import Tenancy
 from tokenpool.ledger import Entry, EntryKind, FileValueRow, LedgerBatch, PoolRow
 

@@ -31,7 +31,6 @@ from tokenpool.core import (
     check_count,
     check_labels,
     check_name,
-    merge,
     plan_draws,
     projected_reach,
     size_call,
@@ -41,11 +40,9 @@ from tokenpool.engine._base import (
     POOL_EXHAUSTED,
     QUEUE_FULL,
     REQUEST_TOO_LARGE,
-    BudgetState,
     EngineBase,
-    Waiter,
 )
-from tokenpool.engine._checks import check_request, digest, shape
+from tokenpool.engine._checks import check_request, digest, request_shape, shape
 from tokenpool.engine._commands import ReserveCommand
 from tokenpool.engine._events import (
     Ending,
@@ -55,6 +52,7 @@ from tokenpool.engine._events import (
     reservation_fields,
 )
 from tokenpool.engine._records import reservation_entry
+from tokenpool.engine._state import BudgetState, Waiter
 from tokenpool.ledger import EntryKind, LedgerBatch
 
 logger = logging.getLogger(__name__)
@@ -288,81 +286,8 @@ class Reserving(EngineBase):
     def _reserve_shadow(
         self, budget: BudgetState, waiter: Waiter, ceiling: int, *, may_wait: bool
     ) -> Reservation:
-        """Shadow mode: decides as usual, then grants whatever was decided.
-
-        A request the rules grant now is granted as usual. Any other is
-        granted too, at once: it takes what its own pool, burst and lenders
-        have, and the rest is charged to its own pool as debt, so the pools
-        keep tracking what was really taken and later decisions read the
-        real load. The reservation records why an enforcing daemon would not
-        have granted it now (`shadow`), and whether it would have waited or
-        been refused, in its reserve entry. Nobody ever waits in shadow
-        mode, so the queues stay empty.
-        """
-        now = self._clock.monotonic_ns()
-        tenant, sizing = waiter.tenant, waiter.sizing
-        pool = tenant.tier.pool
-        reason = REQUEST_TOO_LARGE if sizing.tokens > ceiling else ""
-        reach = self._reach(budget, tenant, pool, sizing, now)
-        if not reason:
-            result = self._try_grant(budget, waiter, reach, now)
-            if result is _GRANTED and waiter.reservation is not None:
-                return waiter.reservation
-            if waiter.refusal is not None:
-                reason = waiter.refusal.reason
-            else:
-                reason = waiter.blocked_by or POOL_EXHAUSTED
-            reach = self._reach(budget, tenant, pool, sizing, now)
-
-        # What the pools can give, then the rest as debt on the own pool.
-        fits = plan_draws(min(sizing.tokens, reach.largest), reach) or ()
-        shortfall = sizing.tokens - sum(tokens for _, tokens in fits)
-        name = budget.policy.name
-        self._store.take(name, fits, now)
-        if shortfall:
-            self._store.charge(name, ((pool, shortfall),), now)
-        draws = merge(fits, ((pool, shortfall),) if shortfall else (), pool)
-        would = "wait" if may_wait and reason != REQUEST_TOO_LARGE else "refuse"
-        ask = self._ask(
-            budget,
-            tenant,
-            sizing.tokens,
-            input_tokens=sizing.input_tokens,
-            model=waiter.command.model,
-            draws=draws,
-        )
-        reservation, batch = self._open(
-            budget,
-            tenant,
-            waiter.command,
-            sizing,
-            draws,
-            waiter.lease_ns,
-            waiter.fingerprint,
-            now,
-            waiter.arrived_ns,
-            shadow=(reason, would),
-        )
-        self._limit_book.hold(
-            reservation.reservation_id, ask, now, self._clock.wall_ns()
-        )
-        reservation.cost_micros = ask.cost_micros or 0
-        waiter.reservation = reservation
-        waiter.commit = self._submit(batch)
-        log_event(
-            logger,
-            logging.DEBUG,
-            "shadow grant",
-            {
-                "budget": name,
-                "tenant": tenant.name,
-                "tokens_granted": sizing.tokens,
-                "reason": reason,
-                "would": would,
-                "debt": shortfall,
-            },
-        )
-        return reservation
+        """Shadow mode's grant of anything; `_shadow` implements it."""
+        raise NotImplementedError
 
     def _size(
         self, budget: BudgetState, tenant: TenantPolicy, command: ReserveCommand
@@ -806,7 +731,7 @@ class Reserving(EngineBase):
                 "output_factor": str(sizing.output_factor or ""),
                 "model": command.model,
                 "labels": reservation.labels,
-                "request": _request_shape(command),
+                "request": request_shape(command),
             },
         )
         return reservation, self._batch(budget, entry, reservation, now, wall)
@@ -842,25 +767,3 @@ class Reserving(EngineBase):
         commit = self._submit(self._batch(budget, entry, reservation, now, wall))
         self._commits[reservation.reservation_id] = commit
         self._serve_queues(budget)
-
-
-def _request_shape(command: ReserveCommand) -> dict[str, object]:
-    """What a replay of the ledger needs to send the same request again.
-
-    Only fields that differ from their defaults are kept, so the entry stays
-    short.
-    """
-    shape: dict[str, object] = {
-        "tokens": command.tokens,
-        "input_tokens": command.input_tokens,
-        "input_chars": command.input_chars,
-        "max_output_tokens": command.max_output_tokens,
-        "output_detail": command.output_detail,
-        "structured_output": command.structured_output,
-        "context_items": command.context_items,
-        "urgency": command.urgency,
-        "max_wait_ms": command.max_wait_ms,
-        "lease_ms": command.lease_ms,
-        "task_type": command.task_type,
-    }
-    return {key: value for key, value in shape.items() if value}
