@@ -205,6 +205,9 @@ class Reconfiguring(Autoscaling, Tenancy):
             _requeue(budget, fifo=policy.queueing == "fifo")
         if policy.learning != old.learning:
             budget.estimates.reconfigure(policy.learning)
+        if policy.capacity_tokens != old.capacity_tokens and budget.scaler is not None:
+            # The file's new capacity is the one a provider cut returns to.
+            budget.scaler.capacity_set()
         self._resize(budget, policy, now)
         return self._pool_rows(policy.name, now, wall)
 
