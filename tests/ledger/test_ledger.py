@@ -547,3 +547,29 @@ async def test_second_open_of_a_ledger_is_refused_until_closed(tmp_path: Path) -
     await first.aclose()
     second = await Ledger.open(path)
     await second.aclose()
+
+
+async def test_sums_past_64_bits_are_exact(tmp_path: Path) -> None:
+    big = 2**62
+    batch = LedgerBatch(
+        entries=[
+            _entry(EntryKind.SETTLE, charged=big, overrun=big),
+            _entry(EntryKind.SETTLE, charged=big, overrun=big),
+            _entry(EntryKind.SETTLE, charged=3),
+        ],
+        reservations=[
+            _reservation(f"r{n}", state=ReservationState.SETTLED, charged=big)
+            for n in range(3)
+        ]
+        + [_reservation("r3", state=ReservationState.SETTLED, charged=-5)],
+    )
+    async with _running_ledger(tmp_path / "ledger.db") as ledger:
+        await ledger.commit(batch)
+
+        [totals] = await ledger.totals()
+        [slot] = await ledger.charged_since(0)
+
+    # SQLite's own SUM would fail with "integer overflow" on both.
+    assert totals["tokens_charged"] == 2 * big + 3
+    assert totals["tokens_overrun"] == 2 * big
+    assert slot.tokens == 3 * big - 5

@@ -95,6 +95,7 @@ from tokenpool.core._sizing import CallShape, Sizing, size_call
 from tokenpool.core._validation import (
     check_count,
     check_labels,
+    check_micros,
     check_name,
     check_range,
     check_text,
@@ -167,6 +168,7 @@ __all__ = [
     "burst_limit",
     "check_count",
     "check_labels",
+    "check_micros",
     "check_name",
     "check_range",
     "check_text",

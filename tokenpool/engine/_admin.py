@@ -36,13 +36,16 @@ class Administering(EngineBase):
         self._check_serving()
         budget = self._budget(name)
         check_count("capacity_tokens", capacity)
+        configured_max = budget.policy.max_capacity_tokens
+        if configured_max is not None and capacity > configured_max:
+            raise InvalidFieldError(
+                "capacity_tokens",
+                f"{capacity} is above the budget's max_capacity_tokens "
+                f"({configured_max}); raise that in the configuration first",
+            )
 
-        policy = budget.policy.model_copy(
-            update={
-                "capacity_tokens": capacity,
-                "max_capacity_tokens": max(budget.policy.peak_capacity, capacity),
-            }
-        )
+        policy = budget.policy.model_copy(update={"capacity_tokens": capacity})
+        budget.largest_capacity = max(budget.largest_capacity, capacity)
         detail = {
             "capacity_tokens": capacity,
             "previous_capacity_tokens": budget.policy.capacity_tokens,

@@ -51,6 +51,7 @@ from tokenpool.core import (
     TenantPolicy,
     Ticket,
     burst_limit,
+    check_micros,
     check_name,
     check_text,
     corrected_allowance,
@@ -163,6 +164,9 @@ class BudgetState:
     unknown_task_types: int = 0
     """Reserves that named a task type the scoring does not know."""
     open_reservations: int = 0
+    largest_capacity: int = 0
+    """The most capacity set since start; with no configured maximum, the
+    budget's maximum for what it could ever grant (SPEC 12.1)."""
     alarm: Alarm | None = None
     alarm_at: int = 0
 
@@ -183,6 +187,7 @@ class BudgetState:
             burst_by_tenant=Counter(),
             charged=dict.fromkeys(POOL_ORDER, 0),
             estimates=EstimateBook(policy.learning),
+            largest_capacity=policy.capacity_tokens,
         )
 
 
@@ -363,7 +368,11 @@ class EngineBase:
     def _peak(self, budget: BudgetState) -> dict[Pool, int]:
         """Each pool's capacity at the budget's largest capacity."""
         peak = split_capacity(
-            max(budget.policy.peak_capacity, sum(budget.capacities.values())),
+            max(
+                budget.policy.peak_capacity,
+                budget.largest_capacity,
+                sum(budget.capacities.values()),
+            ),
             budget.policy.shares.by_pool(),
         )
         for pool, capacity in budget.capacities.items():
@@ -468,6 +477,7 @@ class EngineBase:
         cost = None
         if price is not None:
             cost = hold_cost_micros(price, input_tokens, tokens - input_tokens)
+            check_micros("tokens", cost, model)
         policy = budget.policy
         return Ask(
             budget=policy.name,
@@ -535,13 +545,18 @@ class EngineBase:
         cache_write_tokens: int = 0,
         output_tokens: int = 0,
     ) -> int:
-        """What usage cost in micro-dollars; 0 for a model with no price."""
+        """What usage cost in micro-dollars; 0 for a model with no price.
+
+        Raises:
+            InvalidFieldError: the cost is more than the ledger can record.
+        """
         price = self._prices.price_of(model)
         if price is None:
             return 0
-        return cost_micros(
+        micros = cost_micros(
             price, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens
         )
+        return check_micros("usage", micros, model)
 
     def _charge_target(self, reservation: Reservation) -> ChargeTarget:
         """Where a reservation's usage counts: its tenant, team and grant periods."""

@@ -118,22 +118,9 @@ class Closing(EngineBase):
                     "tokens_overrun": outcome.overrun,
                 },
             )
-        reservation.used = used
-        reservation.incomplete = command.incomplete
-        reservation.response_cache_hit = command.response_cache_hit
-        self._learn(self._budgets[reservation.budget], reservation)
         model = command.model or reservation.model
-        if command.response_cache_hit:
-            # Still the hold's estimate: the call avoided is what was saved.
-            hit = response_cache_savings(reservation.hold, reservation.cost_micros)
-            savings: tuple[CacheSavings, ...] = (hit,)
-        else:
-            saved = prompt_cache_savings(
-                command.cached_input_tokens,
-                policy.cache_read_weight_percent,
-                self._prices.price_of(model),
-            )
-            savings = () if saved is None else (saved,)
+        # Priced before anything changes: a cost the ledger cannot record is
+        # refused (INVALID_ARGUMENT) with the reservation left as it was.
         micros = 0
         if not command.response_cache_hit:
             micros = self._price_usage(
@@ -145,6 +132,21 @@ class Closing(EngineBase):
             )
             # A cut-off call charged its hold pays for the rest as output.
             micros += self._price_usage(model, 0, output_tokens=outcome.charged - used)
+        reservation.used = used
+        reservation.incomplete = command.incomplete
+        reservation.response_cache_hit = command.response_cache_hit
+        self._learn(self._budgets[reservation.budget], reservation)
+        if command.response_cache_hit:
+            # Still the hold's estimate: the call avoided is what was saved.
+            hit = response_cache_savings(reservation.hold, reservation.cost_micros)
+            savings: tuple[CacheSavings, ...] = (hit,)
+        else:
+            saved = prompt_cache_savings(
+                command.cached_input_tokens,
+                policy.cache_read_weight_percent,
+                self._prices.price_of(model),
+            )
+            savings = () if saved is None else (saved,)
         ending = Ending(
             EndKind.SETTLED,
             reservation,

@@ -165,6 +165,19 @@ class Engine(Reserving, Closing, Administering):
                 for waiter in queue.drain():
                     waiter.event.set()
 
+    async def flush_refusals(self) -> None:
+        """Writes the refusal counts not yet in the ledger, before it closes.
+
+        Counts ride along with the next commit or sweep; at shutdown there
+        is no next one.
+        """
+        if not self._refusals:
+            return
+        try:
+            await self._submit(LedgerBatch())
+        except LedgerUnavailableError as exc:
+            logger.warning("refusal counts not recorded at shutdown error=%s", exc)
+
     async def run_sweeper(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> NoReturn:

@@ -15,6 +15,7 @@ from tokenpool._errors import (
     LedgerUnavailableError,
     RefusalError,
     RequestTooLargeError,
+    TenantRefusedError,
 )
 from tokenpool._fields import log_event
 from tokenpool.core import (
@@ -175,7 +176,12 @@ class Reserving(EngineBase):
     async def _reserve_anywhere(
         self, command: ReserveCommand, fingerprint: str, deadline_s: float | None
     ) -> Reservation:
-        first: RefusalError | None = None
+        """Tries the budget, then each fallback in order; raises the first no.
+
+        A budget that refuses the tenant itself (unknown tenants refused) is
+        a no like a refusal for tokens: the next fallback is tried.
+        """
+        first: RefusalError | TenantRefusedError | None = None
         arrived_ns = self._clock.monotonic_ns()
         for index, name in enumerate((command.budget, *command.fallback_budgets)):
             try:
@@ -187,7 +193,7 @@ class Reserving(EngineBase):
                     deadline_s=deadline_s,
                     arrived_ns=arrived_ns,
                 )
-            except RefusalError as exc:
+            except (RefusalError, TenantRefusedError) as exc:
                 first = first or exc
         assert first is not None
         raise first

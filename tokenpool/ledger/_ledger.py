@@ -46,6 +46,8 @@ from tokenpool.ledger._schema import (
     Row,
     entry_from_row,
     entry_values,
+    exact_sum,
+    joined_sum,
     migrate,
     pool_from_row,
     pool_values,
@@ -570,7 +572,8 @@ class Ledger:
         async with self._reading("charged_since") as conn:
             rows = await conn.execute_fetchall(
                 "SELECT tenant, team, created_wall_ns / :slot * :slot, "
-                "SUM(charged), SUM(cost_micros) FROM reservations "
+                f"{exact_sum('charged')}, {exact_sum('cost_micros')} "
+                "FROM reservations "
                 "WHERE state != :open AND created_wall_ns >= :since "
                 "GROUP BY tenant, team, created_wall_ns / :slot",
                 {
@@ -579,7 +582,16 @@ class Ledger:
                     "since": wall_ns,
                 },
             )
-            return [ChargedSlot(*row) for row in rows]
+            return [
+                ChargedSlot(
+                    tenant,
+                    team,
+                    slot,
+                    tokens=joined_sum(*halves[:2]),
+                    micros=joined_sum(*halves[2:]),
+                )
+                for tenant, team, slot, *halves in rows
+            ]
 
     async def get_reservation(self, reservation_id: str) -> ReservationRow | None:
         """Read one reservation by id, or None when it is unknown."""
@@ -627,7 +639,14 @@ class Ledger:
                 TOTALS_SQL.format(budget_filter=budget_filter), params
             )
 
-        return [dict(zip(TOTALS_KEYS, row, strict=True)) for row in rows]
+        totals = []
+        for budget_name, tenant, reservations, *halves, refusals in rows:
+            # Token figures come as (high, low) half sums: see exact_sum.
+            pairs = zip(halves[0::2], halves[1::2], strict=True)
+            sums = [joined_sum(high, low) for high, low in pairs]
+            values = (budget_name, tenant, reservations, *sums, refusals)
+            totals.append(dict(zip(TOTALS_KEYS, values, strict=True)))
+        return totals
 
     async def entry_count(self) -> int:
         """Count the entries in the ledger."""

@@ -183,7 +183,7 @@ class AdminServicer(pb_grpc.AdminServicer):
             if request.budget:
                 self._engine.budget_status(request.budget)
             rows = await self._ledger.totals(budget=request.budget or None)
-            return [pb.ReportRow(**row) for row in rows]  # type: ignore[arg-type]
+            return [convert.report_row(row) for row in rows]
 
         return pb.ReportResponse(rows=await _answer("Report", context, totals))
 
