@@ -715,9 +715,15 @@ class Reserving(EngineBase):
         )
         return reservation, self._batch(budget, entry, reservation, now, wall)
 
-    def _undo(self, reservation: Reservation) -> None:
-        """Takes back a grant whose caller left before it was answered."""
-        if not reservation.is_open:
+    def _undo(self, granted: Reservation) -> None:
+        """Takes back a grant whose caller left before it was answered.
+
+        The grant is looked up by id: if the state was rebuilt from the
+        ledger meanwhile, the object granted is stale, and only what the
+        ledger recorded (the grant, or nothing) is in memory to undo.
+        """
+        reservation = self._reservations.get(granted.reservation_id)
+        if reservation is None or not reservation.is_open:
             return
         budget = self._budgets[reservation.budget]
         now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()

@@ -58,6 +58,10 @@ from tokenpool.ledger._schema import (
 
 logger = logging.getLogger(__name__)
 
+# A group that waited less than this before its write keeps the whole
+# busy timeout: shortening it costs a statement, so only a real wait does.
+_SHORTEN_AFTER_MS = 100
+
 # SQLite `synchronous` per durability level. In WAL mode NORMAL loses nothing
 # acknowledged when the process dies; FULL also survives a power loss.
 _SYNCHRONOUS: Mapping[str, str] = {"normal": "NORMAL", "power": "FULL"}
@@ -136,10 +140,20 @@ _RESOLVED = _Resolved()
 class _Group:
     """Rows of every batch submitted since the last commit began."""
 
-    __slots__ = ("entries", "outcome", "pools", "refusals", "reservations", "size")
+    __slots__ = (
+        "entries",
+        "opened_at",
+        "outcome",
+        "pools",
+        "refusals",
+        "reservations",
+        "size",
+    )
 
     def __init__(self) -> None:
         self.size = 0
+        self.opened_at = 0.0
+        """When the first batch came (time.monotonic); its wait counts from there."""
         self.entries: list[Row] = []
         self.reservations: dict[str, Row] = {}
         self.pools: dict[tuple[str, str], Row] = {}
@@ -151,6 +165,8 @@ class _Group:
         entries = [entry_values(entry) for entry in batch.entries]
         reservations = [reservation_values(row) for row in batch.reservations]
 
+        if self.size == 0:
+            self.opened_at = time.monotonic()
         self.size += 1
         self.entries.extend(entries)
         for values in reservations:
@@ -181,9 +197,11 @@ class Ledger:
         *,
         path: str,
         lock: LedgerLock | None = None,
+        busy_timeout_ms: int = 5000,
     ) -> None:
         self._conn: aiosqlite.Connection | None = conn
         self._path = path
+        self._busy_timeout_ms = busy_timeout_ms
         self._file_lock = lock
         # Serialises write groups and reads on the one connection, so a read
         # never sees a group that is half written or later rolled back.
@@ -294,7 +312,7 @@ class Ledger:
                 "durability": durability,
             },
         )
-        return cls(conn, path=where, lock=lock)
+        return cls(conn, path=where, lock=lock, busy_timeout_ms=busy_timeout_ms)
 
     @staticmethod
     async def _prepare(
@@ -425,9 +443,28 @@ class Ledger:
             group.outcome.resolve(_CLOSED_MESSAGE)
             return
 
+        # A group queued behind a commit that waited on a lock has spent part
+        # of its time already: each write waits at most the timeout in all.
+        waited_ms = (time.monotonic() - group.opened_at) * 1000
+        left_ms = int(self._busy_timeout_ms - waited_ms)
+        if left_ms <= 0:
+            self._failed_commits += 1
+            logger.warning(
+                "ledger group failed size=%d error=timeout waited_ms=%d",
+                group.size,
+                waited_ms,
+                extra={"size": group.size, "error": "timeout", "waited_ms": waited_ms},
+            )
+            group.outcome.resolve(
+                f"Ledger commit waited {waited_ms:.0f} ms, past the ledger timeout "
+                f"of {self._busy_timeout_ms} ms (database locked or slow); the "
+                "operation was not recorded, retry shortly."
+            )
+            return
+
         started = time.perf_counter()
         try:
-            await self._write(conn, group)
+            await self._write(conn, group, left_ms)
         except Exception as exc:
             # Any failure, even one that is not sqlite's, must reach waiters.
             await self._rollback(conn)
@@ -456,22 +493,47 @@ class Ledger:
         )
         group.outcome.resolve(size=group.size)
 
-    @staticmethod
-    async def _write(conn: aiosqlite.Connection, group: _Group) -> None:
-        """Write one group in one transaction: a handful of worker-thread hops."""
-        # IMMEDIATE takes the write lock up front, waiting up to busy_timeout.
-        await conn.execute("BEGIN IMMEDIATE")
-        if group.entries:
-            await conn.executemany(INSERT_ENTRY, group.entries)
-        if group.reservations:
-            await conn.executemany(
-                UPSERT_RESERVATION, list(group.reservations.values())
+    async def _write(
+        self, conn: aiosqlite.Connection, group: _Group, left_ms: int
+    ) -> None:
+        """Write one group in one transaction: a handful of worker-thread hops.
+
+        `left_ms` is what remains of the group's ledger timeout; the lock
+        wait is cut to it when the group has already waited a while.
+        """
+        shortened = left_ms < self._busy_timeout_ms - _SHORTEN_AFTER_MS
+        if shortened:
+            await conn.execute(f"PRAGMA busy_timeout = {int(left_ms)}")
+        try:
+            # IMMEDIATE takes the write lock up front, waiting up to busy_timeout.
+            await conn.execute("BEGIN IMMEDIATE")
+            if group.entries:
+                await conn.executemany(INSERT_ENTRY, group.entries)
+            if group.reservations:
+                await conn.executemany(
+                    UPSERT_RESERVATION, list(group.reservations.values())
+                )
+            if group.pools:
+                await conn.executemany(UPSERT_POOL, list(group.pools.values()))
+            if group.refusals:
+                await conn.executemany(ADD_REFUSALS, group.refusal_values())
+            await conn.execute("COMMIT")
+        finally:
+            if shortened:
+                await self._restore_busy_timeout(conn)
+
+    async def _restore_busy_timeout(self, conn: aiosqlite.Connection) -> None:
+        """Puts the whole busy timeout back after a shortened write."""
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        except sqlite3.Error as exc:
+            # The next shortened write sets it again; a full one keeps the
+            # shorter wait, which errs on the side of answering sooner.
+            logger.warning(
+                "ledger busy timeout not restored error=%r",
+                exc,
+                extra={"error": repr(exc)},
             )
-        if group.pools:
-            await conn.executemany(UPSERT_POOL, list(group.pools.values()))
-        if group.refusals:
-            await conn.executemany(ADD_REFUSALS, group.refusal_values())
-        await conn.execute("COMMIT")
 
     @staticmethod
     async def _rollback(conn: aiosqlite.Connection) -> None:
