@@ -300,3 +300,25 @@ async def test_a_cost_the_ledger_cannot_record_is_refused_and_changes_nothing(
         settled = await _settle(s, held.reservation_id, input_tokens=4)
         assert settled.charged_tokens == 4
         assert (await _reserve(s, 10)).granted_tokens == 10
+
+
+async def test_an_extend_refusal_speaks_in_totals(serve: ServeFactory) -> None:
+    async with serve(**_budget(1000)) as s:
+        first = await _reserve(s, 500)
+        await _reserve(s, 400)
+
+        refused = await refusal(
+            s.api.Extend(
+                pb.ExtendRequest(
+                    reservation_id=first.reservation_id, tenant="t", total_tokens=700
+                )
+            )
+        )
+
+    # Extend asks for a total: 700 asked, and 600 (500 held + 100 free) is
+    # the most this reservation could hold now.
+    assert refused.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert refused.detail is not None
+    assert refused.detail.requested_tokens == 700
+    assert refused.detail.largest_grantable_tokens == 600
+    assert "a hold of 700" in refused.message and "600" in refused.message

@@ -187,3 +187,8 @@ async def test_url_gets_a_json_post() -> None:
 
     assert json.loads(bodies[0])["percent"] == 100
     assert [outcome for _, outcome in outcomes.seen] == ["ok", "failed"]
+
+
+def test_unknown_event_names_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"unknown hook events \['budget_alrt'\]"):
+        HookSettings(command=("true",), events=("budget_alrt",))

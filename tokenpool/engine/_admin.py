@@ -59,6 +59,10 @@ class Administering(EngineBase):
         """Sets some or all pools' shares; the others keep theirs (SPEC 12.11)."""
         self._check_serving()
         budget = self._budget(name)
+        if not shares:
+            raise InvalidFieldError(
+                "shares", "names no pool; give a percent for basic, priority or burst"
+            )
         current = budget.policy.shares.by_pool()
         known = {pool.value for pool in POOL_ORDER}
         for pool_name, percent in shares.items():
@@ -73,8 +77,9 @@ class Administering(EngineBase):
         if total != 100:
             raise InvalidFieldError(
                 "shares",
-                f"the resulting shares sum to {total}, not 100 "
-                + ", ".join(f"({pool}={current[pool]})" for pool in POOL_ORDER),
+                f"the resulting shares sum to {total}, not 100 ("
+                + ", ".join(f"{pool}={current[pool]}" for pool in POOL_ORDER)
+                + ")",
             )
 
         new_shares = Shares(

@@ -418,7 +418,15 @@ class EngineBase:
         sizing: Sizing,
         reason: str,
         now: int,
+        *,
+        held: int = 0,
     ) -> InsufficientTokensError:
+        """The refusal for tokens the pools cannot give now, with a retry hint.
+
+        `held` is what an Extend's reservation holds already: its refusal
+        speaks in totals, as Extend's argument does (the total asked, and
+        the largest total it could have now).
+        """
         name = budget.policy.name
         reach = self._reach(budget, tenant, pool, sizing, now)
         queued = budget.queues[pool]
@@ -449,14 +457,16 @@ class EngineBase:
             },
         )
         what = "its queue is full" if reason == QUEUE_FULL else "not enough tokens"
+        requested, largest = sizing.tokens + held, largest + held
+        asked = f"a hold of {requested}" if held else f"{requested}"
         return InsufficientTokensError(
-            f"Budget {name!r} cannot grant {sizing.tokens} tokens to tenant "
+            f"Budget {name!r} cannot grant {asked} tokens to tenant "
             f"{tenant.name!r} now ({what} in pool {pool}; largest grantable now: "
             f"{largest}); retry later or ask for less.",
             reason=reason,
             budget=name,
             pool=pool,
-            requested=sizing.tokens,
+            requested=requested,
             largest_grantable=largest,
             retry_after_ns=min(max(retry_ns or 0, NS_PER_MS), _MAX_RETRY_AFTER_NS),
         )

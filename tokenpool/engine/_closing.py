@@ -425,14 +425,26 @@ class Closing(EngineBase):
         ask = self._extended_ask(budget, tenant, reservation, total, draws)
         breach = self._limit_book.check_change(reservation.reservation_id, ask, wall)
         if breach is not None:
-            raise self._limit_refusal(budget, tenant, breach, requested=delta)
+            raise self._limit_refusal(budget, tenant, breach, requested=total)
         if draws is None:
             raise self._refusal(
-                budget, tenant, reservation.pool, extra, POOL_EXHAUSTED, now
+                budget,
+                tenant,
+                reservation.pool,
+                extra,
+                POOL_EXHAUSTED,
+                now,
+                held=reservation.hold,
             )
         if not self._store.take(policy.name, draws, now):
             raise self._refusal(
-                budget, tenant, reservation.pool, extra, POOL_EXHAUSTED, now
+                budget,
+                tenant,
+                reservation.pool,
+                extra,
+                POOL_EXHAUSTED,
+                now,
+                held=reservation.hold,
             )
         return draws
 
