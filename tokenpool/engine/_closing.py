@@ -426,17 +426,7 @@ class Closing(EngineBase):
         breach = self._limit_book.check_change(reservation.reservation_id, ask, wall)
         if breach is not None:
             raise self._limit_refusal(budget, tenant, breach, requested=total)
-        if draws is None:
-            raise self._refusal(
-                budget,
-                tenant,
-                reservation.pool,
-                extra,
-                POOL_EXHAUSTED,
-                now,
-                held=reservation.hold,
-            )
-        if not self._store.take(policy.name, draws, now):
+        if draws is None or not self._store.take(policy.name, draws, now):
             raise self._refusal(
                 budget,
                 tenant,
