@@ -172,6 +172,8 @@ async def test_tenants_and_teams_are_managed(serve: ServeFactory) -> None:
                 "red",
                 "--max-in-flight-tokens",
                 "800",
+                "--daily-tokens",
+                "9000",
                 "--alert-percent",
                 "80",
             )
@@ -190,7 +192,7 @@ async def test_tenants_and_teams_are_managed(serve: ServeFactory) -> None:
     assert (web["source"], web["caps"]["max_in_flight_tokens"]) == ("run-time", 800)
     assert web["caps"]["alert_percent"] == [80]
     assert next(t for t in listed if t["name"] == "a")["source"] == "file"
-    assert "max_in_flight_tokens=800" in table
+    assert "max_in_flight_tokens=800 daily_tokens=9000 alerts=80" in table
     assert teams == [
         {
             "name": "red",

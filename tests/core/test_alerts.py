@@ -55,13 +55,16 @@ def test_money_budgets_alert_in_micro_dollars() -> None:
     assert (alert.used, alert.limit) == (5_000_000, 10_000_000)
 
 
-def test_no_thresholds_or_no_budget_raise_nothing() -> None:
+def test_no_thresholds_raise_nothing() -> None:
     book = AlertBook()
     plain = TenantPolicy(name="t", daily_tokens=10)
-    unbudgeted = TenantPolicy(name="t", alert_percent=[1])
 
     assert book.check(_TENANT, plain, _usage("2025-03-01", 100)) == []
-    assert book.check(_TENANT, unbudgeted, _usage("2025-03-01", 100)) == []
+
+
+def test_thresholds_without_a_calendar_budget_are_refused() -> None:
+    with pytest.raises(ValidationError, match="no calendar budget is"):
+        TenantPolicy(name="t", alert_percent=[80])
 
 
 def test_threshold_out_of_range_is_refused() -> None:

@@ -133,8 +133,7 @@ async def test_run_time_capacity_survives_reload_until_file_changes(
         assert capacity_kept == 700
         assert list(replaced.changes) == [
             "budget b: capacity_tokens 700 -> 1200",
-            # Unset bounds follow the file's capacity.
-            "budget b: max_capacity_tokens 1000 -> 1200",
+            # An unset minimum is the file's capacity, kept under the override.
             "budget b: min_capacity_tokens 1000 -> 1200",
         ]
         assert "replaced by the file: budget/b/capacity_tokens" in replaced.message

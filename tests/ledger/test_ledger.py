@@ -547,3 +547,58 @@ async def test_second_open_of_a_ledger_is_refused_until_closed(tmp_path: Path) -
     await first.aclose()
     second = await Ledger.open(path)
     await second.aclose()
+
+
+async def test_sums_past_64_bits_are_exact(tmp_path: Path) -> None:
+    big = 2**62
+    batch = LedgerBatch(
+        entries=[
+            _entry(EntryKind.SETTLE, charged=big, overrun=big),
+            _entry(EntryKind.SETTLE, charged=big, overrun=big),
+            _entry(EntryKind.SETTLE, charged=3),
+        ],
+        reservations=[
+            _reservation(f"r{n}", state=ReservationState.SETTLED, charged=big)
+            for n in range(3)
+        ]
+        + [_reservation("r3", state=ReservationState.SETTLED, charged=-5)],
+    )
+    async with _running_ledger(tmp_path / "ledger.db") as ledger:
+        await ledger.commit(batch)
+
+        [totals] = await ledger.totals()
+        [slot] = await ledger.charged_since(0)
+
+    # SQLite's own SUM would fail with "integer overflow" on both.
+    assert totals["tokens_charged"] == 2 * big + 3
+    assert totals["tokens_overrun"] == 2 * big
+    assert slot.tokens == 3 * big - 5
+
+
+async def test_a_write_queued_behind_a_locked_one_waits_the_timeout_in_all(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.db"
+    timeout_s = 0.6
+    async with _running_ledger(path, busy_timeout_ms=int(timeout_s * 1000)) as ledger:
+        blocker = await anyio.to_thread.run_sync(_hold_write_lock, path)
+        failed_after: list[float] = []
+
+        async def write(tokens: int) -> None:
+            started = anyio.current_time()
+            with pytest.raises(LedgerUnavailableError):
+                await ledger.commit(LedgerBatch(entries=[_entry(tokens=tokens)]))
+            failed_after.append(anyio.current_time() - started)
+
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(write, 1)
+                # The first group is waiting on the lock: this one queues.
+                await anyio.sleep(0.1)
+                tasks.start_soon(write, 2)
+        finally:
+            await anyio.to_thread.run_sync(blocker.close)
+
+    # Both gave up within their own timeout, not the second after two.
+    assert len(failed_after) == 2
+    assert max(failed_after) < timeout_s + 0.3

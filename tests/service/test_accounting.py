@@ -259,3 +259,66 @@ async def test_callers_that_give_up_on_a_slow_daemon_hold_and_pay_nothing(
         assert set(kinds) == {"reserve", "undo"}
         totals = await s.admin.Report(pb.ReportRequest(budget="b"))
         assert sum(row.tokens_charged for row in totals.rows) == 0
+
+
+async def test_usage_sums_past_64_bits_break_no_read_and_no_restart(
+    serve: ServeFactory,
+) -> None:
+    big = 2**62
+    config = _budget(1000)
+    async with serve(**config) as s:
+        holds = [await _reserve(s, 10) for _ in range(2)]
+        for held in holds:
+            await _settle(s, held.reservation_id, input_tokens=big)
+
+        # Each figure is allowed (SPEC 12.9); their sums pass an int64.
+        tenant = await s.api.GetTenant(pb.GetTenantRequest(tenant="t"))
+        report = await s.admin.Report(pb.ReportRequest(budget="b"))
+
+    assert tenant.day.charged_tokens == 2**63 - 1
+    [row] = report.rows
+    assert row.tokens_charged == 2**63 - 1
+    # A restart sums the day's charges again from the ledger.
+    async with serve(db_path=s.db_path, **config) as again:
+        tenant = await again.api.GetTenant(pb.GetTenantRequest(tenant="t"))
+        assert tenant.day.charged_tokens == 2**63 - 1
+
+
+async def test_a_cost_the_ledger_cannot_record_is_refused_and_changes_nothing(
+    serve: ServeFactory,
+) -> None:
+    price = {"model": "gpt-4o", "input": "2.50", "output": "10.00"}
+    async with serve(**_budget(1000), prices=[price]) as s:
+        held = await _reserve(s, 10, model="gpt-4o")
+        before = await _entries(s)
+
+        refused = await refusal(_settle(s, held.reservation_id, input_tokens=2**62))
+        assert refused.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert "usage" in refused.message
+        assert await _entries(s) == before
+        # The daemon stays writable and the reservation open.
+        settled = await _settle(s, held.reservation_id, input_tokens=4)
+        assert settled.charged_tokens == 4
+        assert (await _reserve(s, 10)).granted_tokens == 10
+
+
+async def test_an_extend_refusal_speaks_in_totals(serve: ServeFactory) -> None:
+    async with serve(**_budget(1000)) as s:
+        first = await _reserve(s, 500)
+        await _reserve(s, 400)
+
+        refused = await refusal(
+            s.api.Extend(
+                pb.ExtendRequest(
+                    reservation_id=first.reservation_id, tenant="t", total_tokens=700
+                )
+            )
+        )
+
+    # Extend asks for a total: 700 asked, and 600 (500 held + 100 free) is
+    # the most this reservation could hold now.
+    assert refused.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert refused.detail is not None
+    assert refused.detail.requested_tokens == 700
+    assert refused.detail.largest_grantable_tokens == 600
+    assert "a hold of 700" in refused.message and "600" in refused.message

@@ -273,6 +273,41 @@ async def test_fallback_budget_grants_and_says_so(serve: ServeFactory) -> None:
     assert (granted.budget, granted.granted_tokens) == ("spare", 5000)
 
 
+async def test_a_fallback_that_refuses_the_tenant_passes_to_the_next(
+    serve: ServeFactory,
+) -> None:
+    config = {
+        "budgets": [
+            {"name": "main", "capacity_tokens": 1000},
+            {"name": "strict", "capacity_tokens": 100_000, "unknown_tenants": "refuse"},
+            {"name": "spare", "capacity_tokens": 100_000},
+        ]
+    }
+    async with serve(**config) as s:
+        granted = await s.api.Reserve(
+            pb.ReserveRequest(
+                budget="main",
+                tenant="t",
+                tokens=5000,
+                fallback_budgets=["strict", "spare"],
+            )
+        )
+        # When every budget says no, the first one's answer is the one given.
+        refused = await refusal(
+            s.api.Reserve(
+                pb.ReserveRequest(
+                    budget="main",
+                    tenant="t",
+                    tokens=50_000,
+                    fallback_budgets=["strict"],
+                )
+            )
+        )
+
+    assert (granted.budget, granted.granted_tokens) == ("spare", 5000)
+    assert refused.code == grpc.StatusCode.OUT_OF_RANGE
+
+
 def test_a_tenant_of_an_unknown_team_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_text('[[tenants]]\nname = "x"\nteam = "ghosts"\n', encoding="utf-8")

@@ -584,6 +584,12 @@ CASES: list[Case] = [
         "shares",
     ),
     (
+        "a rebalance that names no pool",
+        _rpc("admin", "Rebalance", pb.RebalanceRequest, budget="b"),
+        INVALID,
+        "names no pool",
+    ),
+    (
         "a negative share",
         _rpc(
             "admin", "Rebalance", pb.RebalanceRequest, budget="b", shares={"basic": -1}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from functools import partial
 
 import anyio
@@ -559,3 +560,48 @@ async def test_report_sums_the_ledger(serve: ServeFactory) -> None:
             120,
         )
         assert (row.tokens_refunded, row.refusals) == (180, 1)
+
+
+async def test_set_capacity_stops_at_the_configured_maximum(
+    serve: ServeFactory,
+) -> None:
+    budgets = [
+        {"name": "capped", "capacity_tokens": 10_000, "max_capacity_tokens": 20_000},
+        {"name": "free", "capacity_tokens": 10_000},
+    ]
+    async with serve(budgets=budgets) as s:
+        above = await refusal(
+            s.admin.SetCapacity(
+                pb.SetCapacityRequest(budget="capped", capacity_tokens=20_001)
+            )
+        )
+        unchanged = await s.api.GetBudget(pb.GetBudgetRequest(budget="capped"))
+        at_max = await s.admin.SetCapacity(
+            pb.SetCapacityRequest(budget="capped", capacity_tokens=20_000)
+        )
+        # With no maximum configured, an operator may raise it as far as needed.
+        raised = await s.admin.SetCapacity(
+            pb.SetCapacityRequest(budget="free", capacity_tokens=50_000)
+        )
+        again = await s.admin.SetCapacity(
+            pb.SetCapacityRequest(budget="free", capacity_tokens=80_000)
+        )
+
+    assert above.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "capacity_tokens" in above.message and "20000" in above.message
+    assert unchanged.capacity_tokens == 10_000
+    assert at_max.capacity_tokens == 20_000
+    assert (raised.capacity_tokens, again.capacity_tokens) == (50_000, 80_000)
+
+
+async def test_refusal_counts_are_written_at_shutdown(serve: ServeFactory) -> None:
+    async with serve(**BUDGET_1000) as s:
+        for _ in range(5):
+            await refusal(
+                s.api.Reserve(pb.ReserveRequest(budget="b", tenant="t", tokens=5000))
+            )
+
+    # Nothing else committed after them: only the shutdown could write them.
+    with sqlite3.connect(s.db_path) as db:
+        [(count,)] = db.execute("SELECT SUM(count) FROM refusals").fetchall()
+    assert count == 5

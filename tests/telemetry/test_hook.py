@@ -71,6 +71,53 @@ async def test_failing_and_slow_commands_are_counted() -> None:
     assert [outcome for _, outcome in outcomes.seen] == ["failed", "timeout"]
 
 
+async def test_a_timed_out_command_is_killed_with_its_children(
+    tmp_path: Path,
+) -> None:
+    pid_file = tmp_path / "child.pid"
+    # A shell that starts a long child and waits for it, as scripts do.
+    command = ("/bin/sh", "-c", f"sleep 30 & echo $! > {pid_file}; wait")
+    outcomes = _Outcomes()
+    hook_settings = HookSettings(command=command, timeout_seconds=0.5)
+    with anyio.fail_after(5):
+        async with OperatorHook(hook_settings, on_outcome=outcomes) as hook:
+            hook.notify("budget_alert", {})
+            await outcomes.wait_for(1)
+
+    child = int(pid_file.read_text())
+    with anyio.fail_after(5):
+        while _alive(child):  # noqa: ASYNC110 - another process, no event
+            await anyio.sleep(0.05)
+    assert outcomes.seen == [("budget_alert", "timeout")]
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process is running (not gone, not a zombie awaiting reaping)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+async def test_events_left_queued_at_shutdown_are_counted_as_dropped() -> None:
+    outcomes = _Outcomes()
+    slow = HookSettings(
+        command=_command("import time; time.sleep(30)"), timeout_seconds=0.3
+    )
+    with anyio.fail_after(5):
+        async with OperatorHook(slow, on_outcome=outcomes) as hook:
+            for _ in range(4):
+                hook.notify("budget_changed", {})
+
+    # One delivery is cut off by its timeout or by the close; the rest were
+    # never tried. Each of them is still accounted for.
+    seen = [outcome for _, outcome in outcomes.seen]
+    assert len(seen) == 4
+    assert seen.count("dropped") >= 3
+    assert set(seen) <= {"timeout", "dropped"}
+
+
 async def test_full_queue_drops_without_blocking() -> None:
     outcomes = _Outcomes()
     slow = HookSettings(
@@ -140,3 +187,8 @@ async def test_url_gets_a_json_post() -> None:
 
     assert json.loads(bodies[0])["percent"] == 100
     assert [outcome for _, outcome in outcomes.seen] == ["ok", "failed"]
+
+
+def test_unknown_event_names_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"unknown hook events \['budget_alrt'\]"):
+        HookSettings(command=("true",), events=("budget_alrt",))

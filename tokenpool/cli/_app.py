@@ -94,6 +94,27 @@ def _first(group: BaseExceptionGroup[TokenPoolError]) -> TokenPoolError:
     return error
 
 
+# Levels --log-level takes, as the logging module names them.
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(value: str) -> str:
+    """A --log-level value, upper-cased; anything else is a usage error."""
+    level = value.strip().upper()
+    if level not in _LOG_LEVELS:
+        raise typer.BadParameter(
+            f"{value!r} is not one of {', '.join(_LOG_LEVELS)}",
+            param_hint="--log-level",
+        )
+    return level
+
+
+LogLevel = Annotated[
+    str,
+    typer.Option(help="DEBUG, INFO, WARNING or ERROR.", callback=_log_level),
+]
+
+
 def _log_format(value: str) -> Literal["text", "json"]:
     if value not in ("text", "json"):
         raise typer.BadParameter("must be 'text' or 'json'", param_hint="--log-format")
@@ -103,7 +124,7 @@ def _log_format(value: str) -> Literal["text", "json"]:
 @app.command()
 def serve(
     config: ConfigOption = None,
-    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
+    log_level: LogLevel = "INFO",
     log_format: LogFormat = "text",
     metrics_address: MetricsAddress = None,
 ) -> None:
@@ -144,7 +165,10 @@ def _with_metrics_address(settings: Settings, address: str) -> Settings:
 def health(
     address: AddressOption = "127.0.0.1:50051",
     timeout_s: Annotated[
-        float, typer.Option("--timeout", help="Seconds to wait for the answer.")
+        float,
+        typer.Option(
+            "--timeout", help="Seconds to wait for the answer.", min=0.001, max=3600
+        ),
     ] = 3.0,
 ) -> None:
     """Exit 0 when the daemon answers SERVING to a gRPC health check."""

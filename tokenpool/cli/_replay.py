@@ -26,8 +26,8 @@ from rich.progress import (
 )
 from tokenpool_client import TokenPoolError as ClientError
 
-from tokenpool._errors import TokenPoolError, UnknownBudgetError
-from tokenpool.cli._app import ConfigOption, _fail, _loop_options, _token, app
+from tokenpool._errors import TokenPoolError
+from tokenpool.cli._app import ConfigOption, LogLevel, _fail, _loop_options, _token, app
 from tokenpool.cli._whatif import Options as _WhatIfOptions
 from tokenpool.cli._whatif import Source as _Source
 from tokenpool.cli._whatif import what_if as offline_runs
@@ -334,7 +334,7 @@ def replay(
         Path | None,
         typer.Option("--json", help="Also write the report as JSON to this file."),
     ] = None,
-    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "WARNING",
+    log_level: LogLevel = "WARNING",
     token_file: Annotated[
         Path | None,
         typer.Option(
@@ -456,7 +456,11 @@ def replay(
         budget_policy = _budget(settings, budget)
         budget_name = budget or settings.budgets[0].name
         if budget_policy is None and address is None:
-            raise UnknownBudgetError(budget_name, [b.name for b in settings.budgets])
+            known = ", ".join(repr(b.name) for b in settings.budgets)
+            raise typer.BadParameter(
+                f"{budget_name!r} is not a budget of the configuration ({known})",
+                param_hint="--budget",
+            )
         if budget_policy is not None and max_wait_ms > budget_policy.max_wait_ms:
             raise typer.BadParameter(
                 f"{max_wait_ms} is above the max_wait_ms of budget "

@@ -116,6 +116,7 @@ from tokenpool.core._sizing import CallShape, Sizing, size_call
 from tokenpool.core._validation import (
     check_count,
     check_labels,
+    check_micros,
     check_name,
     check_range,
     check_text,
@@ -201,6 +202,7 @@ __all__ = [
     "capacity_key",
     "check_count",
     "check_labels",
+    "check_micros",
     "check_name",
     "check_range",
     "check_text",

@@ -15,7 +15,7 @@ from dataclasses import astuple, dataclass, field, replace
 from decimal import Decimal
 from typing import Annotated, NamedTuple
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from tokenpool.core._bucket import TokenBucket
 from tokenpool.core._calendar import CalendarPeriods, Periods
@@ -78,6 +78,21 @@ class Caps(FrozenModel):
                     f"percents from 1 to {_MAX_ALERT_PERCENT}"
                 )
         return tuple(sorted(set(percents)))
+
+    @model_validator(mode="after")
+    def _thresholds_need_a_budget(self) -> Caps:
+        calendar = (
+            self.daily_tokens,
+            self.monthly_tokens,
+            self.daily_cost_usd,
+            self.monthly_cost_usd,
+        )
+        if self.alert_percent and all(limit is None for limit in calendar):
+            raise ValueError(
+                "alert_percent is set but no calendar budget is: add daily_tokens, "
+                "monthly_tokens, daily_cost_usd or monthly_cost_usd for it to watch"
+            )
+        return self
 
     @property
     def daily_cost_micros(self) -> int | None:

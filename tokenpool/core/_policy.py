@@ -197,15 +197,16 @@ class BudgetPolicy(FrozenModel):
     def with_capacity(self, capacity: int) -> BudgetPolicy:
         """This policy at another capacity (run time: a change or an override).
 
-        The maximum widens to include it, as it bounds what a request could
-        ever get; the minimum stays, so a capacity below it (a provider cut,
-        an operator's choice) is kept, and the autoscaler only ever grows
-        it from there.
+        The bounds stay: the minimum is pinned to what it was (an unset one
+        to the file's capacity), so a capacity below it (a provider cut, an
+        operator's choice) is kept and the autoscaler only grows it from
+        there; the maximum is the configured one (SetCapacity refuses to
+        pass it; without one, the engine remembers the largest capacity set
+        for what a request could ever get).
         """
         return self.model_copy(
             update={
                 "capacity_tokens": capacity,
-                "max_capacity_tokens": max(self.peak_capacity, capacity),
                 "min_capacity_tokens": self.floor_capacity,
             }
         )

@@ -8,6 +8,10 @@ from collections.abc import Mapping
 from tokenpool._errors import InvalidFieldError
 from tokenpool.core._policy import MAX_TOKENS, InputLimits
 
+# The largest cost of one call, in micro-dollars, that the ledger records:
+# sums of such costs still fit its 64-bit columns after exact summing.
+MAX_MICROS = 2**62
+
 # Names are 1 to 256 characters; anything longer is refused, not cut.
 MAX_NAME_LENGTH = 256
 
@@ -45,6 +49,21 @@ def check_total(field: str, *values: int) -> int:
             f"the usage figures add up to {total}, above the maximum {MAX_TOKENS}",
         )
     return total
+
+
+def check_micros(field: str, micros: int, model: str) -> int:
+    """Returns a cost in micro-dollars, or refuses one the ledger cannot record.
+
+    Costs are stored as 64-bit integers; more than 2^62 micro-dollars (4.6
+    trillion dollars) for one call can only come from absurd token counts.
+    """
+    if micros > MAX_MICROS:
+        raise InvalidFieldError(
+            field,
+            f"the tokens price at {micros} micro-dollars on model {model!r}, above "
+            f"the most one call may cost ({MAX_MICROS}); check the token counts",
+        )
+    return micros
 
 
 def check_labels(labels: Mapping[str, str], limits: InputLimits) -> dict[str, str]:

@@ -164,6 +164,7 @@ class Daemon:
                 await tasks.start(engine.run_autoscaler)
                 running = Running(bound, engine, ledger, telemetry.metrics_address)
                 await self._serve(server, running, task_status)
+                await engine.flush_refusals()
                 tasks.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT_S):

@@ -52,6 +52,13 @@ class Administering(EngineBase):
         self._check_serving()
         budget = self._budget(name)
         check_count("capacity_tokens", capacity)
+        configured_max = budget.policy.max_capacity_tokens
+        if configured_max is not None and capacity > configured_max:
+            raise InvalidFieldError(
+                "capacity_tokens",
+                f"{capacity} is above the budget's max_capacity_tokens "
+                f"({configured_max}); raise that in the configuration first",
+            )
 
         policy = budget.policy.with_capacity(capacity)
         detail = {
@@ -70,6 +77,10 @@ class Administering(EngineBase):
         """Sets some or all pools' shares; the others keep theirs (SPEC 12.11)."""
         self._check_serving()
         budget = self._budget(name)
+        if not shares:
+            raise InvalidFieldError(
+                "shares", "names no pool; give a percent for basic, priority or burst"
+            )
         current = budget.policy.shares.by_pool()
         known = {pool.value for pool in POOL_ORDER}
         for pool_name, percent in shares.items():
@@ -84,8 +95,9 @@ class Administering(EngineBase):
         if total != 100:
             raise InvalidFieldError(
                 "shares",
-                f"the resulting shares sum to {total}, not 100 "
-                + ", ".join(f"({pool}={current[pool]})" for pool in POOL_ORDER),
+                f"the resulting shares sum to {total}, not 100 ("
+                + ", ".join(f"{pool}={current[pool]}" for pool in POOL_ORDER)
+                + ")",
             )
 
         new_shares = Shares(
@@ -109,6 +121,7 @@ class Administering(EngineBase):
         self._store.resize(policy.name, capacities, now)
         budget.policy = policy
         budget.capacities = capacities
+        budget.largest_capacity = max(budget.largest_capacity, policy.capacity_tokens)
         return capacities
 
     def _override_rows(

@@ -220,7 +220,7 @@ class Autoscaling(Administering):
             last_reading=budget.last_reading,
             restore_to=None if scaler is None else scaler.restore_to,
             minimum=policy.floor_capacity,
-            maximum=policy.peak_capacity,
+            maximum=_maximum(budget),
         )
 
     def _bounds(self, budget: BudgetState) -> Bounds:
@@ -228,7 +228,7 @@ class Autoscaling(Administering):
         return Bounds(
             capacity=policy.capacity_tokens,
             minimum=policy.floor_capacity,
-            maximum=policy.peak_capacity,
+            maximum=_maximum(budget),
             shares=policy.shares.by_pool(),
         )
 
@@ -288,6 +288,18 @@ class Autoscaling(Administering):
         return self._changed(
             budget, _decided(policy, decision), entry, AUTOSCALER_ACTOR
         )
+
+
+def _maximum(budget: BudgetState) -> int:
+    """How far the autoscaler may grow a budget: its configured maximum.
+
+    Without one, the largest capacity it has had (at first the file's), so a
+    budget shrunk in a quiet spell can grow back, and no further.
+    """
+    configured = budget.policy.max_capacity_tokens
+    if configured is not None:
+        return configured
+    return max(budget.largest_capacity, budget.policy.capacity_tokens)
 
 
 def _decided(policy: BudgetPolicy, decision: ScaleDecision) -> BudgetPolicy:

@@ -48,6 +48,7 @@ from tokenpool.core import (
     TeamPolicy,
     TenantPolicy,
     burst_limit,
+    check_micros,
     check_name,
     check_text,
     corrected_allowance,
@@ -299,7 +300,11 @@ class EngineBase:
     def _peak(self, budget: BudgetState) -> dict[Pool, int]:
         """Each pool's capacity at the budget's largest capacity."""
         peak = split_capacity(
-            max(budget.policy.peak_capacity, sum(budget.capacities.values())),
+            max(
+                budget.policy.peak_capacity,
+                budget.largest_capacity,
+                sum(budget.capacities.values()),
+            ),
             budget.policy.shares.by_pool(),
         )
         for pool, capacity in budget.capacities.items():
@@ -345,7 +350,15 @@ class EngineBase:
         sizing: Sizing,
         reason: str,
         now: int,
+        *,
+        held: int = 0,
     ) -> InsufficientTokensError:
+        """The refusal for tokens the pools cannot give now, with a retry hint.
+
+        `held` is what an Extend's reservation holds already: its refusal
+        speaks in totals, as Extend's argument does (the total asked, and
+        the largest total it could have now).
+        """
         name = budget.policy.name
         reach = self._reach(budget, tenant, pool, sizing, now)
         queued = budget.queues[pool]
@@ -376,14 +389,16 @@ class EngineBase:
             },
         )
         what = "its queue is full" if reason == QUEUE_FULL else "not enough tokens"
+        requested, largest = sizing.tokens + held, largest + held
+        asked = f"a hold of {requested}" if held else f"{requested}"
         return InsufficientTokensError(
-            f"Budget {name!r} cannot grant {sizing.tokens} tokens to tenant "
+            f"Budget {name!r} cannot grant {asked} tokens to tenant "
             f"{tenant.name!r} now ({what} in pool {pool}; largest grantable now: "
             f"{largest}); retry later or ask for less.",
             reason=reason,
             budget=name,
             pool=pool,
-            requested=sizing.tokens,
+            requested=requested,
             largest_grantable=largest,
             retry_after_ns=min(max(retry_ns or 0, NS_PER_MS), _MAX_RETRY_AFTER_NS),
         )
@@ -404,6 +419,7 @@ class EngineBase:
         cost = None
         if price is not None:
             cost = hold_cost_micros(price, input_tokens, tokens - input_tokens)
+            check_micros("tokens", cost, model)
         policy = budget.policy
         return Ask(
             budget=policy.name,
@@ -471,13 +487,18 @@ class EngineBase:
         cache_write_tokens: int = 0,
         output_tokens: int = 0,
     ) -> int:
-        """What usage cost in micro-dollars; 0 for a model with no price."""
+        """What usage cost in micro-dollars; 0 for a model with no price.
+
+        Raises:
+            InvalidFieldError: the cost is more than the ledger can record.
+        """
         price = self._prices.price_of(model)
         if price is None:
             return 0
-        return cost_micros(
+        micros = cost_micros(
             price, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens
         )
+        return check_micros("usage", micros, model)
 
     def _charge_target(self, reservation: Reservation) -> ChargeTarget:
         """Where a reservation's usage counts: its tenant, team and grant periods."""

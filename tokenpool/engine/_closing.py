@@ -116,11 +116,24 @@ class Closing(EngineBase):
                     "tokens_overrun": outcome.overrun,
                 },
             )
+        model = command.model or reservation.model
+        # Priced before anything changes: a cost the ledger cannot record is
+        # refused (INVALID_ARGUMENT) with the reservation left as it was.
+        micros = 0
+        if not command.response_cache_hit:
+            micros = self._price_usage(
+                model,
+                command.input_tokens,
+                command.cached_input_tokens,
+                command.cache_write_tokens,
+                command.output_tokens,
+            )
+            # A cut-off call charged its hold pays for the rest as output.
+            micros += self._price_usage(model, 0, output_tokens=outcome.charged - used)
         reservation.used = used
         reservation.incomplete = command.incomplete
         reservation.response_cache_hit = command.response_cache_hit
         self._learn(self._budgets[reservation.budget], reservation)
-        model = command.model or reservation.model
         if command.response_cache_hit:
             # Still the hold's estimate: the call avoided is what was saved.
             hit = response_cache_savings(reservation.hold, reservation.cost_micros)
@@ -134,17 +147,6 @@ class Closing(EngineBase):
             savings = () if saved is None else (saved,)
         reservation.saved_tokens = sum(saved.tokens for saved in savings)
         reservation.saved_micros = sum(saved.micros for saved in savings)
-        micros = 0
-        if not command.response_cache_hit:
-            micros = self._price_usage(
-                model,
-                command.input_tokens,
-                command.cached_input_tokens,
-                command.cache_write_tokens,
-                command.output_tokens,
-            )
-            # A cut-off call charged its hold pays for the rest as output.
-            micros += self._price_usage(model, 0, output_tokens=outcome.charged - used)
         ending = Ending(
             EndKind.SETTLED,
             reservation,
@@ -460,14 +462,16 @@ class Closing(EngineBase):
         ask = self._extended_ask(budget, tenant, reservation, total, draws)
         breach = self._limit_book.check_change(reservation.reservation_id, ask, wall)
         if breach is not None:
-            raise self._limit_refusal(budget, tenant, breach, requested=delta)
-        if draws is None:
+            raise self._limit_refusal(budget, tenant, breach, requested=total)
+        if draws is None or not self._store.take(policy.name, draws, now):
             raise self._refusal(
-                budget, tenant, reservation.pool, extra, POOL_EXHAUSTED, now
-            )
-        if not self._store.take(policy.name, draws, now):
-            raise self._refusal(
-                budget, tenant, reservation.pool, extra, POOL_EXHAUSTED, now
+                budget,
+                tenant,
+                reservation.pool,
+                extra,
+                POOL_EXHAUSTED,
+                now,
+                held=reservation.hold,
             )
         return draws
 

@@ -31,7 +31,7 @@ from tokenpool.engine._records import reservation_from_row
 from tokenpool.engine._shadow import Shadowing
 from tokenpool.engine._state import BudgetState
 from tokenpool.engine._store import MemoryPoolStore, PoolLevel
-from tokenpool.ledger import ChargedSlot, LedgerBatch, PoolRow
+from tokenpool.ledger import ChargedSlot, LedgerBatch, PoolRow, StoredState
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +61,19 @@ class Engine(Shadowing, Closing, Reconfiguring):
 
     async def restore(self) -> None:
         """Rebuilds pools and reservations from the ledger (SPEC 12.8, 12.10)."""
-        now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()
+        self._install(*await self._read_stored())
+
+    async def _read_stored(self) -> tuple[StoredState, list[ChargedSlot]]:
+        """What a restore needs from the database, read before memory changes."""
+        wall = self._clock.wall_ns()
         ttl_ns = self._limits.idempotency_ttl_seconds * 1_000_000_000
         state = await self._ledger.load_state(keep_ended_after_wall_ns=wall - ttl_ns)
         charged = await self._ledger.charged_since(wall - _CALENDAR_LOOKBACK_NS)
+        return state, charged
+
+    def _install(self, state: StoredState, charged: list[ChargedSlot]) -> None:
+        """Puts stored state in memory, in one step: no call sees it half done."""
+        now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()
 
         # Calendar periods never go back, even to before the last shutdown.
         last_seen = max((row.at_wall_ns for row in state.pools), default=wall)
@@ -167,6 +176,19 @@ class Engine(Shadowing, Closing, Reconfiguring):
                 for waiter in queue.drain():
                     waiter.event.set()
 
+    async def flush_refusals(self) -> None:
+        """Writes the refusal counts not yet in the ledger, before it closes.
+
+        Counts ride along with the next commit or sweep; at shutdown there
+        is no next one.
+        """
+        if not self._refusals:
+            return
+        try:
+            await self._submit(LedgerBatch())
+        except LedgerUnavailableError as exc:
+            logger.warning("refusal counts not recorded at shutdown error=%s", exc)
+
     async def run_sweeper(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> NoReturn:
@@ -236,6 +258,9 @@ class Engine(Shadowing, Closing, Reconfiguring):
         Raises:
             LedgerError: the database cannot be read.
         """
+        # Read first: until the database has answered, memory stays whole
+        # for the reads and the callers still running.
+        stored = await self._read_stored()
         for budget in self._budgets.values():
             if budget.alarm is not None:
                 budget.alarm.cancel()
@@ -254,7 +279,7 @@ class Engine(Shadowing, Closing, Reconfiguring):
         self._idempotency.clear()
         self._leases.clear()
         self._ended.clear()
-        await self.restore()
+        self._install(*stored)
 
     async def _write_back(self) -> None:
         """Writes the rebuilt pool levels: proof that the ledger takes writes.

@@ -15,6 +15,7 @@ from tokenpool._errors import (
     LedgerUnavailableError,
     RefusalError,
     RequestTooLargeError,
+    TenantRefusedError,
 )
 from tokenpool._fields import log_event
 from tokenpool.core import (
@@ -177,7 +178,12 @@ class Reserving(EngineBase):
     async def _reserve_anywhere(
         self, command: ReserveCommand, fingerprint: str, deadline_s: float | None
     ) -> Reservation:
-        first: RefusalError | None = None
+        """Tries the budget, then each fallback in order; raises the first no.
+
+        A budget that refuses the tenant itself (unknown tenants refused) is
+        a no like a refusal for tokens: the next fallback is tried.
+        """
+        first: RefusalError | TenantRefusedError | None = None
         arrived_ns = self._clock.monotonic_ns()
         for index, name in enumerate((command.budget, *command.fallback_budgets)):
             try:
@@ -189,7 +195,7 @@ class Reserving(EngineBase):
                     deadline_s=deadline_s,
                     arrived_ns=arrived_ns,
                 )
-            except RefusalError as exc:
+            except (RefusalError, TenantRefusedError) as exc:
                 first = first or exc
         assert first is not None
         raise first
@@ -736,9 +742,15 @@ class Reserving(EngineBase):
         )
         return reservation, self._batch(budget, entry, reservation, now, wall)
 
-    def _undo(self, reservation: Reservation) -> None:
-        """Takes back a grant whose caller left before it was answered."""
-        if not reservation.is_open:
+    def _undo(self, granted: Reservation) -> None:
+        """Takes back a grant whose caller left before it was answered.
+
+        The grant is looked up by id: if the state was rebuilt from the
+        ledger meanwhile, the object granted is stale, and only what the
+        ledger recorded (the grant, or nothing) is in memory to undo.
+        """
+        reservation = self._reservations.get(granted.reservation_id)
+        if reservation is None or not reservation.is_open:
             return
         budget = self._budgets[reservation.budget]
         now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()

@@ -71,6 +71,9 @@ class BudgetState:
     unknown_task_types: int = 0
     """Reserves that named a task type the scoring does not know."""
     open_reservations: int = 0
+    largest_capacity: int = 0
+    """The most capacity set since start; with no configured maximum, the
+    budget's maximum for what it could ever grant (SPEC 12.1)."""
     alarm: Alarm | None = None
     alarm_at: int = 0
     scaler: Autoscaler | None = None
@@ -106,5 +109,6 @@ class BudgetState:
             burst_by_tenant=Counter(),
             charged=dict.fromkeys(POOL_ORDER, 0),
             estimates=EstimateBook(policy.learning),
+            largest_capacity=policy.capacity_tokens,
             scaler=Autoscaler(policy.autoscale) if policy.autoscale.enabled else None,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Generator
 from typing import Any
 
@@ -78,6 +79,7 @@ class Group:
     __slots__ = (
         "entries",
         "keys",
+        "opened_at",
         "outcome",
         "pools",
         "refusals",
@@ -88,6 +90,8 @@ class Group:
 
     def __init__(self) -> None:
         self.size = 0
+        self.opened_at = 0.0
+        """When the first batch came (time.monotonic); its wait counts from there."""
         self.entries: list[Row] = []
         self.reservations: dict[str, Row] = {}
         self.pools: dict[tuple[str, str], Row] = {}
@@ -103,6 +107,8 @@ class Group:
         entries = [entry_values(entry) for entry in batch.entries]
         reservations = [reservation_values(row) for row in batch.reservations]
 
+        if self.size == 0:
+            self.opened_at = time.monotonic()
         self.size += 1
         self.entries.extend(entries)
         for values in reservations:

@@ -52,12 +52,18 @@ from tokenpool.ledger._schema import (
     UPSERT_POOL,
     UPSERT_RESERVATION,
     entry_from_row,
+    exact_sum,
+    joined_sum,
     migrate,
     pool_from_row,
     reservation_from_row,
 )
 
 logger = logging.getLogger(__name__)
+
+# A group that waited less than this before its write keeps the whole
+# busy timeout: shortening it costs a statement, so only a real wait does.
+_SHORTEN_AFTER_MS = 100
 
 # SQLite `synchronous` per durability level. In WAL mode NORMAL loses nothing
 # acknowledged when the process dies; FULL also survives a power loss.
@@ -97,9 +103,11 @@ class Ledger:
         *,
         path: str,
         lock: LedgerLock | None = None,
+        busy_timeout_ms: int = 5000,
     ) -> None:
         self._conn: aiosqlite.Connection | None = conn
         self._path = path
+        self._busy_timeout_ms = busy_timeout_ms
         self._file_lock = lock
         # Serialises write groups and reads on the one connection, so a read
         # never sees a group that is half written or later rolled back.
@@ -210,7 +218,7 @@ class Ledger:
                 "durability": durability,
             },
         )
-        return cls(conn, path=where, lock=lock)
+        return cls(conn, path=where, lock=lock, busy_timeout_ms=busy_timeout_ms)
 
     @staticmethod
     async def _prepare(
@@ -341,9 +349,28 @@ class Ledger:
             group.outcome.resolve(_CLOSED_MESSAGE)
             return
 
+        # A group queued behind a commit that waited on a lock has spent part
+        # of its time already: each write waits at most the timeout in all.
+        waited_ms = (time.monotonic() - group.opened_at) * 1000
+        left_ms = int(self._busy_timeout_ms - waited_ms)
+        if left_ms <= 0:
+            self._failed_commits += 1
+            logger.warning(
+                "ledger group failed size=%d error=timeout waited_ms=%d",
+                group.size,
+                waited_ms,
+                extra={"size": group.size, "error": "timeout", "waited_ms": waited_ms},
+            )
+            group.outcome.resolve(
+                f"Ledger commit waited {waited_ms:.0f} ms, past the ledger timeout "
+                f"of {self._busy_timeout_ms} ms (database locked or slow); the "
+                "operation was not recorded, retry shortly."
+            )
+            return
+
         started = time.perf_counter()
         try:
-            await self._write(conn, group)
+            await self._write(conn, group, left_ms)
         except Exception as exc:
             # Any failure, even one that is not sqlite's, must reach waiters.
             await self._rollback(conn)
@@ -372,26 +399,51 @@ class Ledger:
         )
         group.outcome.resolve(size=group.size)
 
-    @staticmethod
-    async def _write(conn: aiosqlite.Connection, group: Group) -> None:
-        """Write one group in one transaction: a handful of worker-thread hops."""
-        # IMMEDIATE takes the write lock up front, waiting up to busy_timeout.
-        await conn.execute("BEGIN IMMEDIATE")
-        if group.entries:
-            await conn.executemany(INSERT_ENTRY, group.entries)
-        if group.reservations:
-            await conn.executemany(
-                UPSERT_RESERVATION, list(group.reservations.values())
+    async def _write(
+        self, conn: aiosqlite.Connection, group: Group, left_ms: int
+    ) -> None:
+        """Write one group in one transaction: a handful of worker-thread hops.
+
+        `left_ms` is what remains of the group's ledger timeout; the lock
+        wait is cut to it when the group has already waited a while.
+        """
+        shortened = left_ms < self._busy_timeout_ms - _SHORTEN_AFTER_MS
+        if shortened:
+            await conn.execute(f"PRAGMA busy_timeout = {int(left_ms)}")
+        try:
+            # IMMEDIATE takes the write lock up front, waiting up to busy_timeout.
+            await conn.execute("BEGIN IMMEDIATE")
+            if group.entries:
+                await conn.executemany(INSERT_ENTRY, group.entries)
+            if group.reservations:
+                await conn.executemany(
+                    UPSERT_RESERVATION, list(group.reservations.values())
+                )
+            if group.pools:
+                await conn.executemany(UPSERT_POOL, list(group.pools.values()))
+            if group.refusals:
+                await conn.executemany(ADD_REFUSALS, group.refusal_values())
+            for statement, params in group.settings:
+                await conn.execute(statement, params)
+            if group.keys:
+                await conn.executemany(UPSERT_KEY, list(group.keys.values()))
+            await conn.execute("COMMIT")
+        finally:
+            if shortened:
+                await self._restore_busy_timeout(conn)
+
+    async def _restore_busy_timeout(self, conn: aiosqlite.Connection) -> None:
+        """Puts the whole busy timeout back after a shortened write."""
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        except sqlite3.Error as exc:
+            # The next shortened write sets it again; a full one keeps the
+            # shorter wait, which errs on the side of answering sooner.
+            logger.warning(
+                "ledger busy timeout not restored error=%r",
+                exc,
+                extra={"error": repr(exc)},
             )
-        if group.pools:
-            await conn.executemany(UPSERT_POOL, list(group.pools.values()))
-        if group.refusals:
-            await conn.executemany(ADD_REFUSALS, group.refusal_values())
-        for statement, params in group.settings:
-            await conn.execute(statement, params)
-        if group.keys:
-            await conn.executemany(UPSERT_KEY, list(group.keys.values()))
-        await conn.execute("COMMIT")
 
     @staticmethod
     async def _rollback(conn: aiosqlite.Connection) -> None:
@@ -492,7 +544,8 @@ class Ledger:
         async with self._reading("charged_since") as conn:
             rows = await conn.execute_fetchall(
                 "SELECT tenant, team, created_wall_ns / :slot * :slot, "
-                "SUM(charged), SUM(cost_micros) FROM reservations "
+                f"{exact_sum('charged')}, {exact_sum('cost_micros')} "
+                "FROM reservations "
                 "WHERE state != :open AND created_wall_ns >= :since "
                 "GROUP BY tenant, team, created_wall_ns / :slot",
                 {
@@ -501,7 +554,16 @@ class Ledger:
                     "since": wall_ns,
                 },
             )
-            return [ChargedSlot(*row) for row in rows]
+            return [
+                ChargedSlot(
+                    tenant,
+                    team,
+                    slot,
+                    tokens=joined_sum(*halves[:2]),
+                    micros=joined_sum(*halves[2:]),
+                )
+                for tenant, team, slot, *halves in rows
+            ]
 
     async def get_reservation(self, reservation_id: str) -> ReservationRow | None:
         """Read one reservation by id, or None when it is unknown."""
@@ -549,7 +611,14 @@ class Ledger:
                 TOTALS_SQL.format(budget_filter=budget_filter), params
             )
 
-        return [dict(zip(TOTALS_KEYS, row, strict=True)) for row in rows]
+        totals = []
+        for budget_name, tenant, reservations, *halves, refusals in rows:
+            # Token figures come as (high, low) half sums: see exact_sum.
+            pairs = zip(halves[0::2], halves[1::2], strict=True)
+            sums = [joined_sum(high, low) for high, low in pairs]
+            values = (budget_name, tenant, reservations, *sums, refusals)
+            totals.append(dict(zip(TOTALS_KEYS, values, strict=True)))
+        return totals
 
     async def entry_count(self) -> int:
         """Count the entries in the ledger."""

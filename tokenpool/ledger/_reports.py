@@ -21,7 +21,12 @@ import anyio
 
 from tokenpool._errors import InvalidFieldError, LedgerError
 from tokenpool.ledger._records import ReservationRow
-from tokenpool.ledger._schema import RESERVATION_COLUMNS, reservation_from_row
+from tokenpool.ledger._schema import (
+    RESERVATION_COLUMNS,
+    exact_sum,
+    joined_sum,
+    reservation_from_row,
+)
 
 # Dimensions a report may group by, and the column each reads.
 _COLUMNS = {
@@ -42,56 +47,59 @@ _LABEL_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # Dimensions the refusal counts carry (they are per budget, tenant, minute).
 _REFUSAL_DIMENSIONS = frozenset({"budget", "tenant", "period"})
 
-# Figures of each group, in the order rows carry them.
-FIGURES = (
-    "reservations",
-    "tokens_reserved",
-    "tokens_used",
-    "tokens_charged",
-    "tokens_refunded",
-    "tokens_overrun",
-    "cost_micros",
-    "open",
-    "settled",
-    "released",
-    "expired",
-    "overruns",
-    "waited",
-    "wait_ms_total",
-    "wait_ms_max",
-    "cache_hits",
-    "saved_tokens",
-    "saved_micros",
-    "estimate_used",
-    "estimate_held",
-    "estimate_settles",
-    "shadow_refusals",
+# Figures of each group, in the order rows carry them: (name, SQL, whether
+# it is a token or money sum, which could pass 64 bits and is summed in
+# exact halves, `exact_sum`).
+_FIGURE_SQL = (
+    ("reservations", "COUNT(*)", False),
+    ("tokens_reserved", "requested", True),
+    ("tokens_used", "used", True),
+    ("tokens_charged", "charged", True),
+    ("tokens_refunded", "refunded", True),
+    ("tokens_overrun", "overrun", True),
+    ("cost_micros", "CASE WHEN state != 'open' THEN cost_micros ELSE 0 END", True),
+    ("open", "SUM(state = 'open')", False),
+    ("settled", "SUM(state = 'settled')", False),
+    ("released", "SUM(state = 'released')", False),
+    ("expired", "SUM(state = 'expired')", False),
+    ("overruns", "SUM(overrun > 0)", False),
+    ("waited", "SUM(waited_ms > 0)", False),
+    ("wait_ms_total", "waited_ms", True),
+    ("wait_ms_max", "MAX(waited_ms)", False),
+    ("cache_hits", "SUM(response_cache_hit)", False),
+    ("saved_tokens", "saved_tokens", True),
+    ("saved_micros", "saved_micros", True),
+    (
+        "estimate_used",
+        "CASE WHEN state = 'settled' AND response_cache_hit = 0 THEN used ELSE 0 END",
+        True,
+    ),
+    (
+        "estimate_held",
+        "CASE WHEN state = 'settled' AND response_cache_hit = 0 THEN hold ELSE 0 END",
+        True,
+    ),
+    ("estimate_settles", "SUM(state = 'settled' AND response_cache_hit = 0)", False),
+    ("shadow_refusals", "SUM(shadow != '')", False),
 )
 
-_SUMS = """
-COUNT(*),
-SUM(requested),
-SUM(used),
-SUM(charged),
-SUM(refunded),
-SUM(overrun),
-SUM(CASE WHEN state != 'open' THEN cost_micros ELSE 0 END),
-SUM(state = 'open'),
-SUM(state = 'settled'),
-SUM(state = 'released'),
-SUM(state = 'expired'),
-SUM(overrun > 0),
-SUM(waited_ms > 0),
-SUM(waited_ms),
-MAX(waited_ms),
-SUM(response_cache_hit),
-SUM(saved_tokens),
-SUM(saved_micros),
-SUM(CASE WHEN state = 'settled' AND response_cache_hit = 0 THEN used ELSE 0 END),
-SUM(CASE WHEN state = 'settled' AND response_cache_hit = 0 THEN hold ELSE 0 END),
-SUM(state = 'settled' AND response_cache_hit = 0),
-SUM(shadow != '')
-"""
+FIGURES = tuple(name for name, _, _ in _FIGURE_SQL)
+
+_SUMS = ", ".join(exact_sum(sql) if exact else sql for _, sql, exact in _FIGURE_SQL)
+
+
+def _figures(values: Sequence[Any]) -> list[int]:
+    """A row's figures from its selected values, exact halves joined."""
+    figures = []
+    at = 0
+    for _, _, exact in _FIGURE_SQL:
+        if exact:
+            figures.append(joined_sum(values[at], values[at + 1]))
+            at += 2
+        else:
+            figures.append(int(values[at] or 0))
+            at += 1
+    return figures
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +185,7 @@ async def usage_report(
         keys = tuple(
             "" if value is None else str(value) for value in row[: len(dimensions)]
         )
-        figures = [int(value or 0) for value in row[len(dimensions) :]]
+        figures = _figures(row[len(dimensions) :])
         if not dimensions and figures[0] == 0:
             figures = [0] * len(FIGURES)
         rows[keys] = ReportRow(

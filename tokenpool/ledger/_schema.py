@@ -385,24 +385,52 @@ SELECT_ENTRIES = (
 SELECT_RESERVATIONS = f"SELECT {', '.join(RESERVATION_COLUMNS)} FROM reservations"
 SELECT_POOLS = f"SELECT {', '.join(_POOL_COLUMNS)} FROM pools ORDER BY budget, pool"
 
-# Entries without a tenant (capacity changes, rebalances) are not usage.
+# SQLite's SUM fails past 64 bits ("integer overflow"), and a ledger may hold
+# usage figures up to 2^62 each (SPEC 12.9), so two of them could make every
+# report and every restart fail. Sums are taken in two halves instead, the
+# high bits and the low 32 bits of each value, each of which stays far below
+# 2^63 for billions of rows, and joined exactly in Python (`joined_sum`).
+_HALF_BITS = 32
+
+
+def exact_sum(expression: str) -> str:
+    """SQL for the two half sums of an integer expression; see `joined_sum`."""
+    return (
+        f"SUM(({expression}) >> {_HALF_BITS}), "
+        f"SUM(({expression}) & {(1 << _HALF_BITS) - 1})"
+    )
+
+
+def joined_sum(high: int | None, low: int | None) -> int:
+    """The exact sum from the two half sums `exact_sum` selects."""
+    return ((high or 0) << _HALF_BITS) + (low or 0)
+
+
+# Entries without a tenant (capacity changes, rebalances) are not usage. Each
+# token figure comes as the two half sums of exact_sum.
 TOTALS_SQL = """
-SELECT budget, tenant, SUM(reservations), SUM(tokens_reserved),
-       SUM(tokens_charged), SUM(tokens_refunded), SUM(tokens_overrun),
+SELECT budget, tenant, SUM(reservations),
+       SUM(reserved_high), SUM(reserved_low), SUM(charged_high), SUM(charged_low),
+       SUM(refunded_high), SUM(refunded_low), SUM(overrun_high), SUM(overrun_low),
        SUM(refusals)
 FROM (
     SELECT budget, tenant,
            SUM(kind = :reserve) AS reservations,
-           SUM(CASE WHEN kind = :reserve THEN tokens ELSE 0 END)
-               AS tokens_reserved,
-           SUM(charged) AS tokens_charged,
-           SUM(refunded) AS tokens_refunded,
-           SUM(overrun) AS tokens_overrun,
+           SUM((CASE WHEN kind = :reserve THEN tokens ELSE 0 END) >> 32)
+               AS reserved_high,
+           SUM((CASE WHEN kind = :reserve THEN tokens ELSE 0 END) & 4294967295)
+               AS reserved_low,
+           SUM(charged >> 32) AS charged_high,
+           SUM(charged & 4294967295) AS charged_low,
+           SUM(refunded >> 32) AS refunded_high,
+           SUM(refunded & 4294967295) AS refunded_low,
+           SUM(overrun >> 32) AS overrun_high,
+           SUM(overrun & 4294967295) AS overrun_low,
            0 AS refusals
     FROM entries WHERE tenant != '' {budget_filter}
     GROUP BY budget, tenant
     UNION ALL
-    SELECT budget, tenant, 0, 0, 0, 0, 0, SUM(count)
+    SELECT budget, tenant, 0, 0, 0, 0, 0, 0, 0, 0, 0, SUM(count)
     FROM refusals WHERE tenant != '' {budget_filter}
     GROUP BY budget, tenant
 )

@@ -143,7 +143,7 @@ class AdminServicer(pb_grpc.AdminServicer):
                 self._engine.budget_status(request.budget)
             if not admin_convert.is_grouped(request):
                 rows = await self._ledger.totals(budget=request.budget or None)
-                return [pb.ReportRow(**row) for row in rows]  # type: ignore[arg-type]
+                return [convert.report_row(row) for row in rows]
             if request.tenant:
                 check_name("tenant", request.tenant)
             query = admin_convert.report_query(request)

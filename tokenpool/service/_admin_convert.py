@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
@@ -14,6 +14,7 @@ from tokenpool._errors import InvalidFieldError
 from tokenpool.core import Caps, TeamPolicy, TenantPolicy
 from tokenpool.engine import AutoscaleView
 from tokenpool.ledger import Entry, ReportQuery, ReportRow
+from tokenpool.service._convert import saturated
 
 # Cap fields a request may set or clear, and the proto field of each.
 _CAP_FIELDS = (
@@ -194,12 +195,12 @@ def report_query(request: pb.ReportRequest) -> ReportQuery:
 
 def report_row(row: ReportRow) -> pb.ReportRow:
     """One group of a grouped Report."""
-    figures: Mapping[str, int] = row.figures
+    figures = {name: saturated(value) for name, value in row.figures.items()}
     return pb.ReportRow(
         budget=row.keys.get("budget", ""),
         tenant=row.keys.get("tenant", ""),
         keys=row.keys,
-        refusals=row.refusals or 0,
+        refusals=saturated(row.refusals or 0),
         refusals_known=row.refusals is not None,
         **figures,
     )

@@ -16,6 +16,15 @@ from tokenpool.engine import (
     TenantView,
 )
 
+# Counters that sum usage can pass what an int64 field holds (each usage
+# figure may be up to 2^62, SPEC 12.9); they are sent saturated at its ends.
+_INT64_MAX = 2**63 - 1
+
+
+def saturated(value: int) -> int:
+    """A sum as an int64 field can carry it: clipped to the int64 range."""
+    return max(-_INT64_MAX - 1, min(_INT64_MAX, value))
+
 
 def _timestamp(wall_ns: int) -> timestamp_pb2.Timestamp:
     stamp = timestamp_pb2.Timestamp()
@@ -127,7 +136,7 @@ def budget_status(view: BudgetView) -> pb.BudgetStatus:
                 lent_tokens=pool.lent_tokens,
                 borrowed_tokens=pool.borrowed_tokens,
                 utilization=pool.utilization,
-                charged_tokens=pool.charged_tokens,
+                charged_tokens=saturated(pool.charged_tokens),
             )
             for pool in view.pools
         ],
@@ -164,10 +173,10 @@ def calendar_usage(usage: PeriodUsage) -> pb.CalendarUsage:
     """One period's calendar counters."""
     return pb.CalendarUsage(
         period=usage.period,
-        charged_tokens=usage.charged_tokens,
-        held_tokens=usage.held_tokens,
-        charged_micros=usage.charged_micros,
-        held_micros=usage.held_micros,
+        charged_tokens=saturated(usage.charged_tokens),
+        held_tokens=saturated(usage.held_tokens),
+        charged_micros=saturated(usage.charged_micros),
+        held_micros=saturated(usage.held_micros),
         ends_at=_timestamp(usage.end_ns),
     )
 
@@ -198,8 +207,17 @@ def estimate_row(budget: str, row: EstimateRow) -> pb.EstimateRow:
         used_to_held_p90=row.p90 or 0.0,
         used_to_held_p99=row.p99 or 0.0,
         overrun_rate=row.overrun_rate,
-        unused_tokens=row.unused_tokens,
-        overrun_tokens=row.overrun_tokens,
+        unused_tokens=saturated(row.unused_tokens),
+        overrun_tokens=saturated(row.overrun_tokens),
         output_factor=float(row.factor or 0),
         incomplete=row.incomplete,
     )
+
+
+def report_row(row: dict[str, object]) -> pb.ReportRow:
+    """One budget and tenant's totals from the ledger, sums saturated."""
+    fields = {
+        key: saturated(value) if isinstance(value, int) else value
+        for key, value in row.items()
+    }
+    return pb.ReportRow(**fields)  # type: ignore[arg-type]

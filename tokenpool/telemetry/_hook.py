@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
+import os
+import signal
+import subprocess
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
@@ -90,7 +94,23 @@ class OperatorHook:
         try:
             return await tasks.__aexit__(exc_type, exc, traceback)
         finally:
+            self._drop_undelivered()
             self._receive.close()
+
+    def _drop_undelivered(self) -> None:
+        """Counts the events still queued when the hook closed as dropped."""
+        while True:
+            try:
+                payload = self._receive.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                return
+            event = str(payload["event"])
+            logger.warning(
+                "operator hook event dropped at shutdown event=%s",
+                event,
+                extra={"event": event},
+            )
+            self._on_outcome(event, DROPPED)
 
     def notify(self, event: str, fields: Mapping[str, object]) -> None:
         """Queues one event for delivery; drops it when the queue is full."""
@@ -131,7 +151,12 @@ class OperatorHook:
         try:
             # Ends when the hook is closed and nothing is left to deliver.
             async for payload in self._receive:
-                await self._deliver(payload)
+                try:
+                    await self._deliver(payload)
+                except anyio.get_cancelled_exc_class():
+                    # Closed in the middle of a delivery: counted, not lost.
+                    self._on_outcome(str(payload["event"]), DROPPED)
+                    raise
                 if not self._receive.statistics().current_buffer_used:
                     self._idle.set()
         finally:
@@ -180,17 +205,41 @@ class OperatorHook:
         self._on_outcome(event, outcome)
 
     async def _run_command(self, event: str, body: bytes) -> str:
-        done = await anyio.run_process(self._settings.command, input=body, check=False)
-        if done.returncode == 0:
+        """Runs the command with the event on stdin, in a process group of its own.
+
+        A command cut off by the timeout is killed with everything it
+        started (a shell's children too), not just the process itself.
+        """
+        process = await anyio.open_process(
+            self._settings.command,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            assert process.stdin is not None and process.stderr is not None
+            # A command that does not read its input is still run to the end.
+            with contextlib.suppress(anyio.BrokenResourceError):
+                async with process.stdin:
+                    await process.stdin.send(body)
+            output = b"".join([chunk async for chunk in process.stderr])
+            returncode = await process.wait()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            with anyio.CancelScope(shield=True):
+                await process.aclose()
+            raise
+        await process.aclose()
+        if returncode == 0:
             return DELIVERED
 
-        stderr = done.stderr.decode(errors="replace")[-_STDERR_SHOWN:].strip()
+        stderr = output.decode(errors="replace")[-_STDERR_SHOWN:].strip()
         logger.warning(
             "operator hook command failed event=%s returncode=%d stderr=%r",
             event,
-            done.returncode,
+            returncode,
             stderr,
-            extra={"event": event, "returncode": done.returncode, "stderr": stderr},
+            extra={"event": event, "returncode": returncode, "stderr": stderr},
         )
         return FAILED
 

@@ -87,6 +87,10 @@ class TelemetrySettings(BaseModel):
         return None if address is None else check_address(address)
 
 
+# Events the operator hook can be told about (the `event` key of each).
+HOOK_EVENTS = ("autoscale", "budget_alert", "budget_changed")
+
+
 class HookSettings(BaseModel):
     """The operator hook: a command or a URL told about events, such as alerts.
 
@@ -107,6 +111,17 @@ class HookSettings(BaseModel):
     """Longest one delivery may take; the command is killed after it."""
     max_pending: int = Field(DEFAULT_HOOK_MAX_PENDING, ge=1, le=100_000)
     """Events waiting for delivery; beyond it new ones are dropped."""
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, events: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [event for event in events if event not in HOOK_EVENTS]
+        if unknown:
+            raise ValueError(
+                f"unknown hook events {unknown}; use some of {list(HOOK_EVENTS)}, "
+                "or leave events out for all of them"
+            )
+        return events
 
     @property
     def configured(self) -> bool:

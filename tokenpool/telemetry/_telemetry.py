@@ -167,23 +167,27 @@ class Telemetry:
                 await self._stop_exporting(timeout)
 
     async def _stop_exporting(self, timeout_s: float) -> None:
-        stopped = False
-        if self._tracing is not None:
-            tracing, self._tracing = self._tracing, None
-            await tracing.aclose(timeout_s)
-            stopped = True
-        if self._meter_provider is not None:
-            provider, self._meter_provider = self._meter_provider, None
-            with anyio.move_on_after(timeout_s):
-                await anyio.to_thread.run_sync(
-                    lambda: provider.shutdown(timeout_millis=timeout_s * 1000),
-                    abandon_on_cancel=True,
-                )
-            stopped = True
+        """Stops traces and metrics side by side, both within one timeout."""
+        tracing, self._tracing = self._tracing, None
+        provider, self._meter_provider = self._meter_provider, None
+        with anyio.move_on_after(timeout_s):
+            async with anyio.create_task_group() as tasks:
+                if tracing is not None:
+                    tasks.start_soon(tracing.aclose, timeout_s)
+                if provider is not None:
+                    tasks.start_soon(_stop_meters, provider, timeout_s)
         if self._endpoint is not None:
             await self._endpoint.aclose()
-        if stopped:
+        if tracing is not None or provider is not None:
             logger.info("telemetry stopped service=%s", self.service_name)
+
+
+async def _stop_meters(provider: MeterProvider, timeout_s: float) -> None:
+    """Shuts the meter provider down in a thread, abandoned if it hangs."""
+    await anyio.to_thread.run_sync(
+        lambda: provider.shutdown(timeout_millis=timeout_s * 1000),
+        abandon_on_cancel=True,
+    )
 
 
 def _push_readers(settings: TelemetrySettings) -> list[MetricReader]:
