@@ -16,7 +16,7 @@ import pytest
 from blockbuster import blockbuster_ctx
 from tokenpool_client.v1 import tokenpool_pb2_grpc as pb_grpc
 
-from tokenpool.daemon import Daemon, Settings
+from tokenpool.daemon import Daemon, Settings, load_settings
 from tokenpool.engine import Engine, ManualClock
 from tokenpool.ledger import Ledger
 
@@ -62,9 +62,21 @@ class Served:
     db_path: Path
     metrics_address: str = ""
     """host:port of the Prometheus endpoint, when the test configured one."""
+    config_path: Path | None = None
+    """The daemon's configuration file, when the test gave one (for reloads)."""
 
 
 ServeFactory = Callable[..., AbstractAsyncContextManager[Served]]
+
+
+def write_config(path: Path, db_path: Path, body: str) -> Path:
+    """A configuration file for a test daemon: ephemeral port, given ledger."""
+    path.write_text(
+        '[server]\naddress = "127.0.0.1:0"\ngrace_seconds = 2\n\n'
+        f'[ledger]\npath = "{db_path}"\n\n{body}',
+        encoding="utf-8",
+    )
+    return path
 
 
 def settings_for(db_path: Path, **overrides: Any) -> Settings:
@@ -79,18 +91,29 @@ def settings_for(db_path: Path, **overrides: Any) -> Settings:
 
 @pytest.fixture
 def serve(tmp_path: Path) -> ServeFactory:
-    """Starts a daemon on a frozen manual clock; use as `async with serve(...)`."""
+    """Starts a daemon on a frozen manual clock; use as `async with serve(...)`.
+
+    With `config` (TOML text for everything but [server] and [ledger]) the
+    daemon reads a file, which a test may rewrite and reload.
+    """
 
     @asynccontextmanager
     async def start(
         *,
         db_path: Path | None = None,
         clock: ManualClock | None = None,
+        config: str | None = None,
         **overrides: Any,
     ) -> AsyncIterator[Served]:
         path = db_path or tmp_path / "ledger.db"
         clock = clock or ManualClock()
-        daemon = Daemon(settings_for(path, **overrides), clock=clock)
+        config_path = None
+        if config is not None:
+            config_path = write_config(tmp_path / "tokenpool.toml", path, config)
+            settings = load_settings(config_path)
+        else:
+            settings = settings_for(path, **overrides)
+        daemon = Daemon(settings, clock=clock, config_path=config_path)
         async with anyio.create_task_group() as tasks:
             running = await tasks.start(daemon.run)
             async with grpc.aio.insecure_channel(running.address) as channel:
@@ -110,6 +133,7 @@ def serve(tmp_path: Path) -> ServeFactory:
                         admin=pb_grpc.AdminStub(channel),
                         db_path=path,
                         metrics_address=running.metrics_address or "",
+                        config_path=config_path,
                     )
             daemon.stop()
 

@@ -5,10 +5,13 @@
     ├── InvalidFieldError           a request field is malformed
     ├── NotFoundError
     │   ├── UnknownBudgetError
-    │   └── UnknownReservationError
+    │   ├── UnknownReservationError
+    │   └── UnknownKeyError
     ├── ConflictError               the request contradicts current state
     │   ├── IdempotencyConflictError
-    │   └── ReservationEndedError
+    │   ├── ReservationEndedError
+    │   ├── NoConfigFileError       a reload with no file to read
+    │   └── AccessControlOffError   keys asked of a daemon that runs open
     ├── TenantRefusedError          the tenant may not act here
     ├── NotOwnerError               the reservation is another tenant's
     ├── AccessError
@@ -82,6 +85,16 @@ class UnknownReservationError(NotFoundError):
         self.reservation_id = reservation_id
 
 
+class UnknownKeyError(NotFoundError):
+    """Raised when a key id names no tenant API key."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(
+            f"Unknown key_id {key_id[:64]!r}; 'tokenpool keys list' shows the keys."
+        )
+        self.key_id = key_id
+
+
 class ConflictError(TokenPoolError):
     """Raised when a request contradicts what already happened."""
 
@@ -105,6 +118,27 @@ class ReservationEndedError(ConflictError):
         super().__init__(message + (f"; {detail}" if detail else "."))
         self.reservation_id = reservation_id
         self.state = state
+
+
+class NoConfigFileError(ConflictError):
+    """Raised when a reload is asked of a daemon started without a file."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The daemon was started without --config, so there is no file to "
+            "reload; restart it with --config FILE."
+        )
+
+
+class AccessControlOffError(ConflictError):
+    """Raised when tenant keys are managed on a daemon without an admin token."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This daemon runs without access control (no admin token is "
+            "configured), so it has no keys to manage; set auth.admin_token_file "
+            "and restart it first."
+        )
 
 
 class TenantRefusedError(TokenPoolError):

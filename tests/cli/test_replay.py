@@ -69,10 +69,11 @@ queue_limit = 4
 """
 
 
-def replay(tmp_path: Path, *args: str) -> dict[str, Any]:
+def replay(tmp_path: Path, *args: str, trace: Path | None = TRACE) -> dict[str, Any]:
     """Runs `python -m tokenpool replay` on the trace; returns its JSON report."""
     report = tmp_path / f"report-{time.monotonic_ns()}.json"
-    command = [sys.executable, "-m", "tokenpool", "replay", str(TRACE), *args]
+    source = [] if trace is None else [str(trace)]
+    command = [sys.executable, "-m", "tokenpool", "replay", *source, *args]
     done = subprocess.run(
         [*command, "--json", str(report)],
         cwd=tmp_path,

@@ -564,16 +564,16 @@ CASES: list[Case] = [
         "budget 'nope'",
     ),
     (
-        "an admin call of a later release",
+        "a reload of a daemon started without a file",
         _rpc("admin", "ReloadConfig", pb.ReloadConfigRequest),
-        grpc.StatusCode.UNIMPLEMENTED,
-        "not implemented",
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "no file to reload",
     ),
     (
-        "an upsert, not yet built",
+        "an upsert of a tenant with no name",
         _rpc("admin", "UpsertTenant", pb.UpsertTenantRequest),
-        grpc.StatusCode.UNIMPLEMENTED,
-        "not implemented",
+        INVALID,
+        "name",
     ),
     (
         "shares that do not sum to 100",

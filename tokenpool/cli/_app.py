@@ -5,13 +5,11 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import anyio
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from tokenpool import __version__
 from tokenpool._errors import TokenPoolError
@@ -139,7 +137,8 @@ def serve(
         settings = load_settings(config)
         if metrics_address is not None:
             settings = _with_metrics_address(settings, metrics_address)
-        anyio.run(Daemon(settings).serve_forever, backend_options=_loop_options())
+        daemon = Daemon(settings, config_path=config)
+        anyio.run(daemon.serve_forever, backend_options=_loop_options())
     except TokenPoolError as exc:
         raise _fail(exc) from None
     except BaseExceptionGroup as group:
@@ -188,92 +187,6 @@ def health(
     raise typer.Exit(code=0 if serving else 1)
 
 
-def _pem(help_text: str) -> Any:
-    """A typer option naming a readable PEM file."""
-    return typer.Option(help=help_text, exists=True, dir_okay=False, readable=True)
-
-
-@app.command()
-def status(
-    address: AddressOption = "127.0.0.1:50051",
-    budget: Annotated[
-        str | None, typer.Option(help="Only this budget; all when omitted.")
-    ] = None,
-    token_file: Annotated[
-        Path | None,
-        typer.Option(
-            help=f"File holding the admin token or an API key (or set {_TOKEN_ENV}).",
-            envvar="TOKENPOOL_TOKEN_FILE",
-            exists=True,
-            dir_okay=False,
-            readable=True,
-        ),
-    ] = None,
-    tls: Annotated[
-        bool, typer.Option("--tls", help="Connect over TLS (system CA roots).")
-    ] = False,
-    tls_ca: Annotated[Path | None, _pem("CA to trust; implies --tls.")] = None,
-    tls_cert: Annotated[
-        Path | None, _pem("Client certificate, for mutual TLS.")
-    ] = None,
-    tls_key: Annotated[Path | None, _pem("Private key of --tls-cert.")] = None,
-    tls_server_name: Annotated[
-        str | None,
-        typer.Option(help="Name the server certificate carries, if not the host."),
-    ] = None,
-) -> None:
-    """Show budgets and pools of a running daemon."""
-    from tokenpool_client import Client, tls_credentials
-    from tokenpool_client import TokenPoolError as ClientError
-
-    if (tls_cert is None) != (tls_key is None):
-        raise typer.BadParameter(
-            "give both or neither", param_hint="--tls-cert/--tls-key"
-        )
-    token = _token(token_file)
-    credentials = None
-    if tls or tls_ca or tls_cert:
-        credentials = tls_credentials(tls_ca, tls_cert, tls_key)
-    try:
-        with Client(
-            address,
-            timeout_s=5.0,
-            token=token,
-            credentials=credentials,
-            tls_server_name=tls_server_name,
-        ) as client:
-            budgets = [client.get_budget(budget)] if budget else client.list_budgets()
-    except ClientError as exc:
-        raise _fail(exc) from None
-
-    # Piped output gets a fixed width wide enough for every column.
-    console = Console(width=None if sys.stdout.isatty() else _PIPED_WIDTH)
-    for status in budgets:
-        table = Table(
-            title=f"budget {escape(status.name)}: {status.capacity_tokens:,} tokens "
-            f"per {status.window_seconds} s, {status.open_reservations} open"
-        )
-        for column in (
-            "pool", "share %", "capacity", "available", "in flight", "debt",
-            "waiting", "lent", "borrowed", "utilisation",
-        ):  # fmt: skip
-            table.add_column(column, justify="left" if column == "pool" else "right")
-        for pool in status.pools:
-            table.add_row(
-                pool.name,
-                str(pool.share_percent),
-                f"{pool.capacity_tokens:,}",
-                f"{pool.available_tokens:,}",
-                f"{pool.in_flight_tokens:,}",
-                f"{pool.debt_tokens:,}",
-                str(pool.waiting),
-                f"{pool.lent_tokens:,}",
-                f"{pool.borrowed_tokens:,}",
-                f"{pool.utilization:.0%}",
-            )
-        console.print(table)
-
-
 def _token(token_file: Path | None) -> str | None:
     """The bearer token: from --token-file, else the environment, else none.
 
@@ -298,6 +211,7 @@ def _loop_options() -> dict[str, object]:
 
 def main() -> None:
     """Entry point of the `tokenpool` script."""
-    from tokenpool.cli import _replay  # noqa: F401  registers `replay`
+    # Importing them registers their commands.
+    from tokenpool.cli import _admin, _ledger, _replay  # noqa: F401
 
     sys.exit(app())

@@ -27,7 +27,10 @@ from rich.progress import (
 from tokenpool_client import TokenPoolError as ClientError
 
 from tokenpool._errors import TokenPoolError
-from tokenpool.cli._app import ConfigOption, LogLevel, _fail, _loop_options, app
+from tokenpool.cli._app import ConfigOption, LogLevel, _fail, _loop_options, _token, app
+from tokenpool.cli._whatif import Options as _WhatIfOptions
+from tokenpool.cli._whatif import Source as _Source
+from tokenpool.cli._whatif import what_if as offline_runs
 from tokenpool.core import BudgetPolicy, TenantPolicy
 from tokenpool.daemon import Settings, load_settings
 from tokenpool.replay import (
@@ -43,8 +46,11 @@ from tokenpool.replay import (
     TraceRow,
     build_report,
     parse_tenants,
+    parse_timestamp,
     plan_calls,
+    print_capacity,
     print_comparison,
+    print_decisions,
     print_summary,
     read_trace,
     run_replay,
@@ -171,7 +177,11 @@ def _daemon_settings(
     ]
     return settings.model_copy(
         update={
-            "server": settings.server.model_copy(update={"address": "127.0.0.1:0"}),
+            # A private daemon on loopback, for this replay alone: open.
+            "auth": type(settings.auth)(),
+            "server": settings.server.model_copy(
+                update={"address": "127.0.0.1:0", "tls": None}
+            ),
             "ledger": settings.ledger.model_copy(update={"path": ledger}),
             "tenants": list(by_name.values()),
             "budgets": budgets,
@@ -209,9 +219,43 @@ def _progress_hook(progress: Progress, total: int, label: str) -> ProgressHook:
 @app.command()
 def replay(
     trace: Annotated[
-        Path, typer.Argument(help="CSV with TIMESTAMP, ContextTokens, GeneratedTokens.")
-    ],
+        Path | None,
+        typer.Argument(
+            help="CSV with TIMESTAMP, ContextTokens, GeneratedTokens (or use "
+            "--from-ledger)."
+        ),
+    ] = None,
     config: ConfigOption = None,
+    what_if: Annotated[
+        Path | None,
+        typer.Option(
+            "--what-if",
+            help="Also replay against this configuration, offline, and print it "
+            "beside --config (the current one).",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ] = None,
+    from_ledger: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-ledger",
+            help="Replay a ledger's own reservations (granted in --since to "
+            "--until) instead of a trace; offline, like --what-if.",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="With --from-ledger: grants at or after this UTC time."),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(help="With --from-ledger: grants before this UTC time."),
+    ] = None,
     address: Annotated[
         str | None,
         typer.Option(
@@ -291,6 +335,17 @@ def replay(
         typer.Option("--json", help="Also write the report as JSON to this file."),
     ] = None,
     log_level: LogLevel = "WARNING",
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --address: file holding the daemon's admin token (or set "
+            "TOKENPOOL_TOKEN).",
+            envvar="TOKENPOOL_TOKEN_FILE",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ] = None,
 ) -> None:
     """Replay a recorded LLM trace through the daemon and report what happened.
 
@@ -350,6 +405,29 @@ def replay(
     configure_logging(log_level, "text")
     speed_value = _speed(speed)
     variants = _variants(policy, learning)
+    offline = what_if is not None or from_ledger is not None
+    if (trace is None) == (from_ledger is None):
+        raise typer.BadParameter(
+            "give a TRACE file or --from-ledger DB, one of the two",
+            param_hint="TRACE",
+        )
+    if offline and (address is not None or ledger is not None):
+        raise typer.BadParameter(
+            "--what-if and --from-ledger replay offline, with no daemon; drop "
+            "--address and --ledger",
+            param_hint="--what-if",
+        )
+    if offline and variants != [_Variant()]:
+        raise typer.BadParameter(
+            "--what-if compares configurations; put queueing and learning in "
+            "the files instead of --policy and --learning",
+            param_hint="--what-if",
+        )
+    if (since is not None or until is not None) and from_ledger is None:
+        raise typer.BadParameter(
+            "--since and --until choose a period of --from-ledger",
+            param_hint="--since",
+        )
     if address is not None and ledger is not None:
         raise typer.BadParameter(
             "only the in-process daemon has a ledger to choose; drop --ledger "
@@ -393,6 +471,28 @@ def replay(
         if budget_policy is not None:
             max_lease_ms = int(budget_policy.max_lease_seconds * 1000)
 
+        if offline:
+            report = _offline(
+                trace=trace,
+                ledger=from_ledger,
+                period=(since, until),
+                rows=rows,
+                current=settings,
+                what_if=None if what_if is None else load_settings(what_if),
+                options=_WhatIfOptions(
+                    budget=budget_name,
+                    tenants=chosen,
+                    skew=skew,
+                    seed=seed,
+                    max_output_tokens=max_output,
+                    max_wait_ms=max_wait_ms,
+                    max_lease_ms=max_lease_ms,
+                    fairness_window_s=fairness_window,
+                ),
+            )
+            _write_and_print(report, json_path)
+            return
+        assert trace is not None
         trace_rows = read_trace(trace, limit=rows)
         setup = ReplaySetup(
             trace=trace.name,
@@ -407,6 +507,7 @@ def replay(
             skew=skew,
             address=address,
             concurrency=concurrency,
+            token=_token(token_file) if address is not None else None,
         )
         plan = _Plan(setup, trace_rows, max_lease_ms, fairness_window)
         report = _run_all(plan, variants, settings, ledger)
@@ -415,6 +516,11 @@ def replay(
     except KeyboardInterrupt:
         raise _fail(ReplayError("Interrupted; no report was written.")) from None
 
+    _write_and_print(report, json_path)
+
+
+def _write_and_print(report: dict[str, Any], json_path: Path | None) -> None:
+    """Writes the JSON report if asked, then prints the tables."""
     # The file first: a reader of stdout that stops early must not cost it.
     if json_path is not None:
         try:
@@ -423,10 +529,57 @@ def replay(
             raise _fail(exc) from None
     # Piped output is not cut to 80 columns: every figure stays whole.
     console = Console(width=None if sys.stdout.isatty() else _PIPED_WIDTH)
-    if len(report["runs"]) > 1:
-        print_comparison(report["runs"], console)
-    else:
+    runs = report["runs"]
+    if len(runs) == 1:
         print_summary(report, console)
+        return
+    print_comparison(runs, console)
+    for run in runs:
+        label = run.get("config") or f"{run['policy']}, {run['learning']}"
+        print_decisions(
+            run["report"].get("autoscale", ()),
+            console,
+            f"Autoscaler decisions ({label})",
+        )
+        print_capacity(
+            run["report"].get("capacity_over_time", ()),
+            console,
+            f"Capacity over time ({label})",
+        )
+
+
+def _when(value: str | None, default: int, hint: str) -> int:
+    if value is None:
+        return default
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=hint) from None
+
+
+def _offline(
+    *,
+    trace: Path | None,
+    ledger: Path | None,
+    period: tuple[str | None, str | None],
+    rows: int | None,
+    current: Settings,
+    what_if: Settings | None,
+    options: _WhatIfOptions,
+) -> dict[str, Any]:
+    """A what-if replay (two runs), or one offline run of a ledger's traffic."""
+    source = _Source(
+        trace=trace,
+        ledger=ledger,
+        since_wall_ns=_when(period[0], 0, "--since"),
+        until_wall_ns=_when(period[1], 2**63 - 1, "--until"),
+        rows=rows,
+    )
+    configs = [("current", current)]
+    if what_if is not None:
+        configs.append(("what-if", what_if))
+    with _overruns_counted():
+        return offline_runs(source, options, configs, _loop_options())
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,7 +105,16 @@ class Credentials:
         tenant_keys: Iterable[tuple[str, str]] = (),
     ) -> None:
         self._admin = None if admin_digest is None else bytes.fromhex(admin_digest)
-        self._tenants: Mapping[bytes, tuple[bytes, str]] = {
+        self._tenants: Mapping[bytes, tuple[bytes, str]] = {}
+        self.set_tenant_keys(tenant_keys)
+
+    def set_tenant_keys(self, tenant_keys: Iterable[tuple[str, str]]) -> None:
+        """Replaces the tenant keys at once (keys made or revoked at run time).
+
+        The new map is built aside and swapped in, so a call checked meanwhile
+        sees either the old keys or the new ones, never half of each.
+        """
+        self._tenants = {
             bytes.fromhex(digest): (bytes.fromhex(digest), tenant)
             for tenant, digest in tenant_keys
         }

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from tokenpool.core._autoscale import AutoscalePolicy
 from tokenpool.core._learning import LearningPolicy
 from tokenpool.core._limits import Caps
 from tokenpool.core._model import FrozenModel
@@ -104,6 +105,8 @@ class BudgetPolicy(FrozenModel):
     """Refill window: each pool refills its capacity once per window."""
     max_capacity_tokens: int | None = Field(None, ge=0, le=MAX_TOKENS)
     """Largest capacity the budget may reach; defaults to capacity_tokens."""
+    min_capacity_tokens: int | None = Field(None, ge=0, le=MAX_TOKENS)
+    """Smallest capacity the autoscaler may shrink to; defaults to capacity_tokens."""
     unknown_tenants: Literal["admit", "refuse"] = "admit"
     """Admit unknown tenants as basic with weight 1, or refuse them."""
     shares: Shares = Shares()
@@ -146,6 +149,10 @@ class BudgetPolicy(FrozenModel):
     """Reservations granted per minute (a token bucket; None: no limit)."""
     max_concurrent_reservations: int | None = Field(None, ge=0)
     """Open reservations at once (None: no limit)."""
+    autoscale: AutoscalePolicy = AutoscalePolicy()
+    """The autoscaling controller of this budget (off unless enabled)."""
+    shadow: bool = False
+    """Decide, record and trace everything, but grant every request."""
 
     @model_validator(mode="after")
     def _bounds(self) -> BudgetPolicy:
@@ -161,6 +168,13 @@ class BudgetPolicy(FrozenModel):
                 f"max_capacity_tokens ({self.max_capacity_tokens}) must be at "
                 f"least capacity_tokens ({self.capacity_tokens})"
             )
+        if self.min_capacity_tokens is not None and (
+            self.min_capacity_tokens > self.capacity_tokens
+        ):
+            raise ValueError(
+                f"min_capacity_tokens ({self.min_capacity_tokens}) must be at "
+                f"most capacity_tokens ({self.capacity_tokens})"
+            )
         return self
 
     @property
@@ -172,6 +186,30 @@ class BudgetPolicy(FrozenModel):
     def peak_capacity(self) -> int:
         """The largest capacity this budget can ever have."""
         return self.max_capacity_tokens or self.capacity_tokens
+
+    @property
+    def floor_capacity(self) -> int:
+        """The smallest capacity the autoscaler may set."""
+        if self.min_capacity_tokens is None:
+            return self.capacity_tokens
+        return self.min_capacity_tokens
+
+    def with_capacity(self, capacity: int) -> BudgetPolicy:
+        """This policy at another capacity (run time: a change or an override).
+
+        The bounds stay: the minimum is pinned to what it was (an unset one
+        to the file's capacity), so a capacity below it (a provider cut, an
+        operator's choice) is kept and the autoscaler only grows it from
+        there; the maximum is the configured one (SetCapacity refuses to
+        pass it; without one, the engine remembers the largest capacity set
+        for what a request could ever get).
+        """
+        return self.model_copy(
+            update={
+                "capacity_tokens": capacity,
+                "min_capacity_tokens": self.floor_capacity,
+            }
+        )
 
 
 class InputLimits(FrozenModel):

@@ -73,6 +73,11 @@ class PriceTable:
             self._prices[price.model] = price
 
     @property
+    def prices(self) -> tuple[ModelPrice, ...]:
+        """Every price, in the order given."""
+        return tuple(self._prices.values())
+
+    @property
     def models(self) -> tuple[str, ...]:
         """The model names priced, "default" included when configured."""
         return tuple(self._prices)

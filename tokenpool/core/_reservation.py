@@ -64,6 +64,12 @@ class Reservation:
     team: str = ""
     cost_micros: int = 0
     """Estimated cost of the hold while open; the charged cost once ended."""
+    saved_tokens: int = 0
+    """Tokens a cache saved when it was settled."""
+    saved_micros: int = 0
+    """Money a cache saved when it was settled, in micro-dollars."""
+    shadow: str = ""
+    """Shadow mode: why an enforcing daemon would not have granted it now."""
 
     @property
     def is_open(self) -> bool:

@@ -11,7 +11,7 @@ from tokenpool.daemon._config import (
     Settings,
     load_settings,
 )
-from tokenpool.daemon._daemon import Daemon, Running
+from tokenpool.daemon._daemon import Daemon, Reloaded, Running
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -19,6 +19,7 @@ __all__ = [
     "AuthSettings",
     "Daemon",
     "LedgerSettings",
+    "Reloaded",
     "Running",
     "ServerSettings",
     "Settings",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 import anyio.to_thread
@@ -14,10 +15,18 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from tokenpool_client.v1 import tokenpool_pb2 as pb
 
-from tokenpool._errors import ConfigError
-from tokenpool.daemon._config import Settings
+from tokenpool._errors import (
+    ConfigError,
+    NoConfigFileError,
+    ShuttingDownError,
+    TokenPoolError,
+)
+from tokenpool.core import Credentials
+from tokenpool.daemon._config import Settings, load_settings
+from tokenpool.daemon._keys import KeyRing
+from tokenpool.daemon._overrides import Applied, apply_overrides
 from tokenpool.engine import Clock, Engine, SystemClock
-from tokenpool.ledger import Ledger
+from tokenpool.ledger import Entry, EntryKind, Ledger, LedgerBatch
 from tokenpool.service import (
     AdminServicer,
     AuthInterceptor,
@@ -59,10 +68,22 @@ class Daemon:
     and flushes the ledger.
     """
 
-    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        config_path: Path | None = None,
+    ) -> None:
         self._settings = settings
         self._clock = clock or SystemClock()
+        self._config_path = config_path
         self._stop = anyio.Event()
+        self._engine: Engine | None = None
+        self._ledger: Ledger | None = None
+        self._credentials: Credentials | None = None
+        self._keys: KeyRing | None = None
+        self._reloading = anyio.Lock()
 
     def stop(self) -> None:
         """Asks a running daemon to drain and stop; safe to call repeatedly."""
@@ -110,20 +131,37 @@ class Daemon:
         try:
             async with anyio.create_task_group() as tasks:
                 await tasks.start(ledger.run)
+                # Run-time changes stored in the ledger win over the file
+                # until the file's own value changes (SPEC 8).
+                applied = apply_overrides(
+                    settings, await ledger.load_overrides(), self._clock.wall_ns()
+                )
+                config = applied.config
                 engine = Engine(
-                    budgets=settings.budgets,
-                    tenants=settings.tenants,
-                    limits=settings.limits,
+                    budgets=config.budgets,
+                    tenants=config.tenants,
+                    limits=config.limits,
                     clock=self._clock,
                     ledger=ledger,
-                    teams=settings.teams,
-                    prices=settings.prices,
+                    teams=config.teams,
+                    prices=config.prices,
                     calendar_timezone=settings.calendar_timezone,
                     observer=telemetry.observer,
                 )
                 await engine.restore()
+                await _record_start(ledger, applied, self._clock.wall_ns())
+                self._engine, self._ledger = engine, ledger
+                if self._credentials is not None:
+                    self._keys = KeyRing(
+                        ledger,
+                        self._credentials,
+                        settings.auth.tenant_keys,
+                        self._clock,
+                        await ledger.load_keys(),
+                    )
                 telemetry.watch(engine, settings.tenants, settings.teams)
                 await tasks.start(engine.run_sweeper)
+                await tasks.start(engine.run_autoscaler)
                 running = Running(bound, engine, ledger, telemetry.metrics_address)
                 await self._serve(server, running, task_status)
                 await engine.flush_refusals()
@@ -168,8 +206,16 @@ class Daemon:
         )
         services = pb.DESCRIPTOR.services_by_name
         rules = method_rules(services["TokenPool"], services["Admin"])
-        teams = {t.name: t.team for t in settings.tenants if t.team is not None}
-        return [AuthInterceptor(credentials, rules, teams)], server_credentials
+        self._credentials = credentials
+        return [AuthInterceptor(credentials, rules, self._team_of)], server_credentials
+
+    def _team_of(self, tenant: str) -> str | None:
+        """A configured tenant's team as it is now (tenants change at run time)."""
+        if self._engine is not None:
+            found = next((t for t in self._engine.tenants() if t.name == tenant), None)
+        else:
+            found = next((t for t in self._settings.tenants if t.name == tenant), None)
+        return None if found is None else found.team
 
     def _bind(
         self,
@@ -204,7 +250,8 @@ class Daemon:
         engine, ledger = running.engine, running.ledger
         services = pb.DESCRIPTOR.services_by_name
         add_service(server, TokenPoolServicer(engine), services["TokenPool"])
-        add_service(server, AdminServicer(engine, ledger), services["Admin"])
+        admin = AdminServicer(engine, ledger, self.reload, self._keys)
+        add_service(server, admin, services["Admin"])
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
@@ -231,16 +278,135 @@ class Daemon:
                 engine.begin_shutdown()
                 await server.stop(grace)
 
+    async def reload(self, *, actor: str = "") -> Reloaded:
+        """Re-reads the configuration file and puts it in force (SPEC 8).
+
+        Open reservations, pool levels and debts stay; changed capacities
+        move levels as SetCapacity does; run-time changes stay in force
+        unless the file's value for that field changed. An invalid file is
+        refused and the running configuration stays. Sections that need a
+        restart (server, ledger, telemetry, hook, calendar_timezone) are
+        left as they run, and said so.
+
+        Raises:
+            NoConfigFileError: the daemon was started without a file.
+            ConfigError: the file cannot be read or is invalid.
+            ConflictError: the file drops a budget that is in use.
+            ShuttingDownError: the daemon is not serving.
+        """
+        engine, ledger, path = self._engine, self._ledger, self._config_path
+        if engine is None or ledger is None:
+            raise ShuttingDownError()
+        if path is None:
+            raise NoConfigFileError()
+        async with self._reloading:
+            try:
+                settings = await anyio.to_thread.run_sync(load_settings, path)
+            except ConfigError as exc:
+                logger.warning("reload refused, configuration kept error=%s", exc)
+                raise
+            notes = _restart_notes(self._settings, settings)
+            applied = apply_overrides(
+                settings, await ledger.load_overrides(), self._clock.wall_ns()
+            )
+            changes = await engine.reconfigure(
+                applied.config,
+                file_values=applied.file_values,
+                notes=[*notes, *applied.notes],
+                actor=actor,
+            )
+            if self._keys is not None:
+                self._keys.reload(settings.auth.tenant_keys)
+            # Sections that need a restart stay as they run; of [auth], only
+            # the tenant keys are applied (the admin token needs a restart).
+            running_auth = self._settings.auth
+            self._settings = settings.model_copy(
+                update={
+                    **{name: getattr(self._settings, name) for name in _RESTART_ONLY},
+                    "auth": running_auth.model_copy(
+                        update={"tenant_keys": settings.auth.tenant_keys}
+                    ),
+                }
+            )
+        logger.info(
+            "reload applied path=%s changes=%d actor=%s",
+            path,
+            len(changes),
+            actor or "-",
+        )
+        return Reloaded(tuple(changes), (*notes, *applied.notes))
+
     async def serve_forever(self) -> None:
-        """Runs until SIGTERM or SIGINT, then drains (the `serve` command)."""
+        """Runs until SIGTERM or SIGINT, then drains (the `serve` command).
+
+        SIGHUP reloads the configuration file.
+        """
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self._watch_signals)
             await self.run()
             tasks.cancel_scope.cancel()
 
     async def _watch_signals(self) -> None:
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        signals_watched = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        with anyio.open_signal_receiver(*signals_watched) as signals:
             async for signum in signals:
-                logger.info("signal received signal=%s", signal.Signals(signum).name)
+                name = signal.Signals(signum).name
+                logger.info("signal received signal=%s", name)
+                if signum == signal.SIGHUP:
+                    await self._reload_quietly(f"signal:{name}")
+                    continue
                 self.stop()
                 return
+
+    async def _reload_quietly(self, actor: str) -> None:
+        """A reload whose failure is logged, not raised (SIGHUP has no caller)."""
+        try:
+            await self.reload(actor=actor)
+        except TokenPoolError as exc:
+            logger.warning("reload failed error=%s", exc)
+
+
+# Settings sections a reload cannot change while the daemon runs.
+_RESTART_ONLY = ("server", "ledger", "telemetry", "hook", "calendar_timezone")
+
+
+@dataclass(frozen=True, slots=True)
+class Reloaded:
+    """What a reload changed, and what it could not change without a restart."""
+
+    changes: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+    """Sections left for a restart, and run-time values kept or replaced."""
+
+
+def _restart_notes(running: Settings, new: Settings) -> list[str]:
+    """The sections that differ but only a restart would apply."""
+    notes = [
+        f"{name} changed; it takes effect at the next restart"
+        for name in _RESTART_ONLY
+        if getattr(running, name) != getattr(new, name)
+    ]
+    old_auth = running.auth.model_copy(update={"tenant_keys": []})
+    new_auth = new.auth.model_copy(update={"tenant_keys": []})
+    if old_auth != new_auth or running.auth.configured != new.auth.configured:
+        notes.append("auth (admin token) changed; it takes effect at the next restart")
+    return notes
+
+
+async def _record_start(ledger: Ledger, applied: Applied, wall_ns: int) -> None:
+    """Stores the file's values at start, and says which overrides it replaced."""
+    if not applied.file_values:
+        return
+    batch = LedgerBatch(file_values=applied.file_values)
+    dropped = [note for note in applied.notes if "replaced by the file" in note]
+    if dropped:
+        batch.entries.append(
+            Entry(
+                kind=EntryKind.RELOAD,
+                at_wall_ns=wall_ns,
+                budget="",
+                actor="start",
+                detail={"changes": [], "notes": applied.notes},
+            )
+        )
+    await ledger.commit(batch)

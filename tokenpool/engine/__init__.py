@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tokenpool.engine._autoscaling import AUTOSCALER_ACTOR
 from tokenpool.engine._base import (
     POOL_EXHAUSTED,
     QUEUE_FULL,
@@ -10,6 +11,7 @@ from tokenpool.engine._base import (
 )
 from tokenpool.engine._clock import Alarm, Clock, ManualClock, ScaledClock, SystemClock
 from tokenpool.engine._commands import (
+    AutoscaleView,
     BudgetView,
     ExtendCommand,
     PoolView,
@@ -20,6 +22,7 @@ from tokenpool.engine._commands import (
 )
 from tokenpool.engine._engine import Engine
 from tokenpool.engine._events import (
+    AutoscaleNote,
     BudgetChange,
     CommitNote,
     Ending,
@@ -32,13 +35,17 @@ from tokenpool.engine._events import (
     refusal_fields,
     reservation_fields,
 )
+from tokenpool.engine._reconfigure import EngineConfig
 from tokenpool.engine._store import MemoryPoolStore, PoolLevel, PoolStore
 
 __all__ = [
+    "AUTOSCALER_ACTOR",
     "POOL_EXHAUSTED",
     "QUEUE_FULL",
     "REQUEST_TOO_LARGE",
     "Alarm",
+    "AutoscaleNote",
+    "AutoscaleView",
     "BudgetChange",
     "BudgetView",
     "Clock",
@@ -46,6 +53,7 @@ __all__ = [
     "EndKind",
     "Ending",
     "Engine",
+    "EngineConfig",
     "ExtendCommand",
     "ManualClock",
     "MemoryPoolStore",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 
 from tokenpool._errors import InvalidFieldError
 from tokenpool.core import (
@@ -11,15 +12,28 @@ from tokenpool.core import (
     BudgetPolicy,
     Pool,
     Shares,
+    capacity_key,
     check_count,
     check_range,
+    shares_key,
     split_capacity,
 )
-from tokenpool.engine._base import BudgetState, EngineBase
+from tokenpool.engine._base import EngineBase
 from tokenpool.engine._events import BudgetChange
-from tokenpool.ledger import Entry, EntryKind, LedgerBatch
+from tokenpool.engine._state import BudgetState
+from tokenpool.ledger import Entry, EntryKind, LedgerBatch, OverrideRow
 
 logger = logging.getLogger(__name__)
+
+
+def to_json(value: object) -> str:
+    """A configuration value as the overrides table stores it."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def shares_value(shares: Shares) -> dict[str, int]:
+    """A split as a stored value: pool name to percent."""
+    return {pool.value: percent for pool, percent in shares.by_pool().items()}
 
 
 class Administering(EngineBase):
@@ -27,6 +41,8 @@ class Administering(EngineBase):
 
     A shrunk pool whose level falls below zero is in debt (SPEC 12.3), so
     open holds are never lost; a grown pool has the new tokens at once.
+    Each change is stored as a run-time override of the configuration
+    (SPEC 8) in the same commit as its ledger entry.
     """
 
     async def set_capacity(
@@ -44,12 +60,14 @@ class Administering(EngineBase):
                 f"({configured_max}); raise that in the configuration first",
             )
 
-        policy = budget.policy.model_copy(update={"capacity_tokens": capacity})
-        budget.largest_capacity = max(budget.largest_capacity, capacity)
+        policy = budget.policy.with_capacity(capacity)
         detail = {
             "capacity_tokens": capacity,
             "previous_capacity_tokens": budget.policy.capacity_tokens,
         }
+        if budget.scaler is not None:
+            # The operator's figure is the one to come back to now.
+            budget.scaler.capacity_set()
         await self._apply(budget, policy, EntryKind.CAPACITY, actor, detail)
         return policy
 
@@ -90,13 +108,77 @@ class Administering(EngineBase):
         policy = budget.policy.model_copy(update={"shares": new_shares})
         detail = {
             "shares": {pool.value: percent for pool, percent in current.items()},
-            "previous_shares": {
-                pool.value: percent
-                for pool, percent in budget.policy.shares.by_pool().items()
-            },
+            "previous_shares": shares_value(budget.policy.shares),
         }
         await self._apply(budget, policy, EntryKind.REBALANCE, actor, detail)
         return policy
+
+    def _resize(
+        self, budget: BudgetState, policy: BudgetPolicy, now: int
+    ) -> dict[Pool, int]:
+        """Puts a new capacity or split in force; levels move by the change."""
+        capacities = split_capacity(policy.capacity_tokens, policy.shares.by_pool())
+        self._store.resize(policy.name, capacities, now)
+        budget.policy = policy
+        budget.capacities = capacities
+        budget.largest_capacity = max(budget.largest_capacity, policy.capacity_tokens)
+        return capacities
+
+    def _override_rows(
+        self, before: BudgetPolicy, after: BudgetPolicy, actor: str, wall: int
+    ) -> list[OverrideRow]:
+        """Run-time overrides for the fields a change touched."""
+        rows = []
+        if after.capacity_tokens != before.capacity_tokens:
+            rows.append(
+                OverrideRow(
+                    capacity_key(after.name),
+                    to_json(after.capacity_tokens),
+                    actor,
+                    wall,
+                )
+            )
+        if after.shares != before.shares:
+            rows.append(
+                OverrideRow(
+                    shares_key(after.name),
+                    to_json(shares_value(after.shares)),
+                    actor,
+                    wall,
+                )
+            )
+        return rows
+
+    def _changed(
+        self,
+        budget: BudgetState,
+        policy: BudgetPolicy,
+        entry: Entry,
+        actor: str,
+    ) -> Awaitable[int]:
+        """Resizes, records the entry and the overrides, lets waiters use it.
+
+        Synchronous up to the commit, which the caller awaits: nothing is
+        granted between the change and its record.
+        """
+        now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()
+        overrides = self._override_rows(budget.policy, policy, actor, wall)
+        capacities = self._resize(budget, policy, now)
+        batch = LedgerBatch(
+            entries=[entry],
+            pools=self._pool_rows(policy.name, now, wall),
+            overrides=overrides,
+        )
+        logger.info(
+            "budget changed budget=%s kind=%s actor=%s capacities=%s",
+            policy.name,
+            entry.kind.value,
+            actor or "-",
+            {pool.value: tokens for pool, tokens in capacities.items()},
+        )
+        commit = self._submit(batch)
+        self._serve_queues(budget)
+        return commit
 
     async def _apply(
         self,
@@ -107,22 +189,10 @@ class Administering(EngineBase):
         detail: Mapping[str, object],
     ) -> None:
         """Resizes the pools, records the change, and lets waiters use it."""
-        now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()
         capacities = split_capacity(policy.capacity_tokens, policy.shares.by_pool())
-        self._store.resize(policy.name, capacities, now)
-        budget.policy = policy
-        budget.capacities = capacities
-        logger.info(
-            "budget changed budget=%s kind=%s actor=%s capacities=%s",
-            policy.name,
-            kind.value,
-            actor or "-",
-            {pool.value: tokens for pool, tokens in capacities.items()},
-        )
-
         entry = Entry(
             kind=kind,
-            at_wall_ns=wall,
+            at_wall_ns=self._clock.wall_ns(),
             budget=policy.name,
             tokens=policy.capacity_tokens,
             actor=actor,
@@ -131,12 +201,7 @@ class Administering(EngineBase):
                 "capacities": {pool.value: t for pool, t in capacities.items()},
             },
         )
-        batch = LedgerBatch(
-            entries=[entry], pools=self._pool_rows(policy.name, now, wall)
-        )
-        commit = self._submit(batch)
-        self._serve_queues(budget)
-        await self._settled(commit)
+        await self._settled(self._changed(budget, policy, entry, actor))
         self._observer.budget_changed(
             BudgetChange(
                 budget=policy.name,

@@ -6,7 +6,6 @@ import heapq
 import logging
 from collections import Counter, deque
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, field
 from typing import Protocol
 
 import anyio
@@ -33,8 +32,6 @@ from tokenpool.core import (
     CalendarPeriods,
     ChargeTarget,
     Draws,
-    EstimateBook,
-    FairQueue,
     InputLimits,
     LimitBook,
     ModelPrice,
@@ -43,13 +40,13 @@ from tokenpool.core import (
     PriceTable,
     Reach,
     Reservation,
+    ScaleDecision,
     Sizing,
     State,
     Subject,
     SubjectKind,
     TeamPolicy,
     TenantPolicy,
-    Ticket,
     burst_limit,
     check_micros,
     check_name,
@@ -62,10 +59,11 @@ from tokenpool.core import (
     plan_refund,
     split_capacity,
 )
-from tokenpool.engine._clock import Alarm, Clock
-from tokenpool.engine._commands import ReserveCommand
+from tokenpool.engine._clock import Clock
+from tokenpool.engine._commands import SettleCommand
 from tokenpool.engine._events import Observer, alert_fields
 from tokenpool.engine._records import reservation_from_row, reservation_row
+from tokenpool.engine._state import BudgetState
 from tokenpool.engine._store import MemoryPoolStore, PoolStore
 from tokenpool.ledger import (
     ChargedSlot,
@@ -100,6 +98,9 @@ POOL_EXHAUSTED = "POOL_EXHAUSTED"
 QUEUE_FULL = "QUEUE_FULL"
 REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
 
+# Refusals for want of tokens (not a cap): what the autoscaler counts.
+_SHORTAGES = frozenset({POOL_EXHAUSTED, QUEUE_FULL})
+
 
 class Recorder(Protocol):
     """The part of the ledger the engine writes and reads through."""
@@ -119,76 +120,6 @@ class Recorder(Protocol):
     @property
     def failed_commits(self) -> int:
         """Commit groups that failed since the ledger was opened."""
-
-
-@dataclass(eq=False, slots=True)
-class Waiter:
-    """A Reserve waiting in a pool's queue for tokens."""
-
-    command: ReserveCommand
-    tenant: TenantPolicy
-    sizing: Sizing
-    lease_ns: int
-    fingerprint: str
-    arrived_ns: int
-    deadline_ns: int = 0
-    """When its wait ends (monotonic clock); 0 until it waits."""
-    event: anyio.Event = field(default_factory=anyio.Event)
-    ticket: Ticket[Waiter] | None = None
-    reservation: Reservation | None = None
-    commit: Awaitable[int] | None = None
-    refusal: RefusalError | None = None
-    """Set when a limit that waiting cannot fix refused the waiter."""
-    breach: Breach | None = None
-    """The limit beside the pools that last kept it waiting."""
-    blocked_by: str = ""
-    """The limit that last kept it waiting, for the refusal's reason."""
-
-
-@dataclass(slots=True)
-class BudgetState:
-    """A budget's live state beside its pool levels."""
-
-    policy: BudgetPolicy
-    capacities: dict[Pool, int]
-    queues: dict[Pool, FairQueue[Waiter]]
-    in_flight: dict[Pool, int]
-    borrowed: dict[Pool, int]
-    """Drawn by this pool's tenants from other pools, outstanding now."""
-    lent: dict[Pool, int]
-    """Drawn from this pool by other pools' tenants, outstanding now."""
-    burst_by_tenant: Counter[str]
-    charged: dict[Pool, int]
-    estimates: EstimateBook
-    """How settled use compared with holds, per tenant and task type."""
-    unknown_task_types: int = 0
-    """Reserves that named a task type the scoring does not know."""
-    open_reservations: int = 0
-    largest_capacity: int = 0
-    """The most capacity set since start; with no configured maximum, the
-    budget's maximum for what it could ever grant (SPEC 12.1)."""
-    alarm: Alarm | None = None
-    alarm_at: int = 0
-
-    @classmethod
-    def new(cls, policy: BudgetPolicy) -> BudgetState:
-        """A budget with empty queues and tallies, split by its shares."""
-        fifo = policy.queueing == "fifo"
-        return cls(
-            policy=policy,
-            capacities=split_capacity(policy.capacity_tokens, policy.shares.by_pool()),
-            queues={
-                Pool.BASIC: FairQueue(fifo=fifo),
-                Pool.PRIORITY: FairQueue(fifo=fifo),
-            },
-            in_flight=dict.fromkeys(POOL_ORDER, 0),
-            borrowed=dict.fromkeys(POOL_ORDER, 0),
-            lent=dict.fromkeys(POOL_ORDER, 0),
-            burst_by_tenant=Counter(),
-            charged=dict.fromkeys(POOL_ORDER, 0),
-            estimates=EstimateBook(policy.learning),
-            largest_capacity=policy.capacity_tokens,
-        )
 
 
 class EngineBase:
@@ -237,6 +168,7 @@ class EngineBase:
         self._draining = False
         self._degraded = False
         self._failures_seen = ledger.failed_commits
+        self._autoscale_wake: anyio.Event | None = None
         self._alerts = AlertBook()
         # Soft thresholds are looked at only when some tenant or team has one.
         self._alerting = any(
@@ -577,6 +509,10 @@ class EngineBase:
         return ChargeTarget(tuple(subjects), periods.day, periods.month)
 
     def _count_refusal(self, budget: str, tenant: str, reason: str) -> None:
+        state = self._budgets.get(budget)
+        if state is not None and state.policy.shadow:
+            # Shadow mode grants it anyway: the reservation records the reason.
+            return
         minute = self._clock.wall_ns() // 60_000_000_000
         self._refusals[(budget, tenant, minute, reason)] += 1
 
@@ -793,6 +729,31 @@ class EngineBase:
     def _serve_queues(self, budget: BudgetState) -> None:
         """Grants queued waiters that fit now; `_reserving` implements it."""
         raise NotImplementedError
+
+    def _provider_decision(
+        self, budget: BudgetState, command: SettleCommand
+    ) -> ScaleDecision | None:
+        """What a settle's provider figures call for; `_autoscaling` implements it."""
+        raise NotImplementedError
+
+    def _enact(self, budget: BudgetState, decision: ScaleDecision) -> Awaitable[int]:
+        """Records and applies a decision; `_autoscaling` implements it."""
+        raise NotImplementedError
+
+    def _note_wait(self, name: str, waited_ms: int) -> None:
+        """Counts how long a granted request waited, for the interval's p95."""
+        budget = self._budgets.get(name)
+        if budget is not None and budget.scaler is not None:
+            budget.interval_waits.append(waited_ms)
+
+    def _note_refusal(self, name: str, reason: str, waited_ms: int) -> None:
+        """Counts a refusal for want of tokens, and its wait if it waited."""
+        budget = self._budgets.get(name)
+        if budget is None or budget.scaler is None or reason not in _SHORTAGES:
+            return
+        budget.interval_refusals += 1
+        if waited_ms > 0:
+            budget.interval_waits.append(waited_ms)
 
 
 def _burst_percent(budget: BudgetState, sizing: Sizing) -> int:

@@ -62,3 +62,25 @@ def counted_usage(command: SettleCommand, policy: BudgetPolicy) -> int:
         command.output_tokens,
         policy.cache_read_weight_percent,
     )
+
+
+def request_shape(command: ReserveCommand) -> dict[str, object]:
+    """What a replay of the ledger needs to send the same request again.
+
+    Only fields that differ from their defaults are kept, so the entry stays
+    short.
+    """
+    shape: dict[str, object] = {
+        "tokens": command.tokens,
+        "input_tokens": command.input_tokens,
+        "input_chars": command.input_chars,
+        "max_output_tokens": command.max_output_tokens,
+        "output_detail": command.output_detail,
+        "structured_output": command.structured_output,
+        "context_items": command.context_items,
+        "urgency": command.urgency,
+        "max_wait_ms": command.max_wait_ms,
+        "lease_ms": command.lease_ms,
+        "task_type": command.task_type,
+    }
+    return {key: value for key, value in shape.items() if value}

@@ -9,6 +9,7 @@ from tokenpool._errors import (
     InvalidFieldError,
     RequestTooLargeError,
     ReservationEndedError,
+    UnknownReservationError,
 )
 from tokenpool._fields import log_event
 from tokenpool.core import (
@@ -17,6 +18,7 @@ from tokenpool.core import (
     Draws,
     Outcome,
     Reservation,
+    ScaleDecision,
     Sizing,
     State,
     TenantPolicy,
@@ -32,16 +34,12 @@ from tokenpool.core import (
     response_cache_savings,
     subtract,
 )
-from tokenpool.engine._base import (
-    POOL_EXHAUSTED,
-    REQUEST_TOO_LARGE,
-    BudgetState,
-    EngineBase,
-)
+from tokenpool.engine._base import POOL_EXHAUSTED, REQUEST_TOO_LARGE, EngineBase
 from tokenpool.engine._checks import counted_usage, digest
 from tokenpool.engine._commands import ExtendCommand, SettleCommand
 from tokenpool.engine._events import Ending, EndKind, ending_fields, reservation_fields
 from tokenpool.engine._records import reservation_entry, reservation_row
+from tokenpool.engine._state import BudgetState
 from tokenpool.ledger import EntryKind, LedgerBatch
 
 logger = logging.getLogger(__name__)
@@ -147,6 +145,8 @@ class Closing(EngineBase):
                 self._prices.price_of(model),
             )
             savings = () if saved is None else (saved,)
+        reservation.saved_tokens = sum(saved.tokens for saved in savings)
+        reservation.saved_micros = sum(saved.micros for saved in savings)
         ending = Ending(
             EndKind.SETTLED,
             reservation,
@@ -162,12 +162,34 @@ class Closing(EngineBase):
             provider_remaining_tokens=command.provider_remaining_tokens,
             provider_limit_tokens=command.provider_limit_tokens,
         )
+        decision = self._provider_decision(self._budgets[reservation.budget], command)
         return await self._end(
-            reservation, State.SETTLED, EntryKind.SETTLE, ending, fingerprint, detail
+            reservation,
+            State.SETTLED,
+            EntryKind.SETTLE,
+            ending,
+            fingerprint,
+            detail,
+            decision=decision,
         )
 
+    async def release_any(
+        self, reservation_id: str, billed: int, *, actor: str = ""
+    ) -> Reservation:
+        """An operator's Release of any tenant's reservation (Admin)."""
+        self._check_serving()
+        check_text("reservation_id", reservation_id, 64)
+        found = self._reservations.get(reservation_id)
+        tenant = found.tenant if found is not None else ""
+        if found is None:
+            row = await self._ledger.get_reservation(reservation_id)
+            if row is None:
+                raise UnknownReservationError(reservation_id)
+            tenant = row.tenant
+        return await self.release(reservation_id, tenant, billed, actor=actor)
+
     async def release(
-        self, reservation_id: str, tenant: str, billed: int
+        self, reservation_id: str, tenant: str, billed: int, *, actor: str = ""
     ) -> Reservation:
         """Ends a reservation whose call never happened; billed input is charged."""
         self._check_serving()
@@ -190,7 +212,13 @@ class Closing(EngineBase):
             cost_micros=micros,
         )
         return await self._end(
-            reservation, State.RELEASED, EntryKind.RELEASE, ending, fingerprint, detail
+            reservation,
+            State.RELEASED,
+            EntryKind.RELEASE,
+            ending,
+            fingerprint,
+            detail,
+            actor=actor,
         )
 
     async def _repeat_end(
@@ -284,7 +312,11 @@ class Closing(EngineBase):
         ending: Ending,
         fingerprint: str,
         detail: dict[str, object],
+        *,
+        actor: str = "",
+        decision: ScaleDecision | None = None,
     ) -> Reservation:
+        """Ends a hold, records it, and applies a provider cut the settle brought."""
         budget = self._budgets[reservation.budget]
         now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()
         outcome = Outcome(ending.charged, ending.refunded, ending.overrun)
@@ -299,11 +331,16 @@ class Closing(EngineBase):
             refunded=outcome.refunded,
             overrun=outcome.overrun,
             detail=detail,
+            actor=actor,
         )
         batch = self._batch(budget, entry, reservation, now, wall)
         self._commits[reservation.reservation_id] = self._submit(batch)
         self._serve_queues(budget)
+        # A provider cut is in force before anything else is granted.
+        cut = None if decision is None else self._enact(budget, decision)
         await self._durable(reservation.reservation_id)
+        if cut is not None:
+            await self._settled(cut)
 
         if logger.isEnabledFor(logging.DEBUG):
             log_event(logger, logging.DEBUG, ending.kind.value, ending_fields(ending))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tokenpool.core import PeriodUsage, Pool
+from tokenpool.core import PeriodUsage, Pool, Reading
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,3 +117,21 @@ class TeamView:
     in_flight_tokens: int
     day: PeriodUsage
     month: PeriodUsage
+
+
+@dataclass(frozen=True, slots=True)
+class AutoscaleView:
+    """A budget's autoscaler as the status calls show it."""
+
+    budget: str
+    enabled: bool
+    mode: str
+    """act, recommend, or shadow (a shadow budget only recommends)."""
+    interval_seconds: int
+    readings: int
+    """Intervals read since the daemon started."""
+    last_reading: Reading | None
+    restore_to: int | None
+    """The capacity a provider cut grows back to; None when not cut."""
+    minimum: int
+    maximum: int

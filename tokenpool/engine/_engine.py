@@ -24,12 +24,12 @@ from tokenpool.core import (
     TokenBucket,
     check_name,
 )
-from tokenpool.engine._admin import Administering
-from tokenpool.engine._base import BudgetState
 from tokenpool.engine._closing import Closing
 from tokenpool.engine._commands import BudgetView, PoolView, TeamView, TenantView
+from tokenpool.engine._reconfigure import Reconfiguring
 from tokenpool.engine._records import reservation_from_row
-from tokenpool.engine._reserving import Reserving
+from tokenpool.engine._shadow import Shadowing
+from tokenpool.engine._state import BudgetState
 from tokenpool.engine._store import MemoryPoolStore, PoolLevel
 from tokenpool.ledger import ChargedSlot, LedgerBatch, PoolRow, StoredState
 
@@ -51,7 +51,7 @@ _RECOVERY_PAUSE_S = 0.2
 _RECOVERY_MAX_PAUSE_S = 2.0
 
 
-class Engine(Reserving, Closing, Administering):
+class Engine(Shadowing, Closing, Reconfiguring):
     """Grants, settles and expires reservations; the daemon's single authority.
 
     Every change happens synchronously on the event loop (so no two requests
@@ -116,6 +116,8 @@ class Engine(Reserving, Closing, Administering):
             remembered = self._reservations.get(settled.reservation_id)
             if remembered is not None and settled.budget in self._budgets:
                 self._learn(self._budgets[settled.budget], remembered)
+        # Intervals start now (again, after a rebuild from the ledger).
+        self._start_scalers(now)
         logger.info(
             "state restored budgets=%d open_reservations=%d remembered=%d",
             len(self._budgets),

@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from tokenpool._errors import RefusalError
-from tokenpool.core import BudgetAlert, CacheSavings, Pool, Reservation
+from tokenpool.core import BudgetAlert, CacheSavings, Pool, Reservation, ScaleDecision
 from tokenpool.engine._commands import ReserveCommand
 
 
@@ -87,6 +87,16 @@ class BudgetChange:
     detail: Mapping[str, object] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class AutoscaleNote:
+    """An autoscaler decision, and whether it took effect."""
+
+    decision: ScaleDecision
+    mode: str
+    """act, recommend, or shadow (the budget's shadow mode only recommends)."""
+    applied: bool
+
+
 @dataclass(slots=True)
 class CommitNote:
     """Filled in by the engine while it waits for a ledger commit."""
@@ -126,6 +136,9 @@ class Observer:
     def budget_alert(self, alert: BudgetAlert) -> None:
         """Charged usage reached a soft threshold of a calendar budget."""
 
+    def autoscale_decided(self, note: AutoscaleNote) -> None:
+        """The autoscaler decided (or, in recommend mode, recommends) a change."""
+
     def ledger_commit(self) -> AbstractContextManager[CommitNote]:
         """Wraps the wait for one operation's ledger commit."""
         return nullcontext(CommitNote())
@@ -153,6 +166,7 @@ def reservation_fields(reservation: Reservation) -> dict[str, object]:
         "score": reservation.complexity_score,
         "multiplier": reservation.multiplier,
         "waited_ms": reservation.waited_ms,
+        **({"shadow": reservation.shadow} if reservation.shadow else {}),
     }
 
 

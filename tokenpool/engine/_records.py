@@ -42,6 +42,9 @@ def reservation_row(reservation: Reservation) -> ReservationRow:
         response_cache_hit=reservation.response_cache_hit,
         team=reservation.team,
         cost_micros=reservation.cost_micros,
+        saved_tokens=reservation.saved_tokens,
+        saved_micros=reservation.saved_micros,
+        shadow=reservation.shadow,
     )
 
 
@@ -79,6 +82,9 @@ def reservation_from_row(row: ReservationRow, now_ns: int, wall_ns: int) -> Rese
         response_cache_hit=row.response_cache_hit,
         team=row.team,
         cost_micros=row.cost_micros,
+        saved_tokens=row.saved_tokens,
+        saved_micros=row.saved_micros,
+        shadow=row.shadow,
     )
 
 
@@ -92,6 +98,7 @@ def reservation_entry(
     refunded: int = 0,
     overrun: int = 0,
     detail: Mapping[str, object] | None = None,
+    actor: str = "",
 ) -> Entry:
     """The ledger entry for one change to a reservation."""
     return Entry(
@@ -105,5 +112,6 @@ def reservation_entry(
         charged=charged,
         refunded=refunded,
         overrun=overrun,
+        actor=actor,
         detail=detail or {},
     )

@@ -41,11 +41,9 @@ from tokenpool.engine._base import (
     POOL_EXHAUSTED,
     QUEUE_FULL,
     REQUEST_TOO_LARGE,
-    BudgetState,
     EngineBase,
-    Waiter,
 )
-from tokenpool.engine._checks import check_request, digest, shape
+from tokenpool.engine._checks import check_request, digest, request_shape, shape
 from tokenpool.engine._commands import ReserveCommand
 from tokenpool.engine._events import (
     Ending,
@@ -55,6 +53,7 @@ from tokenpool.engine._events import (
     reservation_fields,
 )
 from tokenpool.engine._records import reservation_entry
+from tokenpool.engine._state import BudgetState, Waiter
 from tokenpool.ledger import EntryKind, LedgerBatch
 
 logger = logging.getLogger(__name__)
@@ -126,11 +125,14 @@ class Reserving(EngineBase):
             )
         except RefusalError as exc:
             waited_ms = (self._clock.monotonic_ns() - arrived_ns) // NS_PER_MS
+            self._note_refusal(exc.budget, exc.reason, waited_ms)
             fields = refusal_fields(command.tenant, exc, waited_ms)
             log_event(logger, logging.DEBUG, "reserve refused", fields)
             self._observer.reserve_refused(command, exc, waited_ms)
             raise
 
+        if not repeated:
+            self._note_wait(reservation.budget, reservation.waited_ms)
         if logger.isEnabledFor(logging.DEBUG):
             fields = reservation_fields(reservation)
             fields["outcome"] = "repeated" if repeated else "granted"
@@ -231,6 +233,13 @@ class Reserving(EngineBase):
         pool = tenant.tier.pool
 
         ceiling = self._ceiling(budget, pool, sizing)
+        if policy.shadow:
+            waiter = Waiter(command, tenant, sizing, lease_ns, fingerprint, arrived_ns)
+            shadowed = self._reserve_shadow(
+                budget, waiter, ceiling, may_wait=may_wait and wait_ns > 0
+            )
+            assert waiter.commit is not None
+            return await self._answer_grant(shadowed, waiter.commit)
         if sizing.tokens > ceiling:
             self._count_refusal(policy.name, tenant.name, REQUEST_TOO_LARGE)
             raise RequestTooLargeError(
@@ -279,6 +288,12 @@ class Reserving(EngineBase):
         if waiter.ticket is None:
             self._enqueue(budget, waiter)
         return await self._wait(budget, waiter, now + wait_ns, deadline_s)
+
+    def _reserve_shadow(
+        self, budget: BudgetState, waiter: Waiter, ceiling: int, *, may_wait: bool
+    ) -> Reservation:
+        """Shadow mode's grant of anything; `_shadow` implements it."""
+        raise NotImplementedError
 
     def _size(
         self, budget: BudgetState, tenant: TenantPolicy, command: ReserveCommand
@@ -668,8 +683,14 @@ class Reserving(EngineBase):
         fingerprint: str,
         now: int,
         arrived_ns: int,
+        *,
+        shadow: tuple[str, str] | None = None,
     ) -> tuple[Reservation, LedgerBatch]:
-        """Creates a granted reservation whose tokens were just taken."""
+        """Creates a granted reservation whose tokens were just taken.
+
+        `shadow` is the (reason, would) of a shadow-mode grant the rules
+        would not have made now.
+        """
         wall = self._clock.wall_ns()
         reservation = Reservation(
             reservation_id=uuid.uuid4().hex,
@@ -693,15 +714,20 @@ class Reserving(EngineBase):
             output_allowance=sizing.output_allowance,
             output_factor=sizing.output_factor,
             team=tenant.team or "",
+            shadow=shadow[0] if shadow else "",
         )
         self._remember(reservation)
         self._hold(budget, reservation)
+        detail: dict[str, object] = {}
+        if shadow:
+            detail["shadow"] = {"reason": shadow[0], "would": shadow[1]}
         entry = reservation_entry(
             EntryKind.RESERVE,
             reservation,
             wall,
             tokens=reservation.hold,
             detail={
+                **detail,
                 "sources": [[pool, tokens] for pool, tokens in draws],
                 "waited_ms": reservation.waited_ms,
                 "complexity_score": sizing.complexity_score,
@@ -711,6 +737,7 @@ class Reserving(EngineBase):
                 "output_factor": str(sizing.output_factor or ""),
                 "model": command.model,
                 "labels": reservation.labels,
+                "request": request_shape(command),
             },
         )
         return reservation, self._batch(budget, entry, reservation, now, wall)

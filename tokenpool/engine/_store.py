@@ -46,6 +46,9 @@ class PoolStore(Protocol):
     ) -> None:
         """Creates a budget's pools, full or at restored levels."""
 
+    def remove_budget(self, budget: str) -> None:
+        """Forgets a budget's pools (a reload dropped it)."""
+
     def levels(self, budget: str, now_ns: int) -> dict[Pool, PoolLevel]:
         """Every pool of a budget, refilled to now."""
 
@@ -97,6 +100,10 @@ class MemoryPoolStore:
                 bucket.resize(capacities[pool])
             buckets[pool] = bucket
         self._buckets[budget] = buckets
+
+    def remove_budget(self, budget: str) -> None:
+        """Forgets a budget's pools (a reload dropped it)."""
+        self._buckets.pop(budget, None)
 
     def _refilled(self, budget: str, now_ns: int) -> dict[Pool, TokenBucket]:
         buckets = self._buckets[budget]

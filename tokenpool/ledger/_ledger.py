@@ -7,7 +7,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Generator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import Any, Literal
 
 import aiosqlite
@@ -21,39 +21,42 @@ from tokenpool._errors import (
     LedgerError,
     LedgerUnavailableError,
 )
+from tokenpool.ledger._backup import backup_file, new_backup_file
+from tokenpool.ledger._group import RESOLVED, Group
 from tokenpool.ledger._lock import LedgerLock
 from tokenpool.ledger._records import (
     CHARGE_SLOT_NS,
     ChargedSlot,
     Entry,
     EntryKind,
+    KeyRow,
     LedgerBatch,
     ReservationRow,
     ReservationState,
+    StoredOverride,
     StoredState,
 )
+from tokenpool.ledger._reports import ReportQuery, ReportRow, replay_rows, usage_report
 from tokenpool.ledger._schema import (
     ADD_REFUSALS,
     INSERT_ENTRY,
     SCHEMA_VERSION,
     SELECT_ENTRIES,
+    SELECT_KEYS,
+    SELECT_OVERRIDES,
     SELECT_POOLS,
     SELECT_RESERVATIONS,
     TOTALS_KEYS,
     TOTALS_SQL,
+    UPSERT_KEY,
     UPSERT_POOL,
     UPSERT_RESERVATION,
-    Row,
     entry_from_row,
-    entry_values,
     exact_sum,
     joined_sum,
     migrate,
     pool_from_row,
-    pool_values,
-    refusal_key,
     reservation_from_row,
-    reservation_values,
 )
 
 logger = logging.getLogger(__name__)
@@ -85,103 +88,6 @@ def _ledger_error(doing: str, exc: sqlite3.Error) -> LedgerError:
     )
 
 
-class _Outcome:
-    """Result of one commit group, awaitable by every batch in it.
-
-    Awaiting it gives the number of batches committed together.
-    """
-
-    __slots__ = ("_cause", "_done", "_message", "_size")
-
-    def __init__(self) -> None:
-        self._done = anyio.Event()
-        self._message: str | None = None
-        self._cause: BaseException | None = None
-        self._size = 0
-
-    def __await__(self) -> Generator[Any, None, int]:
-        return self._wait().__await__()
-
-    def resolve(
-        self,
-        message: str | None = None,
-        cause: BaseException | None = None,
-        *,
-        size: int = 0,
-    ) -> None:
-        """Wake every waiter: with success, or with the failure message."""
-        self._message = message
-        self._cause = cause
-        self._size = size
-        self._done.set()
-
-    async def _wait(self) -> int:
-        await self._done.wait()
-
-        # A fresh exception per waiter, so tracebacks do not pile up on one.
-        if self._message is not None:
-            raise LedgerUnavailableError(self._message) from self._cause
-        return self._size
-
-
-class _Resolved:
-    """An outcome that is already successful, for batches with nothing in them."""
-
-    __slots__ = ()
-
-    def __await__(self) -> Generator[Any, None, int]:
-        yield from ()
-        return 0
-
-
-_RESOLVED = _Resolved()
-
-
-class _Group:
-    """Rows of every batch submitted since the last commit began."""
-
-    __slots__ = (
-        "entries",
-        "opened_at",
-        "outcome",
-        "pools",
-        "refusals",
-        "reservations",
-        "size",
-    )
-
-    def __init__(self) -> None:
-        self.size = 0
-        self.opened_at = 0.0
-        """When the first batch came (time.monotonic); its wait counts from there."""
-        self.entries: list[Row] = []
-        self.reservations: dict[str, Row] = {}
-        self.pools: dict[tuple[str, str], Row] = {}
-        self.refusals: dict[tuple[str, str, int, str], int] = {}
-        self.outcome = _Outcome()
-
-    def add(self, batch: LedgerBatch) -> None:
-        """Merge one batch; a batch that cannot be encoded leaves no trace."""
-        entries = [entry_values(entry) for entry in batch.entries]
-        reservations = [reservation_values(row) for row in batch.reservations]
-
-        if self.size == 0:
-            self.opened_at = time.monotonic()
-        self.size += 1
-        self.entries.extend(entries)
-        for values in reservations:
-            self.reservations[values[0]] = values
-        for pool in batch.pools:
-            self.pools[pool.budget, pool.pool] = pool_values(pool)
-        for refusal in batch.refusals:
-            key = refusal_key(refusal)
-            self.refusals[key] = self.refusals.get(key, 0) + refusal.count
-
-    def refusal_values(self) -> list[Row]:
-        """Summed refusal counts as upsert parameters."""
-        return [(*key, count) for key, count in self.refusals.items()]
-
-
 class Ledger:
     """Append-only SQLite ledger that commits queued batches in groups.
 
@@ -206,7 +112,7 @@ class Ledger:
         # Serialises write groups and reads on the one connection, so a read
         # never sees a group that is half written or later rolled back.
         self._lock = anyio.Lock()
-        self._group = _Group()
+        self._group = Group()
         self._wakeup = anyio.Event()
         self._closed = False
         self._close_done = anyio.Event()
@@ -378,7 +284,7 @@ class Ledger:
         if self._closed:
             raise LedgerUnavailableError(_CLOSED_MESSAGE)
         if batch.is_empty():
-            return _RESOLVED
+            return RESOLVED
 
         group = self._group
         try:
@@ -436,7 +342,7 @@ class Ledger:
         group = self._group
         if group.size == 0:
             return
-        self._group = _Group()
+        self._group = Group()
 
         conn = self._conn
         if conn is None:
@@ -494,7 +400,7 @@ class Ledger:
         group.outcome.resolve(size=group.size)
 
     async def _write(
-        self, conn: aiosqlite.Connection, group: _Group, left_ms: int
+        self, conn: aiosqlite.Connection, group: Group, left_ms: int
     ) -> None:
         """Write one group in one transaction: a handful of worker-thread hops.
 
@@ -517,6 +423,10 @@ class Ledger:
                 await conn.executemany(UPSERT_POOL, list(group.pools.values()))
             if group.refusals:
                 await conn.executemany(ADD_REFUSALS, group.refusal_values())
+            for statement, params in group.settings:
+                await conn.execute(statement, params)
+            if group.keys:
+                await conn.executemany(UPSERT_KEY, list(group.keys.values()))
             await conn.execute("COMMIT")
         finally:
             if shortened:
@@ -717,8 +627,23 @@ class Ledger:
 
         return int(rows[0][0])
 
-    async def entries(self, *, after_id: int = 0, limit: int = 1000) -> list[Entry]:
+    async def entries(
+        self,
+        *,
+        after_id: int = 0,
+        limit: int = 1000,
+        kinds: Sequence[str] = (),
+        since_wall_ns: int | None = None,
+        until_wall_ns: int | None = None,
+    ) -> list[Entry]:
         """Read entries in id order, `limit` at a time, after `after_id`.
+
+        Args:
+            after_id: Entries with a larger id only (0: from the first).
+            limit: At most this many.
+            kinds: Only these kinds (all when empty).
+            since_wall_ns: Only entries at or after this wall time.
+            until_wall_ns: Only entries before this wall time.
 
         Raises:
             InvalidFieldError: `limit` is below 1.
@@ -726,10 +651,111 @@ class Ledger:
         if limit < 1:
             raise InvalidFieldError("limit", f"{limit!r} is below 1; ask for 1 or more")
 
+        where = ""
+        params: list[object] = [after_id]
+        if kinds:
+            where += f" AND kind IN ({', '.join('?' for _ in kinds)})"
+            params.extend(kinds)
+        if since_wall_ns is not None:
+            where += " AND at_wall_ns >= ?"
+            params.append(since_wall_ns)
+        if until_wall_ns is not None:
+            where += " AND at_wall_ns < ?"
+            params.append(until_wall_ns)
+        sql = SELECT_ENTRIES.replace("WHERE id > ?", "WHERE id > ?" + where)
         async with self._reading("entries") as conn:
-            rows = await conn.execute_fetchall(SELECT_ENTRIES, (after_id, limit))
+            rows = await conn.execute_fetchall(sql, (*params, limit))
 
             return [entry_from_row(tuple(row)) for row in rows]
+
+    async def load_overrides(self) -> dict[str, StoredOverride]:
+        """Every configuration field's last file value and run-time override."""
+        async with self._reading("load_overrides") as conn:
+            rows = await conn.execute_fetchall(SELECT_OVERRIDES)
+
+        return {
+            str(row[0]): StoredOverride(
+                key=str(row[0]),
+                file_value=row[1],
+                value=row[2],
+                has_override=bool(row[3]),
+                actor=str(row[4]),
+                at_wall_ns=int(row[5]),
+            )
+            for row in rows
+        }
+
+    async def load_keys(self) -> list[KeyRow]:
+        """Every tenant API key stored at run time (digests only)."""
+        async with self._reading("load_keys") as conn:
+            rows = await conn.execute_fetchall(SELECT_KEYS)
+
+        return [KeyRow(*row) for row in rows]
+
+    async def usage_report(self, query: ReportQuery) -> list[ReportRow]:
+        """Usage, cost, waits, savings and refusals per group (see `_reports`).
+
+        Raises:
+            InvalidFieldError: the query names an unknown dimension or period.
+        """
+        async with self._reading("usage_report") as conn:
+            return await usage_report(conn, query)
+
+    async def replay_rows(
+        self, *, since_wall_ns: int, until_wall_ns: int, budget: str = ""
+    ) -> list[tuple[ReservationRow, Mapping[str, Any], Mapping[str, Any]]]:
+        """Reservations granted in a period, with their reserve and end details.
+
+        Each item is the reservation's row, the detail of its reserve entry
+        and the detail of the settle or release that ended it ({} if none),
+        oldest grant first: what a replay of the ledger's own traffic needs.
+        """
+        async with self._reading("replay_rows") as conn:
+            return await replay_rows(
+                conn,
+                since_wall_ns=since_wall_ns,
+                until_wall_ns=until_wall_ns,
+                budget=budget,
+            )
+
+    async def backup(self, target: str | os.PathLike[str]) -> int:
+        """Copies the database to a new file with SQLite's online backup.
+
+        A file ledger is read through a connection of its own, in a worker
+        thread, in one step: in WAL mode the copy is one consistent snapshot
+        and commits go on meanwhile. An in-memory ledger is copied through
+        its own connection. The target must not exist yet.
+
+        Returns:
+            The size of the copy in bytes.
+
+        Raises:
+            LedgerError: the target exists, its folder is missing, or the
+                copy failed.
+        """
+        where = os.fspath(target)
+        if self._conn is None:
+            raise LedgerUnavailableError(_CLOSED_MESSAGE)
+        try:
+            if self._path == ":memory:":
+                async with self._reading("backup") as conn:
+                    dest = await anyio.to_thread.run_sync(new_backup_file, where)
+                    try:
+                        await conn.backup(dest)
+                    finally:
+                        await anyio.to_thread.run_sync(dest.close)
+            else:
+                await anyio.to_thread.run_sync(backup_file, self._path, where)
+            size = await anyio.to_thread.run_sync(os.path.getsize, where)
+        except (OSError, sqlite3.Error) as exc:
+            raise LedgerError(
+                f"Backup of ledger {self._path!r} to {where!r} failed ({exc}); name "
+                "a new file in a folder the daemon can write."
+            ) from exc
+        logger.info(
+            "ledger backed up path=%s target=%s bytes=%d", self._path, where, size
+        )
+        return size
 
 
 def _probe_open(where: str) -> None:

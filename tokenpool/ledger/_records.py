@@ -33,6 +33,13 @@ class EntryKind(enum.StrEnum):
     CAPACITY = "capacity"
     REBALANCE = "rebalance"
     TENANT = "tenant"
+    TEAM = "team"
+    KEY = "key"
+    """A tenant API key created, rotated or revoked (never the key itself)."""
+    AUTOSCALE = "autoscale"
+    """An autoscaler decision, applied or only recommended."""
+    RELOAD = "reload"
+    """A configuration file applied at run time, and what it changed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +106,12 @@ class ReservationRow:
     team: str = ""
     cost_micros: int = 0
     """Estimated cost of the hold while open; the charged cost once ended."""
+    saved_tokens: int = 0
+    """Tokens a cache saved at settle (response-cache hit, cached input)."""
+    saved_micros: int = 0
+    """Money a cache saved at settle, in micro-dollars."""
+    shadow: str = ""
+    """In shadow mode: the reason an enforcing daemon would have refused it."""
 
 
 # Grant times are summed in slots of a quarter hour (see ChargedSlot).
@@ -143,6 +156,66 @@ class RefusalCount:
     count: int
 
 
+@dataclass(frozen=True, slots=True)
+class OverrideRow:
+    """A run-time value of one configuration field, or its removal (SPEC 8).
+
+    `value` is the JSON text of the value in force; None drops the override,
+    so that the file's value applies again.
+    """
+
+    key: str
+    value: str | None
+    actor: str
+    at_wall_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileValueRow:
+    """The value a configuration file gave one field when it was applied.
+
+    `value` is JSON text, None when the file does not name the field. With
+    `drop_override` the field's run-time override goes too: the file's new
+    value replaced it.
+    """
+
+    key: str
+    value: str | None
+    at_wall_ns: int
+    drop_override: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOverride:
+    """One field as the ledger holds it: its last file value and its override."""
+
+    key: str
+    file_value: str | None
+    value: str | None
+    has_override: bool
+    actor: str
+    at_wall_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRow:
+    """A tenant API key as stored: its digest only, never the key (SPEC 8).
+
+    A key from the configuration file is stored only once revoked at run
+    time (source "file"), so that the revocation survives restarts.
+    """
+
+    key_id: str
+    tenant: str
+    sha256: str
+    label: str
+    created_wall_ns: int
+    revoked_wall_ns: int = 0
+    """When it was revoked; 0 while it is valid."""
+    actor: str = ""
+    source: str = "run-time"
+
+
 @dataclass(slots=True)
 class LedgerBatch:
     """Everything one operation writes; committed all together or not at all."""
@@ -151,10 +224,21 @@ class LedgerBatch:
     reservations: list[ReservationRow] = field(default_factory=list)
     pools: list[PoolRow] = field(default_factory=list)
     refusals: list[RefusalCount] = field(default_factory=list)
+    overrides: list[OverrideRow] = field(default_factory=list)
+    file_values: list[FileValueRow] = field(default_factory=list)
+    keys: list[KeyRow] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         """Whether the batch writes nothing."""
-        return not (self.entries or self.reservations or self.pools or self.refusals)
+        return not (
+            self.entries
+            or self.reservations
+            or self.pools
+            or self.refusals
+            or self.overrides
+            or self.file_values
+            or self.keys
+        )
 
 
 @dataclass(frozen=True, slots=True)

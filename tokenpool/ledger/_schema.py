@@ -131,7 +131,7 @@ _V1_STATE = (
 # Version 2: what scoring, learning and calendar budgets need to be rebuilt
 # after a restart: the task type, the output allowance before and after the
 # learned correction, what a settle reported, the team and the cost.
-_V2_RESERVATION_COLUMNS = (
+_V2RESERVATION_COLUMNS = (
     "ALTER TABLE reservations ADD COLUMN task_type TEXT NOT NULL DEFAULT ''",
     "ALTER TABLE reservations ADD COLUMN output_allowance INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE reservations ADD COLUMN output_factor TEXT NOT NULL DEFAULT ''",
@@ -141,6 +141,38 @@ _V2_RESERVATION_COLUMNS = (
     "ALTER TABLE reservations ADD COLUMN team TEXT NOT NULL DEFAULT ''",
     "ALTER TABLE reservations ADD COLUMN cost_micros INTEGER NOT NULL DEFAULT 0",
     "CREATE INDEX reservations_created ON reservations (created_wall_ns)",
+)
+
+# Version 3: operations. Run-time changes of the configuration and the file
+# values they were made against (SPEC 8), what caches saved and what shadow
+# mode would have refused per reservation, and an index for reports by time.
+_V3_OPERATIONS = (
+    """
+    CREATE TABLE overrides (
+        key TEXT PRIMARY KEY,
+        file_value TEXT,
+        value TEXT,
+        has_override INTEGER NOT NULL DEFAULT 0,
+        actor TEXT NOT NULL DEFAULT '',
+        at_wall_ns INTEGER NOT NULL DEFAULT 0
+    )
+    """,
+    "ALTER TABLE reservations ADD COLUMN saved_tokens INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE reservations ADD COLUMN saved_micros INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE reservations ADD COLUMN shadow TEXT NOT NULL DEFAULT ''",
+    "CREATE INDEX entries_kind_time ON entries (kind, at_wall_ns)",
+    """
+    CREATE TABLE api_keys (
+        key_id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        sha256 TEXT NOT NULL UNIQUE,
+        label TEXT NOT NULL DEFAULT '',
+        created_wall_ns INTEGER NOT NULL,
+        revoked_wall_ns INTEGER NOT NULL DEFAULT 0,
+        actor TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL DEFAULT 'run-time'
+    )
+    """,
 )
 
 # Append a step to extend the schema; never edit a released one, because
@@ -154,7 +186,13 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=2,
         summary="task type, learned allowance, usage, team and cost per reservation",
-        statements=_V2_RESERVATION_COLUMNS,
+        statements=_V2RESERVATION_COLUMNS,
+    ),
+    Migration(
+        version=3,
+        summary="configuration overrides, tenant API keys, cache savings and "
+        "shadow refusals",
+        statements=_V3_OPERATIONS,
     ),
 )
 
@@ -229,7 +267,7 @@ _ENTRY_COLUMNS = (
     "actor",
     "detail",
 )
-_RESERVATION_COLUMNS = (
+RESERVATION_COLUMNS = (
     "reservation_id",
     "budget",
     "tenant",
@@ -260,6 +298,9 @@ _RESERVATION_COLUMNS = (
     "response_cache_hit",
     "team",
     "cost_micros",
+    "saved_tokens",
+    "saved_micros",
+    "shadow",
 )
 _POOL_COLUMNS = ("budget", "pool", "capacity", "level", "carry", "at_wall_ns")
 
@@ -279,9 +320,9 @@ def _update_all(columns: tuple[str, ...]) -> str:
 INSERT_ENTRY = _insert_sql("entries", _ENTRY_COLUMNS)
 UPSERT_RESERVATION = _insert_sql(
     "reservations",
-    _RESERVATION_COLUMNS,
+    RESERVATION_COLUMNS,
     "ON CONFLICT (reservation_id) DO UPDATE SET "
-    + _update_all(_RESERVATION_COLUMNS[1:]),
+    + _update_all(RESERVATION_COLUMNS[1:]),
 )
 UPSERT_POOL = _insert_sql(
     "pools",
@@ -295,11 +336,53 @@ ADD_REFUSALS = _insert_sql(
     "DO UPDATE SET count = count + excluded.count",
 )
 
+# A run-time value (or its removal); the file value stays as it was.
+SET_OVERRIDE = """
+INSERT INTO overrides (key, value, has_override, actor, at_wall_ns)
+VALUES (:key, :value, :has_override, :actor, :at)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value,
+    has_override = excluded.has_override, actor = excluded.actor,
+    at_wall_ns = excluded.at_wall_ns
+"""
+# The value a file gave a field when it was applied, dropping the override
+# when the file's new value replaced it.
+SET_FILE_VALUE = """
+INSERT INTO overrides (key, file_value, at_wall_ns) VALUES (:key, :value, :at)
+ON CONFLICT (key) DO UPDATE SET file_value = excluded.file_value,
+    value = CASE WHEN :drop THEN NULL ELSE value END,
+    has_override = CASE WHEN :drop THEN 0 ELSE has_override END,
+    at_wall_ns = excluded.at_wall_ns
+"""
+_KEY_COLUMNS = (
+    "key_id",
+    "tenant",
+    "sha256",
+    "label",
+    "created_wall_ns",
+    "revoked_wall_ns",
+    "actor",
+    "source",
+)
+UPSERT_KEY = _insert_sql(
+    "api_keys",
+    _KEY_COLUMNS,
+    "ON CONFLICT (key_id) DO UPDATE SET " + _update_all(_KEY_COLUMNS[1:]),
+)
+SELECT_KEYS = (
+    f"SELECT {', '.join(_KEY_COLUMNS)} FROM api_keys "
+    "ORDER BY tenant, created_wall_ns, key_id"
+)
+
+SELECT_OVERRIDES = (
+    "SELECT key, file_value, value, has_override, actor, at_wall_ns FROM overrides "
+    "ORDER BY key"
+)
+
 SELECT_ENTRIES = (
     f"SELECT id, {', '.join(_ENTRY_COLUMNS)} FROM entries "
     "WHERE id > ? ORDER BY id LIMIT ?"
 )
-SELECT_RESERVATIONS = f"SELECT {', '.join(_RESERVATION_COLUMNS)} FROM reservations"
+SELECT_RESERVATIONS = f"SELECT {', '.join(RESERVATION_COLUMNS)} FROM reservations"
 SELECT_POOLS = f"SELECT {', '.join(_POOL_COLUMNS)} FROM pools ORDER BY budget, pool"
 
 # SQLite's SUM fails past 64 bits ("integer overflow"), and a ledger may hold
@@ -433,6 +516,9 @@ def reservation_values(row: ReservationRow) -> Row:
         int(row.response_cache_hit),
         row.team,
         row.cost_micros,
+        row.saved_tokens,
+        row.saved_micros,
+        row.shadow,
     )
 
 
@@ -479,7 +565,7 @@ def pool_from_row(row: Row) -> PoolRow:
 
 def reservation_from_row(row: Row) -> ReservationRow:
     """Rebuild a reservation from `SELECT <reservation columns>`."""
-    values = dict(zip(_RESERVATION_COLUMNS, row, strict=True))
+    values = dict(zip(RESERVATION_COLUMNS, row, strict=True))
     values["state"] = ReservationState(values["state"])
     values["sources"] = tuple(
         (str(pool), int(tokens)) for pool, tokens in json.loads(values["sources"])

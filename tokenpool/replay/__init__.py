@@ -29,11 +29,19 @@ from tokenpool.replay._plan import (
     task_by_rank,
     with_tasks,
 )
-from tokenpool.replay._report import build_report, print_comparison, print_summary
+from tokenpool.replay._recorder import MemoryRecorder
+from tokenpool.replay._report import (
+    build_report,
+    print_capacity,
+    print_comparison,
+    print_decisions,
+    print_summary,
+)
 from tokenpool.replay._runner import ProgressHook, ReplaySetup, run_replay
 from tokenpool.replay._simulation import Simulation, WatchedClock
 from tokenpool.replay._tally import RowOutcome, RunFacts, Tally
 from tokenpool.replay._trace import TraceRow, parse_timestamp, read_trace
+from tokenpool.replay._whatif import WhatIfSetup, run_what_if
 
 __all__ = [
     "DEFAULT_SEED",
@@ -44,6 +52,7 @@ __all__ = [
     "Call",
     "Demand",
     "Fairness",
+    "MemoryRecorder",
     "ProgressHook",
     "ReplayError",
     "ReplaySetup",
@@ -55,6 +64,7 @@ __all__ = [
     "TraceError",
     "TraceRow",
     "WatchedClock",
+    "WhatIfSetup",
     "backlog_by_second",
     "backlogged_seconds",
     "build_report",
@@ -68,10 +78,13 @@ __all__ = [
     "parse_timestamp",
     "pending_by_second",
     "plan_calls",
+    "print_capacity",
     "print_comparison",
+    "print_decisions",
     "print_summary",
     "read_trace",
     "run_replay",
+    "run_what_if",
     "task_by_rank",
     "with_tasks",
 ]

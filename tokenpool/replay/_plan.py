@@ -118,11 +118,37 @@ class Call:
     """Lease asked for: long enough to outlast the call."""
     idempotency_key: str
     """Unique per row and run."""
+    tokens: int = 0
+    """An explicit hold instead of sizing (ledger replays of such requests)."""
+    request_input_tokens: int | None = None
+    """The input the Reserve names, when not the settled input (ledger)."""
+    max_output_tokens: int | None = None
+    """The call's own max_output_tokens; None uses the replay's --max-output."""
+    max_wait_ms: int | None = None
+    """The call's own wait limit; None uses the replay's --max-wait-ms."""
+    model: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+    cached_input_tokens: int = 0
+    """Prompt-cache reads its Settle reports (ledger replays)."""
+    cache_write_tokens: int = 0
+    ending: str = "settle"
+    """How the call ends: settle, release or expire."""
+    billed_input_tokens: int = 0
+    """Input a Release reports as billed (ending "release")."""
 
     @property
     def used_tokens(self) -> int:
         """Tokens the call really used, as Settle reports them."""
-        return self.input_tokens + self.output_tokens
+        if self.ending == "expire":
+            return 0
+        if self.ending == "release":
+            return self.billed_input_tokens
+        return (
+            self.input_tokens
+            + self.cached_input_tokens
+            + self.cache_write_tokens
+            + self.output_tokens
+        )
 
 
 def parse_tenants(text: str) -> tuple[ReplayTenant, ...]:

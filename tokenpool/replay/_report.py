@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from rich import box
@@ -148,7 +149,106 @@ def build_report(
         "max_wait_ms": max_wait_ms,
         "max_output_tokens": max_output_tokens,
         "tenants": _tenants(facts, outcomes),
+        "autoscale": [_decision(d) for d in facts.decisions],
+        "capacity_over_time": _capacity_over_time(facts),
     }
+
+
+# Trace time between two points of `capacity_over_time`.
+_TIMELINE_STEP_NS = 5 * 60 * 1_000_000_000
+
+
+def _capacity_over_time(facts: RunFacts) -> list[dict[str, Any]]:
+    """The budget's capacity every five trace minutes, when the autoscaler ran.
+
+    Empty when no decision changed the capacity, or the run's start is not
+    known (a replay against a running daemon).
+    """
+    changes = [
+        (int(d["at_wall_ns"]), int(d["capacity_to"]))  # type: ignore[call-overload]
+        for d in facts.decisions
+        if d.get("applied") and d.get("capacity_to") is not None
+    ]
+    if not changes or not facts.start_wall_ns:
+        return []
+    end = facts.start_wall_ns + int(facts.daemon_seconds * 1e9)
+    capacity = changes[0][1]
+    first = next(
+        (d for d in facts.decisions if d.get("capacity_from") is not None), None
+    )
+    if first is not None:
+        capacity = int(first["capacity_from"])  # type: ignore[call-overload]
+    points = []
+    at = facts.start_wall_ns
+    pending = list(changes)
+    while at <= end:
+        while pending and pending[0][0] <= at:
+            capacity = pending.pop(0)[1]
+        stamp = datetime.fromtimestamp(at / 1e9, UTC).isoformat()
+        points.append({"at": stamp.replace("+00:00", "Z"), "capacity_tokens": capacity})
+        at += _TIMELINE_STEP_NS
+    return points
+
+
+def print_capacity(
+    points: Sequence[Mapping[str, Any]], console: Console, title: str
+) -> None:
+    """Prints the capacity over time as a bar per point."""
+    if not points:
+        return
+    top = max(point["capacity_tokens"] for point in points) or 1
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    table.add_column("time (UTC)")
+    table.add_column("capacity", justify="right")
+    table.add_column("")
+    for point in points:
+        width = round(40 * point["capacity_tokens"] / top)
+        table.add_row(point["at"][11:16], f"{point['capacity_tokens']:,}", "█" * width)
+    console.print(table)
+
+
+def _decision(decision: Mapping[str, Any]) -> dict[str, Any]:
+    """One autoscaler entry as the report lists it."""
+    at = datetime.fromtimestamp(int(decision["at_wall_ns"]) / 1e9, UTC)
+    return {
+        "at": at.isoformat().replace("+00:00", "Z"),
+        "action": decision.get("action", ""),
+        "applied": decision.get("applied", False),
+        "capacity_from": decision.get("capacity_from"),
+        "capacity_to": decision.get("capacity_to"),
+        "shares_to": decision.get("shares_to"),
+        "reason": decision.get("reason", ""),
+    }
+
+
+def print_decisions(
+    decisions: Sequence[Mapping[str, Any]], console: Console, title: str
+) -> None:
+    """Prints the autoscaler's decisions: when, what, capacity after, and why."""
+    if not decisions:
+        return
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    table.add_column("time (UTC)")
+    table.add_column("action")
+    table.add_column("capacity", justify="right")
+    table.add_column("reason")
+    for decision in decisions:
+        applied = "" if decision.get("applied", True) else " (recommended)"
+        capacity = (
+            f"{decision['capacity_from']:,} -> {decision['capacity_to']:,}"
+            if decision.get("capacity_from") is not None
+            else "-"
+        )
+        if decision["action"] == "shift" and decision.get("shares_to"):
+            shares = decision["shares_to"]
+            capacity = "/".join(str(shares[p]) for p in ("basic", "priority", "burst"))
+        table.add_row(
+            decision["at"][11:19],
+            decision["action"] + applied,
+            capacity,
+            escape(str(decision.get("reason", ""))),
+        )
+    console.print(table)
 
 
 def _ms(figures: Mapping[str, float]) -> str:
@@ -216,14 +316,22 @@ def print_comparison(runs: Sequence[Mapping[str, Any]], console: Console) -> Non
     )
     # Each column exactly as wide as its widest entry: no figure is cut.
     columns = [_comparison_rows(run["report"]) for run in runs]
+    configs = "config" in runs[0]
+    heading = "configuration\nqueueing, learning" if configs else "queueing\nlearning"
     table.add_column(
-        "queueing\nlearning", width=max(len(name) for name, _ in columns[0])
+        heading,
+        width=max(max(len(name) for name, _ in columns[0]), len(heading) // 2 + 1),
     )
     for run, column in zip(runs, columns, strict=True):
+        header = f"{run['policy']}\n{run['learning']}"
+        if configs:
+            header = f"{run['config']}\n{run['policy']}, {run['learning']}"
         table.add_column(
-            f"{run['policy']}\n{run['learning']}",
+            header,
             justify="right",
-            width=max(len(value) for _, value in column),
+            width=max(
+                *(len(value) for _, value in column), *map(len, header.split("\n"))
+            ),
         )
 
     for at, (name, _) in enumerate(columns[0]):
@@ -259,7 +367,9 @@ def _comparison_rows(report: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("held unused tokens", f"{report['held_unused_tokens']:,}"),
         ("idle in holds", _share(report["idle_in_holds_share"])),
         ("overrun rate", _share(report["overrun_rate"])),
-        ("real seconds", f"{report['duration_s']['real']:,.0f}"),
+        ("capacity at end", f"{report['capacity_tokens']:,}"),
+        ("autoscaler decisions", f"{len(report.get('autoscale', ())):,}"),
+        ("real seconds", f"{report['duration_s']['real']:,.1f}"),
     ]
     return rows
 
@@ -356,3 +466,5 @@ def print_summary(report: Mapping[str, Any], console: Console) -> None:
             f"{row['tokens_used']:,}",
         )
     console.print(tenants)
+    print_decisions(report.get("autoscale", ()), console, "Autoscaler decisions")
+    print_capacity(report.get("capacity_over_time", ()), console, "Capacity over time")

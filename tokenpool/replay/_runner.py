@@ -24,6 +24,7 @@ from tokenpool_client.v1 import tokenpool_pb2_grpc as pb_grpc
 from tokenpool.core import BudgetPolicy, TenantPolicy, Tier
 from tokenpool.daemon import Daemon, Settings
 from tokenpool.engine import Engine
+from tokenpool.ledger import EntryKind, Ledger
 from tokenpool.replay._caller import CALL_TIMEOUT_S, Caller
 from tokenpool.replay._errors import ReplayError
 from tokenpool.replay._plan import Call, ReplayTenant
@@ -62,6 +63,9 @@ class ReplaySetup:
     """The in-process daemon's settings (address and ledger already set)."""
     concurrency: int = 64
     """Calls in flight against a running daemon at --speed max."""
+    token: str | None = None
+    """Bearer token for a running daemon that requires credentials (the
+    admin token: the replay acts as every tenant, and reads reports)."""
 
 
 async def _pace(caller: Caller, calls: Sequence[Call], speed: float) -> None:
@@ -111,22 +115,29 @@ class _Snapshot:
 class _Reads:
     """The daemon's status, report and tenant reads over one channel."""
 
-    def __init__(self, channel: grpc.aio.Channel, budget: str) -> None:
+    def __init__(
+        self, channel: grpc.aio.Channel, budget: str, token: str | None = None
+    ) -> None:
         self._api = pb_grpc.TokenPoolStub(channel)  # type: ignore[no-untyped-call]
         self._admin = pb_grpc.AdminStub(channel)  # type: ignore[no-untyped-call]
         self._budget = budget
+        self._metadata = () if not token else (("authorization", f"Bearer {token}"),)
 
     async def snapshot(self) -> _Snapshot:
         """The budget's pools, its ledger charges, and open reservations."""
         try:
             status = await self._api.GetBudget(
-                pb.GetBudgetRequest(budget=self._budget), timeout=CALL_TIMEOUT_S
+                pb.GetBudgetRequest(budget=self._budget),
+                timeout=CALL_TIMEOUT_S,
+                metadata=self._metadata,
             )
             report = await self._admin.Report(
-                pb.ReportRequest(budget=self._budget), timeout=CALL_TIMEOUT_S
+                pb.ReportRequest(budget=self._budget),
+                timeout=CALL_TIMEOUT_S,
+                metadata=self._metadata,
             )
             budgets = await self._api.ListBudgets(
-                pb.ListBudgetsRequest(), timeout=CALL_TIMEOUT_S
+                pb.ListBudgetsRequest(), timeout=CALL_TIMEOUT_S, metadata=self._metadata
             )
         except grpc.RpcError as exc:
             raise error_from_rpc(exc) from exc
@@ -145,7 +156,9 @@ class _Reads:
         for tenant in planned:
             try:
                 status = await self._api.GetTenant(
-                    pb.GetTenantRequest(tenant=tenant.name), timeout=CALL_TIMEOUT_S
+                    pb.GetTenantRequest(tenant=tenant.name),
+                    timeout=CALL_TIMEOUT_S,
+                    metadata=self._metadata,
                 )
             except grpc.RpcError as exc:
                 raise error_from_rpc(exc) from exc
@@ -186,11 +199,14 @@ async def _replay(
     *,
     clock: WatchedClock | None = None,
     engine: Engine | None = None,
+    ledger: Ledger | None = None,
 ) -> RunFacts:
     """Replays over one channel; a clock and engine mean our own daemon."""
     async with grpc.aio.insecure_channel(address) as channel:
-        reads = _Reads(channel, setup.budget)
-        client = AsyncClient(address, channel=channel, timeout_s=CALL_TIMEOUT_S)
+        reads = _Reads(channel, setup.budget, setup.token)
+        client = AsyncClient(
+            address, channel=channel, timeout_s=CALL_TIMEOUT_S, token=setup.token
+        )
         caller = Caller(
             client,
             tally,
@@ -222,6 +238,14 @@ async def _replay(
         await _show(tally, hook)
 
         after = await reads.snapshot()
+    decisions: tuple[dict[str, object], ...] = ()
+    if ledger is not None:
+        entries = await ledger.entries(kinds=[EntryKind.AUTOSCALE.value], limit=100_000)
+        decisions = tuple(
+            {"at_wall_ns": entry.at_wall_ns, **entry.detail}
+            for entry in entries
+            if entry.budget == setup.budget
+        )
 
     real_s = after.real_s - before.real_s
     daemon_s = real_s
@@ -251,6 +275,8 @@ async def _replay(
         trace_seconds=trace_s,
         queueing=None if policy is None else policy.queueing,
         learning=None if policy is None else policy.learning.enabled,
+        decisions=decisions,
+        start_wall_ns=setup.start_wall_ns if clock is not None else 0,
     )
 
 
@@ -273,7 +299,13 @@ async def _replay_in_process(
         running = await tasks.start(daemon.run)
         try:
             facts = await _replay(
-                setup, running.address, tally, hook, clock=clock, engine=running.engine
+                setup,
+                running.address,
+                tally,
+                hook,
+                clock=clock,
+                engine=running.engine,
+                ledger=running.ledger,
             )
         finally:
             daemon.stop()

@@ -50,18 +50,40 @@ class Tally:
 
     def granted(self, call: Call, reservation: Reservation, latency_s: float) -> None:
         """Records a granted Reserve and its latency."""
-        self.outcomes[call.index] = RowOutcome(
+        self.granted_hold(
             call,
-            granted=True,
             waited_ms=reservation.waited_ms,
             hold=reservation.granted_tokens,
             complexity_score=reservation.complexity_score,
             pool=reservation.pool,
             sources=tuple((draw.pool, draw.tokens) for draw in reservation.sources),
+            latency_s=latency_s,
+        )
+
+    def granted_hold(
+        self,
+        call: Call,
+        *,
+        waited_ms: int,
+        hold: int,
+        complexity_score: int,
+        pool: str,
+        sources: tuple[tuple[str, int], ...],
+        latency_s: float,
+    ) -> None:
+        """Records a grant as the engine made it (what-if replay: no wire)."""
+        self.outcomes[call.index] = RowOutcome(
+            call,
+            granted=True,
+            waited_ms=waited_ms,
+            hold=hold,
+            complexity_score=complexity_score,
+            pool=pool,
+            sources=sources,
         )
         self.latencies_ms.append(latency_s * 1000)
         self.granted_count += 1
-        self.waited_count += reservation.waited_ms > 0
+        self.waited_count += waited_ms > 0
 
     def refused(
         self,
@@ -123,6 +145,10 @@ class RunFacts:
     """The in-process daemon's queueing (fair or fifo); None for another's."""
     learning: bool | None = None
     """Whether the in-process daemon corrected allowances; None for another's."""
+    decisions: tuple[Mapping[str, object], ...] = ()
+    """The autoscaler's decisions during the run, as its ledger entries say."""
+    start_wall_ns: int = 0
+    """Where the daemon's clock started: the first row's arrival (0: unknown)."""
 
 
 def percentiles(values: Sequence[float]) -> dict[str, float]:

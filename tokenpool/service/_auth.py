@@ -26,6 +26,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from tokenpool._errors import AccessDeniedError, AccessError
 from tokenpool.core import Credentials, Identity
+from tokenpool.service._actor import CALLER
 from tokenpool.service._status import status_code, to_status
 
 logger = logging.getLogger(__name__)
@@ -83,18 +84,19 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         credentials: The admin token's and tenant keys' digests.
         rules: The rule per full method path (`method_rules`); methods not
             listed (health, reflection) pass unchecked.
-        teams: Each configured tenant's team, for GetTeam.
+        team_of: The team a configured tenant belongs to now, for GetTeam
+            (tenants and teams change at run time).
     """
 
     def __init__(
         self,
         credentials: Credentials,
         rules: Mapping[str, Rule],
-        teams: Mapping[str, str],
+        team_of: Callable[[str], str | None],
     ) -> None:
         self._credentials = credentials
         self._rules = dict(rules)
-        self._teams = dict(teams)
+        self._team_of = team_of
 
     async def intercept_service(
         self,
@@ -136,7 +138,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             except AccessError as exc:
                 refused = exc
             else:
-                return await behavior(request, context)
+                # Who the ledger names for an admin change made by this call.
+                caller = "admin" if identity.admin else f"tenant:{identity.tenant}"
+                token = CALLER.set(caller)
+                try:
+                    return await behavior(request, context)
+                finally:
+                    CALLER.reset(token)
 
             code = status_code(refused)
             # The credential itself is never logged, only whose it was.
@@ -164,7 +172,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if rule is Rule.AS_TENANT and hasattr(request, "tenant"):
             identity.require_tenant(rpc, request.tenant)
         if rule is Rule.OWN_TEAM and hasattr(request, "team"):
-            team = self._teams.get(identity.tenant or "")
+            team = self._team_of(identity.tenant or "")
             if team != request.team:
                 raise AccessDeniedError(
                     f"The API key of tenant {identity.tenant!r} may read only its "

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
 import grpc
 from tokenpool_client.v1 import tokenpool_pb2 as pb
 from tokenpool_client.v1 import tokenpool_pb2_grpc as pb_grpc
 
 from tokenpool._errors import TokenPoolError
-from tokenpool.core import check_name, check_range
-from tokenpool.engine import BudgetView, Engine
-from tokenpool.ledger import Ledger
+from tokenpool.engine import Engine
 from tokenpool.service import _convert as convert
 from tokenpool.service._status import internal_status, status_code, to_status
 
@@ -22,7 +20,7 @@ logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
-async def _answer(
+async def answer(
     rpc: str,
     context: grpc.aio.ServicerContext[object, object],
     work: Callable[[], Awaitable[_T]],
@@ -41,7 +39,7 @@ async def _answer(
     raise AssertionError("abort_with_status returned")  # pragma: no cover
 
 
-async def _answer_now(
+async def answer_now(
     rpc: str, context: grpc.aio.ServicerContext[object, object], read: Callable[[], _T]
 ) -> _T:
     """Runs a synchronous engine read with the same error mapping."""
@@ -49,12 +47,7 @@ async def _answer_now(
     async def run() -> _T:
         return read()
 
-    return await _answer(rpc, context, run)
-
-
-# ListReservations answers this many when the request says 0, at most the max.
-_LISTED = 100
-_MAX_LISTED = 10_000
+    return await answer(rpc, context, run)
 
 
 def _deadline(context: grpc.aio.ServicerContext[object, object]) -> float | None:
@@ -72,7 +65,7 @@ class TokenPoolServicer(pb_grpc.TokenPoolServicer):
         self, request: pb.ReserveRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReserveResponse:
         deadline_s = _deadline(context)
-        granted = await _answer(
+        granted = await answer(
             "Reserve",
             context,
             lambda: self._engine.reserve(
@@ -84,7 +77,7 @@ class TokenPoolServicer(pb_grpc.TokenPoolServicer):
     async def Settle(
         self, request: pb.SettleRequest, context: grpc.aio.ServicerContext
     ) -> pb.SettleResponse:
-        settled = await _answer(
+        settled = await answer(
             "Settle",
             context,
             lambda: self._engine.settle(convert.settle_command(request)),
@@ -98,7 +91,7 @@ class TokenPoolServicer(pb_grpc.TokenPoolServicer):
     async def Release(
         self, request: pb.ReleaseRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReleaseResponse:
-        released = await _answer(
+        released = await answer(
             "Release",
             context,
             lambda: self._engine.release(
@@ -112,7 +105,7 @@ class TokenPoolServicer(pb_grpc.TokenPoolServicer):
     async def Extend(
         self, request: pb.ExtendRequest, context: grpc.aio.ServicerContext
     ) -> pb.ExtendResponse:
-        extended = await _answer(
+        extended = await answer(
             "Extend",
             context,
             lambda: self._engine.extend(convert.extend_command(request)),
@@ -122,7 +115,7 @@ class TokenPoolServicer(pb_grpc.TokenPoolServicer):
     async def GetBudget(
         self, request: pb.GetBudgetRequest, context: grpc.aio.ServicerContext
     ) -> pb.BudgetStatus:
-        view = await _answer_now(
+        view = await answer_now(
             "GetBudget", context, lambda: self._engine.budget_status(request.budget)
         )
         return convert.budget_status(view)
@@ -138,7 +131,7 @@ class TokenPoolServicer(pb_grpc.TokenPoolServicer):
     async def GetTenant(
         self, request: pb.GetTenantRequest, context: grpc.aio.ServicerContext
     ) -> pb.TenantStatus:
-        view = await _answer_now(
+        view = await answer_now(
             "GetTenant", context, lambda: self._engine.tenant_status(request.tenant)
         )
         return convert.tenant_status(view)
@@ -146,100 +139,7 @@ class TokenPoolServicer(pb_grpc.TokenPoolServicer):
     async def GetTeam(
         self, request: pb.GetTeamRequest, context: grpc.aio.ServicerContext
     ) -> pb.TeamStatus:
-        view = await _answer_now(
+        view = await answer_now(
             "GetTeam", context, lambda: self._engine.team_status(request.team)
         )
         return convert.team_status(view)
-
-
-class AdminServicer(pb_grpc.AdminServicer):
-    """Operator calls; those of later milestones answer UNIMPLEMENTED."""
-
-    def __init__(self, engine: Engine, ledger: Ledger) -> None:
-        self._engine = engine
-        self._ledger = ledger
-
-    async def ListReservations(
-        self, request: pb.ListReservationsRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ListReservationsResponse:
-        async def listing() -> list[pb.ReservationInfo]:
-            if request.budget:
-                self._engine.budget_status(request.budget)
-            if request.tenant:
-                check_name("tenant", request.tenant)
-            limit = check_range("limit", request.limit, 0, _MAX_LISTED) or _LISTED
-            found = self._engine.reservations(
-                budget=request.budget, tenant=request.tenant, limit=limit
-            )
-            return [convert.reservation_info(r) for r in found]
-
-        rows = await _answer("ListReservations", context, listing)
-        return pb.ListReservationsResponse(reservations=rows)
-
-    async def Report(
-        self, request: pb.ReportRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ReportResponse:
-        async def totals() -> list[pb.ReportRow]:
-            if request.budget:
-                self._engine.budget_status(request.budget)
-            rows = await self._ledger.totals(budget=request.budget or None)
-            return [convert.report_row(row) for row in rows]
-
-        return pb.ReportResponse(rows=await _answer("Report", context, totals))
-
-    async def Rebalance(
-        self, request: pb.RebalanceRequest, context: grpc.aio.ServicerContext
-    ) -> pb.BudgetStatus:
-        async def rebalance() -> BudgetView:
-            await self._engine.rebalance(request.budget, dict(request.shares))
-            return self._engine.budget_status(request.budget)
-
-        return convert.budget_status(await _answer("Rebalance", context, rebalance))
-
-    async def SetCapacity(
-        self, request: pb.SetCapacityRequest, context: grpc.aio.ServicerContext
-    ) -> pb.BudgetStatus:
-        async def set_capacity() -> BudgetView:
-            await self._engine.set_capacity(request.budget, request.capacity_tokens)
-            return self._engine.budget_status(request.budget)
-
-        return convert.budget_status(
-            await _answer("SetCapacity", context, set_capacity)
-        )
-
-    async def Estimates(
-        self, request: pb.EstimatesRequest, context: grpc.aio.ServicerContext
-    ) -> pb.EstimatesResponse:
-        rows = await _answer_now(
-            "Estimates",
-            context,
-            lambda: self._engine.estimates(
-                budget=request.budget, tenant=request.tenant
-            ),
-        )
-        return pb.EstimatesResponse(
-            rows=[convert.estimate_row(budget, row) for budget, row in rows],
-            unknown_task_types=self._engine.unknown_task_types(),
-        )
-
-    async def UpsertTenant(
-        self, request: pb.UpsertTenantRequest, context: grpc.aio.ServicerContext
-    ) -> pb.TenantStatus:
-        await _not_yet(context, "UpsertTenant")
-
-    async def ReloadConfig(
-        self, request: pb.ReloadConfigRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ReloadConfigResponse:
-        await _not_yet(context, "ReloadConfig")
-
-
-async def _not_yet(
-    context: grpc.aio.ServicerContext[object, object], rpc: str
-) -> NoReturn:
-    """Answers UNIMPLEMENTED for an admin call of a later release."""
-    await context.abort(
-        grpc.StatusCode.UNIMPLEMENTED,
-        f"{rpc} is not implemented in this version of tokenpool; change the "
-        "configuration file and restart the daemon instead.",
-    )
-    raise AssertionError("abort returned")  # pragma: no cover

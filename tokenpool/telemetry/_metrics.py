@@ -77,6 +77,10 @@ METRICS = (
           "Money not spent thanks to a cache."),
     _spec("tokenpool.budget.changes", "counter", "{change}",
           "Capacity changes and rebalances of a budget."),
+    _spec("tokenpool.autoscale.decisions", "counter", "{decision}",
+          "Autoscaler decisions by action and whether they were applied."),
+    _spec("tokenpool.shadow.refusals", "counter", "{request}",
+          "Shadow mode: requests granted that an enforcing daemon would not have."),
     _spec("tokenpool.budget.alerts", "counter", "{alert}",
           "Soft calendar-budget thresholds reached (each once per period)."),
     _spec("tokenpool.hook.deliveries", "counter", "{event}",
@@ -221,6 +225,10 @@ class Metrics:
                 attributes = self._whose(reservation, with_labels=False)
                 attributes["lender"] = lender.value
                 self._add("tokenpool.tokens.borrowed", tokens, attributes)
+        if reservation.shadow:
+            attributes = self._whose(reservation, with_labels=False)
+            attributes["reason"] = reservation.shadow
+            self._add("tokenpool.shadow.refusals", 1, attributes)
 
     def refused(
         self, budget: str, pool: str, tenant: str, reason: str, waited_ms: int
@@ -293,6 +301,14 @@ class Metrics:
     def budget_changed(self, budget: str, kind: str) -> None:
         """An operator changed a budget's capacity or shares."""
         self._add("tokenpool.budget.changes", 1, {"budget": budget, "kind": kind})
+
+    def autoscaled(self, budget: str, action: str, applied: bool) -> None:
+        """The autoscaler decided something."""
+        self._add(
+            "tokenpool.autoscale.decisions",
+            1,
+            {"budget": budget, "action": action, "applied": str(applied).lower()},
+        )
 
     def alert(self, alert: BudgetAlert) -> None:
         """A soft threshold was reached."""

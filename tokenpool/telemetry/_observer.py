@@ -15,6 +15,7 @@ from opentelemetry.util.types import AttributeValue
 from tokenpool._errors import RefusalError
 from tokenpool.core import BudgetAlert, Reservation
 from tokenpool.engine import (
+    AutoscaleNote,
     BudgetChange,
     CommitNote,
     Ending,
@@ -228,6 +229,45 @@ class TelemetryObserver(Observer):
             self._metrics.budget_changed(change.budget, change.kind)
         if self._notify is not None:
             self._notify("budget_changed", {**fields, **change.detail})
+
+    @_never_raises
+    def autoscale_decided(self, note: AutoscaleNote) -> None:
+        decision = note.decision
+        fields: dict[str, object] = {
+            **decision.fields(),
+            "mode": note.mode,
+            "applied": note.applied,
+        }
+        if self._tracer is not None:
+            # The controller's task belongs to no request (a provider cut
+            # does: its settle's span is then the parent).
+            with self._tracer.start_as_current_span(
+                "tokenpool.autoscale",
+                kind=SpanKind.INTERNAL,
+                attributes=attributes(fields),
+            ) as span:
+                figures = {
+                    key: value
+                    for key, value in decision.figures.items()
+                    if not isinstance(value, dict)
+                }
+                span.add_event(decision.action.value, attributes(figures))
+        if self._metrics is not None:
+            self._metrics.autoscaled(
+                decision.budget, decision.action.value, note.applied
+            )
+        if self._notify is not None:
+            self._notify(
+                "autoscale",
+                {
+                    **fields,
+                    "shares_from": {
+                        p.value: v for p, v in decision.shares_from.items()
+                    },
+                    "shares_to": {p.value: v for p, v in decision.shares_to.items()},
+                    "figures": dict(decision.figures),
+                },
+            )
 
     @_never_raises
     def budget_alert(self, alert: BudgetAlert) -> None:

@@ -88,7 +88,7 @@ class TelemetrySettings(BaseModel):
 
 
 # Events the operator hook can be told about (the `event` key of each).
-HOOK_EVENTS = ("budget_alert", "budget_changed")
+HOOK_EVENTS = ("autoscale", "budget_alert", "budget_changed")
 
 
 class HookSettings(BaseModel):
@@ -106,7 +106,7 @@ class HookSettings(BaseModel):
     url: str | None = Field(None, pattern=r"^https?://")
     """http(s) URL the event is POSTed to as JSON."""
     events: tuple[str, ...] = ()
-    """Event names delivered (budget_alert, budget_changed); empty: all."""
+    """Event names delivered (budget_alert, budget_changed, autoscale); empty: all."""
     timeout_seconds: float = Field(DEFAULT_HOOK_TIMEOUT_SECONDS, gt=0, le=600)
     """Longest one delivery may take; the command is killed after it."""
     max_pending: int = Field(DEFAULT_HOOK_MAX_PENDING, ge=1, le=100_000)

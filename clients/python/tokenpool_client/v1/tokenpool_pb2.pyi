@@ -306,14 +306,234 @@ class SetCapacityRequest(_message.Message):
     def __init__(self, budget: _Optional[str] = ..., capacity_tokens: _Optional[int] = ...) -> None: ...
 
 class UpsertTenantRequest(_message.Message):
-    __slots__ = ("name", "tier", "weight")
+    __slots__ = ("name", "tier", "weight", "team", "caps", "clear")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    TEAM_FIELD_NUMBER: _ClassVar[int]
+    CAPS_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_FIELD_NUMBER: _ClassVar[int]
     name: str
     tier: str
     weight: int
-    def __init__(self, name: _Optional[str] = ..., tier: _Optional[str] = ..., weight: _Optional[int] = ...) -> None: ...
+    team: str
+    caps: Caps
+    clear: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., tier: _Optional[str] = ..., weight: _Optional[int] = ..., team: _Optional[str] = ..., caps: _Optional[_Union[Caps, _Mapping]] = ..., clear: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Caps(_message.Message):
+    __slots__ = ("max_pool_percent", "max_in_flight_tokens", "daily_tokens", "monthly_tokens", "daily_cost_usd", "monthly_cost_usd", "alert_percent")
+    MAX_POOL_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    MAX_IN_FLIGHT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    DAILY_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MONTHLY_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    DAILY_COST_USD_FIELD_NUMBER: _ClassVar[int]
+    MONTHLY_COST_USD_FIELD_NUMBER: _ClassVar[int]
+    ALERT_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    max_pool_percent: int
+    max_in_flight_tokens: int
+    daily_tokens: int
+    monthly_tokens: int
+    daily_cost_usd: str
+    monthly_cost_usd: str
+    alert_percent: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, max_pool_percent: _Optional[int] = ..., max_in_flight_tokens: _Optional[int] = ..., daily_tokens: _Optional[int] = ..., monthly_tokens: _Optional[int] = ..., daily_cost_usd: _Optional[str] = ..., monthly_cost_usd: _Optional[str] = ..., alert_percent: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class TenantInfo(_message.Message):
+    __slots__ = ("name", "tier", "weight", "team", "caps", "source")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    TEAM_FIELD_NUMBER: _ClassVar[int]
+    CAPS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    tier: str
+    weight: int
+    team: str
+    caps: Caps
+    source: str
+    def __init__(self, name: _Optional[str] = ..., tier: _Optional[str] = ..., weight: _Optional[int] = ..., team: _Optional[str] = ..., caps: _Optional[_Union[Caps, _Mapping]] = ..., source: _Optional[str] = ...) -> None: ...
+
+class ListTenantsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListTenantsResponse(_message.Message):
+    __slots__ = ("tenants",)
+    TENANTS_FIELD_NUMBER: _ClassVar[int]
+    tenants: _containers.RepeatedCompositeFieldContainer[TenantInfo]
+    def __init__(self, tenants: _Optional[_Iterable[_Union[TenantInfo, _Mapping]]] = ...) -> None: ...
+
+class RemoveTenantRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class RemoveTeamRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class RemoveResponse(_message.Message):
+    __slots__ = ("message",)
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    message: str
+    def __init__(self, message: _Optional[str] = ...) -> None: ...
+
+class UpsertTeamRequest(_message.Message):
+    __slots__ = ("name", "caps", "clear")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CAPS_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    caps: Caps
+    clear: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., caps: _Optional[_Union[Caps, _Mapping]] = ..., clear: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TeamInfo(_message.Message):
+    __slots__ = ("name", "caps", "members", "source")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CAPS_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    caps: Caps
+    members: _containers.RepeatedScalarFieldContainer[str]
+    source: str
+    def __init__(self, name: _Optional[str] = ..., caps: _Optional[_Union[Caps, _Mapping]] = ..., members: _Optional[_Iterable[str]] = ..., source: _Optional[str] = ...) -> None: ...
+
+class ListTeamsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListTeamsResponse(_message.Message):
+    __slots__ = ("teams",)
+    TEAMS_FIELD_NUMBER: _ClassVar[int]
+    teams: _containers.RepeatedCompositeFieldContainer[TeamInfo]
+    def __init__(self, teams: _Optional[_Iterable[_Union[TeamInfo, _Mapping]]] = ...) -> None: ...
+
+class ReleaseReservationRequest(_message.Message):
+    __slots__ = ("reservation_id", "billed_input_tokens")
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    BILLED_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    reservation_id: str
+    billed_input_tokens: int
+    def __init__(self, reservation_id: _Optional[str] = ..., billed_input_tokens: _Optional[int] = ...) -> None: ...
+
+class ListEntriesRequest(_message.Message):
+    __slots__ = ("after_id", "limit", "kinds", "since", "until")
+    AFTER_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    after_id: int
+    limit: int
+    kinds: _containers.RepeatedScalarFieldContainer[str]
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    def __init__(self, after_id: _Optional[int] = ..., limit: _Optional[int] = ..., kinds: _Optional[_Iterable[str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class LedgerEntry(_message.Message):
+    __slots__ = ("id", "at", "kind", "budget", "tenant", "reservation_id", "pool", "tokens", "charged", "refunded", "overrun", "actor", "detail_json")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CHARGED_FIELD_NUMBER: _ClassVar[int]
+    REFUNDED_FIELD_NUMBER: _ClassVar[int]
+    OVERRUN_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_JSON_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    at: _timestamp_pb2.Timestamp
+    kind: str
+    budget: str
+    tenant: str
+    reservation_id: str
+    pool: str
+    tokens: int
+    charged: int
+    refunded: int
+    overrun: int
+    actor: str
+    detail_json: str
+    def __init__(self, id: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[str] = ..., budget: _Optional[str] = ..., tenant: _Optional[str] = ..., reservation_id: _Optional[str] = ..., pool: _Optional[str] = ..., tokens: _Optional[int] = ..., charged: _Optional[int] = ..., refunded: _Optional[int] = ..., overrun: _Optional[int] = ..., actor: _Optional[str] = ..., detail_json: _Optional[str] = ...) -> None: ...
+
+class ListEntriesResponse(_message.Message):
+    __slots__ = ("entries", "last_id", "more")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    LAST_ID_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[LedgerEntry]
+    last_id: int
+    more: bool
+    def __init__(self, entries: _Optional[_Iterable[_Union[LedgerEntry, _Mapping]]] = ..., last_id: _Optional[int] = ..., more: _Optional[bool] = ...) -> None: ...
+
+class BackupLedgerRequest(_message.Message):
+    __slots__ = ("path",)
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    def __init__(self, path: _Optional[str] = ...) -> None: ...
+
+class BackupLedgerResponse(_message.Message):
+    __slots__ = ("path", "bytes")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    bytes: int
+    def __init__(self, path: _Optional[str] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class GetAutoscaleRequest(_message.Message):
+    __slots__ = ("budget",)
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    budget: str
+    def __init__(self, budget: _Optional[str] = ...) -> None: ...
+
+class SetAutoscaleRequest(_message.Message):
+    __slots__ = ("budget", "mode")
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    budget: str
+    mode: str
+    def __init__(self, budget: _Optional[str] = ..., mode: _Optional[str] = ...) -> None: ...
+
+class AutoscaleStatus(_message.Message):
+    __slots__ = ("budget", "enabled", "mode", "interval_seconds", "readings", "capacity_tokens", "min_capacity_tokens", "max_capacity_tokens", "restore_to_tokens", "utilization", "wait_p95_ms", "waiting", "refusals")
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    READINGS_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MIN_CAPACITY_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CAPACITY_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    RESTORE_TO_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    WAIT_P95_MS_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
+    REFUSALS_FIELD_NUMBER: _ClassVar[int]
+    budget: str
+    enabled: bool
+    mode: str
+    interval_seconds: int
+    readings: int
+    capacity_tokens: int
+    min_capacity_tokens: int
+    max_capacity_tokens: int
+    restore_to_tokens: int
+    utilization: float
+    wait_p95_ms: int
+    waiting: int
+    refusals: int
+    def __init__(self, budget: _Optional[str] = ..., enabled: _Optional[bool] = ..., mode: _Optional[str] = ..., interval_seconds: _Optional[int] = ..., readings: _Optional[int] = ..., capacity_tokens: _Optional[int] = ..., min_capacity_tokens: _Optional[int] = ..., max_capacity_tokens: _Optional[int] = ..., restore_to_tokens: _Optional[int] = ..., utilization: _Optional[float] = ..., wait_p95_ms: _Optional[int] = ..., waiting: _Optional[int] = ..., refusals: _Optional[int] = ...) -> None: ...
 
 class ListReservationsRequest(_message.Message):
     __slots__ = ("budget", "tenant", "limit")
@@ -352,13 +572,30 @@ class ListReservationsResponse(_message.Message):
     def __init__(self, reservations: _Optional[_Iterable[_Union[ReservationInfo, _Mapping]]] = ...) -> None: ...
 
 class ReportRequest(_message.Message):
-    __slots__ = ("budget",)
+    __slots__ = ("budget", "group_by", "period", "since", "until", "tenant")
     BUDGET_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     budget: str
-    def __init__(self, budget: _Optional[str] = ...) -> None: ...
+    group_by: _containers.RepeatedScalarFieldContainer[str]
+    period: str
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    tenant: str
+    def __init__(self, budget: _Optional[str] = ..., group_by: _Optional[_Iterable[str]] = ..., period: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class ReportRow(_message.Message):
-    __slots__ = ("budget", "tenant", "reservations", "tokens_reserved", "tokens_charged", "tokens_refunded", "tokens_overrun", "refusals")
+    __slots__ = ("budget", "tenant", "reservations", "tokens_reserved", "tokens_charged", "tokens_refunded", "tokens_overrun", "refusals", "keys", "tokens_used", "cost_micros", "open", "settled", "released", "expired", "overruns", "waited", "wait_ms_total", "wait_ms_max", "cache_hits", "saved_tokens", "saved_micros", "estimate_used", "estimate_held", "estimate_settles", "shadow_refusals", "refusals_known")
+    class KeysEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     BUDGET_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     RESERVATIONS_FIELD_NUMBER: _ClassVar[int]
@@ -367,6 +604,25 @@ class ReportRow(_message.Message):
     TOKENS_REFUNDED_FIELD_NUMBER: _ClassVar[int]
     TOKENS_OVERRUN_FIELD_NUMBER: _ClassVar[int]
     REFUSALS_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_USED_FIELD_NUMBER: _ClassVar[int]
+    COST_MICROS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_FIELD_NUMBER: _ClassVar[int]
+    SETTLED_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    OVERRUNS_FIELD_NUMBER: _ClassVar[int]
+    WAITED_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_MAX_FIELD_NUMBER: _ClassVar[int]
+    CACHE_HITS_FIELD_NUMBER: _ClassVar[int]
+    SAVED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SAVED_MICROS_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATE_USED_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATE_HELD_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATE_SETTLES_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_REFUSALS_FIELD_NUMBER: _ClassVar[int]
+    REFUSALS_KNOWN_FIELD_NUMBER: _ClassVar[int]
     budget: str
     tenant: str
     reservations: int
@@ -375,7 +631,26 @@ class ReportRow(_message.Message):
     tokens_refunded: int
     tokens_overrun: int
     refusals: int
-    def __init__(self, budget: _Optional[str] = ..., tenant: _Optional[str] = ..., reservations: _Optional[int] = ..., tokens_reserved: _Optional[int] = ..., tokens_charged: _Optional[int] = ..., tokens_refunded: _Optional[int] = ..., tokens_overrun: _Optional[int] = ..., refusals: _Optional[int] = ...) -> None: ...
+    keys: _containers.ScalarMap[str, str]
+    tokens_used: int
+    cost_micros: int
+    open: int
+    settled: int
+    released: int
+    expired: int
+    overruns: int
+    waited: int
+    wait_ms_total: int
+    wait_ms_max: int
+    cache_hits: int
+    saved_tokens: int
+    saved_micros: int
+    estimate_used: int
+    estimate_held: int
+    estimate_settles: int
+    shadow_refusals: int
+    refusals_known: bool
+    def __init__(self, budget: _Optional[str] = ..., tenant: _Optional[str] = ..., reservations: _Optional[int] = ..., tokens_reserved: _Optional[int] = ..., tokens_charged: _Optional[int] = ..., tokens_refunded: _Optional[int] = ..., tokens_overrun: _Optional[int] = ..., refusals: _Optional[int] = ..., keys: _Optional[_Mapping[str, str]] = ..., tokens_used: _Optional[int] = ..., cost_micros: _Optional[int] = ..., open: _Optional[int] = ..., settled: _Optional[int] = ..., released: _Optional[int] = ..., expired: _Optional[int] = ..., overruns: _Optional[int] = ..., waited: _Optional[int] = ..., wait_ms_total: _Optional[int] = ..., wait_ms_max: _Optional[int] = ..., cache_hits: _Optional[int] = ..., saved_tokens: _Optional[int] = ..., saved_micros: _Optional[int] = ..., estimate_used: _Optional[int] = ..., estimate_held: _Optional[int] = ..., estimate_settles: _Optional[int] = ..., shadow_refusals: _Optional[int] = ..., refusals_known: _Optional[bool] = ...) -> None: ...
 
 class ReportResponse(_message.Message):
     __slots__ = ("rows",)
@@ -441,12 +716,14 @@ class ReloadConfigRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ReloadConfigResponse(_message.Message):
-    __slots__ = ("applied", "message")
+    __slots__ = ("applied", "message", "changes")
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
     applied: bool
     message: str
-    def __init__(self, applied: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
+    changes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, applied: _Optional[bool] = ..., message: _Optional[str] = ..., changes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RefusalDetail(_message.Message):
     __slots__ = ("reason", "pool", "largest_grantable_tokens", "retry_after_ms", "requested_tokens")
@@ -461,3 +738,69 @@ class RefusalDetail(_message.Message):
     retry_after_ms: int
     requested_tokens: int
     def __init__(self, reason: _Optional[str] = ..., pool: _Optional[str] = ..., largest_grantable_tokens: _Optional[int] = ..., retry_after_ms: _Optional[int] = ..., requested_tokens: _Optional[int] = ...) -> None: ...
+
+class CreateKeyRequest(_message.Message):
+    __slots__ = ("tenant", "label")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    label: str
+    def __init__(self, tenant: _Optional[str] = ..., label: _Optional[str] = ...) -> None: ...
+
+class RotateKeyRequest(_message.Message):
+    __slots__ = ("key_id", "keep_old", "label")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    KEEP_OLD_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    keep_old: bool
+    label: str
+    def __init__(self, key_id: _Optional[str] = ..., keep_old: _Optional[bool] = ..., label: _Optional[str] = ...) -> None: ...
+
+class RevokeKeyRequest(_message.Message):
+    __slots__ = ("key_id",)
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    def __init__(self, key_id: _Optional[str] = ...) -> None: ...
+
+class KeyInfo(_message.Message):
+    __slots__ = ("key_id", "tenant", "label", "fingerprint", "source", "created_at", "revoked_at", "active")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    tenant: str
+    label: str
+    fingerprint: str
+    source: str
+    created_at: _timestamp_pb2.Timestamp
+    revoked_at: _timestamp_pb2.Timestamp
+    active: bool
+    def __init__(self, key_id: _Optional[str] = ..., tenant: _Optional[str] = ..., label: _Optional[str] = ..., fingerprint: _Optional[str] = ..., source: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active: _Optional[bool] = ...) -> None: ...
+
+class CreatedKey(_message.Message):
+    __slots__ = ("info", "key", "replaced")
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_FIELD_NUMBER: _ClassVar[int]
+    info: KeyInfo
+    key: str
+    replaced: KeyInfo
+    def __init__(self, info: _Optional[_Union[KeyInfo, _Mapping]] = ..., key: _Optional[str] = ..., replaced: _Optional[_Union[KeyInfo, _Mapping]] = ...) -> None: ...
+
+class ListKeysRequest(_message.Message):
+    __slots__ = ("tenant",)
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    def __init__(self, tenant: _Optional[str] = ...) -> None: ...
+
+class ListKeysResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[KeyInfo]
+    def __init__(self, keys: _Optional[_Iterable[_Union[KeyInfo, _Mapping]]] = ...) -> None: ...

@@ -410,8 +410,10 @@ class TokenPool:
 
 
 class AdminStub:
-    """Operator controls. Behaviour beyond this issue's scope answers
-    UNIMPLEMENTED until it is built.
+    """Operator controls. Every change is a ledger entry naming who made it,
+    and a run-time change of the configuration (capacity, shares, tenants,
+    teams, the autoscaler) is stored and wins over the file until the file's
+    own value for that field changes.
     """
 
     def __init__(self, channel):
@@ -455,11 +457,83 @@ class AdminStub:
                 request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.EstimatesRequest.SerializeToString,
                 response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.EstimatesResponse.FromString,
                 _registered_method=True)
+        self.ListTenants = channel.unary_unary(
+                '/tokenpool.v1.Admin/ListTenants',
+                request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.ListTenantsRequest.SerializeToString,
+                response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.ListTenantsResponse.FromString,
+                _registered_method=True)
+        self.RemoveTenant = channel.unary_unary(
+                '/tokenpool.v1.Admin/RemoveTenant',
+                request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.RemoveTenantRequest.SerializeToString,
+                response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.RemoveResponse.FromString,
+                _registered_method=True)
+        self.UpsertTeam = channel.unary_unary(
+                '/tokenpool.v1.Admin/UpsertTeam',
+                request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.UpsertTeamRequest.SerializeToString,
+                response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.TeamInfo.FromString,
+                _registered_method=True)
+        self.RemoveTeam = channel.unary_unary(
+                '/tokenpool.v1.Admin/RemoveTeam',
+                request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.RemoveTeamRequest.SerializeToString,
+                response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.RemoveResponse.FromString,
+                _registered_method=True)
+        self.ListTeams = channel.unary_unary(
+                '/tokenpool.v1.Admin/ListTeams',
+                request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.ListTeamsRequest.SerializeToString,
+                response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.ListTeamsResponse.FromString,
+                _registered_method=True)
+        self.ReleaseReservation = channel.unary_unary(
+                '/tokenpool.v1.Admin/ReleaseReservation',
+                request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.ReleaseReservationRequest.SerializeToString,
+                response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.ReleaseResponse.FromString,
+                _registered_method=True)
+        self.ListEntries = channel.unary_unary(
+                '/tokenpool.v1.Admin/ListEntries',
+                request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.ListEntriesRequest.SerializeToString,
+                response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.ListEntriesResponse.FromString,
+                _registered_method=True)
+        self.BackupLedger = channel.unary_unary(
+                '/tokenpool.v1.Admin/BackupLedger',
+                request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.BackupLedgerRequest.SerializeToString,
+                response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.BackupLedgerResponse.FromString,
+                _registered_method=True)
+        self.GetAutoscale = channel.unary_unary(
+                '/tokenpool.v1.Admin/GetAutoscale',
+                request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.GetAutoscaleRequest.SerializeToString,
+                response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.AutoscaleStatus.FromString,
+                _registered_method=True)
+        self.SetAutoscale = channel.unary_unary(
+                '/tokenpool.v1.Admin/SetAutoscale',
+                request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.SetAutoscaleRequest.SerializeToString,
+                response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.AutoscaleStatus.FromString,
+                _registered_method=True)
+        self.CreateKey = channel.unary_unary(
+                '/tokenpool.v1.Admin/CreateKey',
+                request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.CreateKeyRequest.SerializeToString,
+                response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.CreatedKey.FromString,
+                _registered_method=True)
+        self.RotateKey = channel.unary_unary(
+                '/tokenpool.v1.Admin/RotateKey',
+                request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.RotateKeyRequest.SerializeToString,
+                response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.CreatedKey.FromString,
+                _registered_method=True)
+        self.RevokeKey = channel.unary_unary(
+                '/tokenpool.v1.Admin/RevokeKey',
+                request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.RevokeKeyRequest.SerializeToString,
+                response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.KeyInfo.FromString,
+                _registered_method=True)
+        self.ListKeys = channel.unary_unary(
+                '/tokenpool.v1.Admin/ListKeys',
+                request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.ListKeysRequest.SerializeToString,
+                response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.ListKeysResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
-    """Operator controls. Behaviour beyond this issue's scope answers
-    UNIMPLEMENTED until it is built.
+    """Operator controls. Every change is a ledger entry naming who made it,
+    and a run-time change of the configuration (capacity, shares, tenants,
+    teams, the autoscaler) is stored and wins over the file until the file's
+    own value for that field changes.
     """
 
     def Rebalance(self, request, context):
@@ -512,6 +586,105 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTenants(self, request, context):
+        """Every configured tenant, from the file and added at run time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveTenant(self, request, context):
+        """Removes a configured tenant; its open reservations stay.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertTeam(self, request, context):
+        """Adds or changes a team.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveTeam(self, request, context):
+        """Removes a team no configured tenant names.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTeams(self, request, context):
+        """Every configured team.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseReservation(self, request, context):
+        """Releases any tenant's reservation (an operator's Release).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEntries(self, request, context):
+        """Ledger entries in id order, one page at a time (for export).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BackupLedger(self, request, context):
+        """Copies the ledger database to a new file on the daemon's machine,
+        with SQLite's online backup.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAutoscale(self, request, context):
+        """A budget's autoscaler: its mode and last reading.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetAutoscale(self, request, context):
+        """Turns a budget's autoscaler off, on, or to recommend-only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateKey(self, request, context):
+        """Creates a tenant API key; the key is in this answer only, never again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateKey(self, request, context):
+        """Replaces a key with a new one for the same tenant (shown once).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeKey(self, request, context):
+        """Revokes a key at once; calls made with it are refused from now on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListKeys(self, request, context):
+        """Every tenant key, from the file and made at run time (never the keys).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -550,6 +723,76 @@ def add_AdminServicer_to_server(servicer, server):
                     request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.EstimatesRequest.FromString,
                     response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.EstimatesResponse.SerializeToString,
             ),
+            'ListTenants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTenants,
+                    request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.ListTenantsRequest.FromString,
+                    response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.ListTenantsResponse.SerializeToString,
+            ),
+            'RemoveTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveTenant,
+                    request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.RemoveTenantRequest.FromString,
+                    response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.RemoveResponse.SerializeToString,
+            ),
+            'UpsertTeam': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertTeam,
+                    request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.UpsertTeamRequest.FromString,
+                    response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.TeamInfo.SerializeToString,
+            ),
+            'RemoveTeam': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveTeam,
+                    request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.RemoveTeamRequest.FromString,
+                    response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.RemoveResponse.SerializeToString,
+            ),
+            'ListTeams': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTeams,
+                    request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.ListTeamsRequest.FromString,
+                    response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.ListTeamsResponse.SerializeToString,
+            ),
+            'ReleaseReservation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseReservation,
+                    request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.ReleaseReservationRequest.FromString,
+                    response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.ReleaseResponse.SerializeToString,
+            ),
+            'ListEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEntries,
+                    request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.ListEntriesRequest.FromString,
+                    response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.ListEntriesResponse.SerializeToString,
+            ),
+            'BackupLedger': grpc.unary_unary_rpc_method_handler(
+                    servicer.BackupLedger,
+                    request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.BackupLedgerRequest.FromString,
+                    response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.BackupLedgerResponse.SerializeToString,
+            ),
+            'GetAutoscale': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAutoscale,
+                    request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.GetAutoscaleRequest.FromString,
+                    response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.AutoscaleStatus.SerializeToString,
+            ),
+            'SetAutoscale': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAutoscale,
+                    request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.SetAutoscaleRequest.FromString,
+                    response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.AutoscaleStatus.SerializeToString,
+            ),
+            'CreateKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateKey,
+                    request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.CreateKeyRequest.FromString,
+                    response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.CreatedKey.SerializeToString,
+            ),
+            'RotateKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateKey,
+                    request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.RotateKeyRequest.FromString,
+                    response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.CreatedKey.SerializeToString,
+            ),
+            'RevokeKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeKey,
+                    request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.RevokeKeyRequest.FromString,
+                    response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.KeyInfo.SerializeToString,
+            ),
+            'ListKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKeys,
+                    request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.ListKeysRequest.FromString,
+                    response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.ListKeysResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'tokenpool.v1.Admin', rpc_method_handlers)
@@ -559,8 +802,10 @@ def add_AdminServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Admin:
-    """Operator controls. Behaviour beyond this issue's scope answers
-    UNIMPLEMENTED until it is built.
+    """Operator controls. Every change is a ledger entry naming who made it,
+    and a run-time change of the configuration (capacity, shares, tenants,
+    teams, the autoscaler) is stored and wins over the file until the file's
+    own value for that field changes.
     """
 
     @staticmethod
@@ -742,6 +987,384 @@ class Admin:
             '/tokenpool.v1.Admin/Estimates',
             tokenpool_dot_v1_dot_tokenpool__pb2.EstimatesRequest.SerializeToString,
             tokenpool_dot_v1_dot_tokenpool__pb2.EstimatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTenants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenpool.v1.Admin/ListTenants',
+            tokenpool_dot_v1_dot_tokenpool__pb2.ListTenantsRequest.SerializeToString,
+            tokenpool_dot_v1_dot_tokenpool__pb2.ListTenantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenpool.v1.Admin/RemoveTenant',
+            tokenpool_dot_v1_dot_tokenpool__pb2.RemoveTenantRequest.SerializeToString,
+            tokenpool_dot_v1_dot_tokenpool__pb2.RemoveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenpool.v1.Admin/UpsertTeam',
+            tokenpool_dot_v1_dot_tokenpool__pb2.UpsertTeamRequest.SerializeToString,
+            tokenpool_dot_v1_dot_tokenpool__pb2.TeamInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenpool.v1.Admin/RemoveTeam',
+            tokenpool_dot_v1_dot_tokenpool__pb2.RemoveTeamRequest.SerializeToString,
+            tokenpool_dot_v1_dot_tokenpool__pb2.RemoveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTeams(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenpool.v1.Admin/ListTeams',
+            tokenpool_dot_v1_dot_tokenpool__pb2.ListTeamsRequest.SerializeToString,
+            tokenpool_dot_v1_dot_tokenpool__pb2.ListTeamsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseReservation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenpool.v1.Admin/ReleaseReservation',
+            tokenpool_dot_v1_dot_tokenpool__pb2.ReleaseReservationRequest.SerializeToString,
+            tokenpool_dot_v1_dot_tokenpool__pb2.ReleaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenpool.v1.Admin/ListEntries',
+            tokenpool_dot_v1_dot_tokenpool__pb2.ListEntriesRequest.SerializeToString,
+            tokenpool_dot_v1_dot_tokenpool__pb2.ListEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BackupLedger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenpool.v1.Admin/BackupLedger',
+            tokenpool_dot_v1_dot_tokenpool__pb2.BackupLedgerRequest.SerializeToString,
+            tokenpool_dot_v1_dot_tokenpool__pb2.BackupLedgerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAutoscale(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenpool.v1.Admin/GetAutoscale',
+            tokenpool_dot_v1_dot_tokenpool__pb2.GetAutoscaleRequest.SerializeToString,
+            tokenpool_dot_v1_dot_tokenpool__pb2.AutoscaleStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAutoscale(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenpool.v1.Admin/SetAutoscale',
+            tokenpool_dot_v1_dot_tokenpool__pb2.SetAutoscaleRequest.SerializeToString,
+            tokenpool_dot_v1_dot_tokenpool__pb2.AutoscaleStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenpool.v1.Admin/CreateKey',
+            tokenpool_dot_v1_dot_tokenpool__pb2.CreateKeyRequest.SerializeToString,
+            tokenpool_dot_v1_dot_tokenpool__pb2.CreatedKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenpool.v1.Admin/RotateKey',
+            tokenpool_dot_v1_dot_tokenpool__pb2.RotateKeyRequest.SerializeToString,
+            tokenpool_dot_v1_dot_tokenpool__pb2.CreatedKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenpool.v1.Admin/RevokeKey',
+            tokenpool_dot_v1_dot_tokenpool__pb2.RevokeKeyRequest.SerializeToString,
+            tokenpool_dot_v1_dot_tokenpool__pb2.KeyInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenpool.v1.Admin/ListKeys',
+            tokenpool_dot_v1_dot_tokenpool__pb2.ListKeysRequest.SerializeToString,
+            tokenpool_dot_v1_dot_tokenpool__pb2.ListKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,
