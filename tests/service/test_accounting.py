@@ -322,3 +322,21 @@ async def test_an_extend_refusal_speaks_in_totals(serve: ServeFactory) -> None:
     assert refused.detail.requested_tokens == 700
     assert refused.detail.largest_grantable_tokens == 600
     assert "a hold of 700" in refused.message and "600" in refused.message
+
+
+async def test_savings_the_ledger_cannot_record_are_refused_too(
+    serve: ServeFactory,
+) -> None:
+    # Cached input is free here, so the call itself costs nothing; what it
+    # saved against the input price is what would not fit.
+    price = {"model": "m", "input": "2.50", "cached_input": "0", "output": "10.00"}
+    async with serve(**_budget(1000), prices=[price]) as s:
+        held = await _reserve(s, 10, model="m")
+
+        refused = await refusal(
+            _settle(s, held.reservation_id, cached_input_tokens=2**62)
+        )
+        assert refused.code == grpc.StatusCode.INVALID_ARGUMENT
+        settled = await _settle(s, held.reservation_id, cached_input_tokens=8)
+        assert settled.charged_tokens == 8
+        assert (await _reserve(s, 10)).granted_tokens == 10

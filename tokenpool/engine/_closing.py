@@ -24,6 +24,7 @@ from tokenpool.core import (
     TenantPolicy,
     account,
     check_count,
+    check_micros,
     check_text,
     check_total,
     corrected_allowance,
@@ -130,10 +131,6 @@ class Closing(EngineBase):
             )
             # A cut-off call charged its hold pays for the rest as output.
             micros += self._price_usage(model, 0, output_tokens=outcome.charged - used)
-        reservation.used = used
-        reservation.incomplete = command.incomplete
-        reservation.response_cache_hit = command.response_cache_hit
-        self._learn(self._budgets[reservation.budget], reservation)
         if command.response_cache_hit:
             # Still the hold's estimate: the call avoided is what was saved.
             hit = response_cache_savings(reservation.hold, reservation.cost_micros)
@@ -145,6 +142,12 @@ class Closing(EngineBase):
                 self._prices.price_of(model),
             )
             savings = () if saved is None else (saved,)
+            if saved is not None:
+                check_micros("cached_input_tokens", saved.micros, model)
+        reservation.used = used
+        reservation.incomplete = command.incomplete
+        reservation.response_cache_hit = command.response_cache_hit
+        self._learn(self._budgets[reservation.budget], reservation)
         reservation.saved_tokens = sum(saved.tokens for saved in savings)
         reservation.saved_micros = sum(saved.micros for saved in savings)
         ending = Ending(
