@@ -111,6 +111,26 @@ def test_fairness_window_smooths_lumpy_grants() -> None:
     # 2 only b's (1/2), second 3 none (undefined).
     assert result.jain_window == pytest.approx((0.5 + 1 + 0.5) / 3)
     assert result.seconds_undefined_window == 1
+    # One grant a second among two waiting tenants: no order of those grants
+    # scores above 1/2 in one second, and this one reaches it.
+    assert result.jain_1s_ceiling == pytest.approx(0.5)
+
+
+def test_one_second_ceiling_counts_grants_against_waiting_tenants() -> None:
+    # a, b, c wait through second 0; a gets two grants in it, b one.
+    demands = [
+        Demand("a", arrival_ns=0, waited_ns=S // 4, granted_tokens=10),
+        Demand("a", arrival_ns=0, waited_ns=S // 2, granted_tokens=10),
+        Demand("b", arrival_ns=0, waited_ns=S // 2, granted_tokens=40),
+        Demand("c", arrival_ns=0, waited_ns=S - 1, granted_tokens=0),
+    ]
+
+    result = fairness(demands, window_s=1)
+
+    # Three grants could have gone to three tenants: the ceiling is 1, the
+    # index of 20 / 40 / 0 is 60^2 / (3 x 2000) = 0.6.
+    assert result.jain_1s_ceiling == pytest.approx(1.0)
+    assert result.jain_1s == pytest.approx(0.6)
 
 
 def test_fairness_single_backlogged_tenant_counts_nothing() -> None:

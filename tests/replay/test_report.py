@@ -127,6 +127,7 @@ def test_report_fairness_over_backlogged_basic_tenants() -> None:
     # second 1 has a grant (a's 100), so both indexes are 1/2 where defined.
     assert fairness == {
         "jain_1s": 0.5,
+        "jain_1s_ceiling": 0.5,
         "jain_window": 0.5,
         "jain_maxmin": 0.5,
         "jain_backlogged": None,

@@ -5,6 +5,9 @@ daemon's queue at any moment of that second. In each second where at least
 two tenants are backlogged, Jain's index is taken over the tokens granted
 to each of them: granted in that very second (`jain_1s`), and granted in the
 trailing window of `window_s` seconds that ends with it (`jain_window`).
+`jain_1s_ceiling` bounds what any order of the same grants could score in
+one second: a second holding k grants gives something to at most k of its
+n backlogged tenants, and Jain's index is then at most min(k, n) / n.
 
 Those raw indexes call a tenant that asked for little and got all of it
 "unfair", though that is what max-min fairness gives it. `jain_maxmin` takes
@@ -68,6 +71,8 @@ class Fairness:
 
     jain_1s: float | None
     """Mean index of tokens granted in each second; None if never defined."""
+    jain_1s_ceiling: float | None
+    """Mean of min(grants, tenants) / tenants over the seconds of jain_1s."""
     jain_window: float | None
     """Mean index of tokens granted in the trailing window of each second."""
     jain_maxmin: float | None
@@ -88,6 +93,7 @@ class Fairness:
         """The figures as the JSON report holds them."""
         return {
             "jain_1s": _rounded(self.jain_1s),
+            "jain_1s_ceiling": _rounded(self.jain_1s_ceiling),
             "jain_window": _rounded(self.jain_window),
             "jain_maxmin": _rounded(self.jain_maxmin),
             "jain_backlogged": _rounded(self.jain_backlogged),
@@ -191,6 +197,15 @@ def grants_by_second(demands: Iterable[Demand]) -> dict[int, Counter[str]]:
     return dict(grants)
 
 
+def grant_counts_by_second(demands: Iterable[Demand]) -> dict[int, Counter[str]]:
+    """For each trace second, how many requests of each tenant were granted."""
+    counts: defaultdict[int, Counter[str]] = defaultdict(Counter)
+    for demand in demands:
+        if demand.granted_tokens > 0:
+            counts[demand.granted_at_ns // NS_PER_S][demand.tenant] += 1
+    return dict(counts)
+
+
 def fairness(demands: Sequence[Demand], *, window_s: int) -> Fairness:
     """Jain's index over the backlogged tenants of each second, averaged.
 
@@ -205,12 +220,14 @@ def fairness(demands: Sequence[Demand], *, window_s: int) -> Fairness:
 
     backlog = backlog_by_second(demands)
     grants = grants_by_second(demands)
+    grant_counts = grant_counts_by_second(demands)
     pending = pending_by_second(demands)
     spans = waiting_spans(demands)
     empty: Counter[str] = Counter()
     steady: list[float] = []
     steady_seconds = 0
     one_second: list[float] = []
+    ceilings: list[float] = []
     windowed: list[float] = []
     relative: list[float] = []
     counted = 0
@@ -224,6 +241,9 @@ def fairness(demands: Sequence[Demand], *, window_s: int) -> Fairness:
         index = jain_index([granted[tenant] for tenant in tenants])
         if index is not None:
             one_second.append(index)
+            counts = grant_counts.get(second, empty)
+            made = sum(counts[tenant] for tenant in tenants)
+            ceilings.append(min(made, len(tenants)) / len(tenants))
 
         recent = [
             grants.get(s, empty) for s in range(second - window_s + 1, second + 1)
@@ -259,6 +279,7 @@ def fairness(demands: Sequence[Demand], *, window_s: int) -> Fairness:
 
     return Fairness(
         jain_1s=sum(one_second) / len(one_second) if one_second else None,
+        jain_1s_ceiling=sum(ceilings) / len(ceilings) if ceilings else None,
         jain_window=sum(windowed) / len(windowed) if windowed else None,
         jain_maxmin=sum(relative) / len(relative) if relative else None,
         jain_backlogged=sum(steady) / len(steady) if steady else None,

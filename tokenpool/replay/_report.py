@@ -353,6 +353,7 @@ def _comparison_rows(report: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("tokens charged (ledger)", f"{report['tokens_charged']:,}"),
         ("utilisation (budget)", _share(report["utilization"], 2)),
         ("Jain basic, 1 s", _index(fairness.get("jain_1s"))),
+        ("  ceiling of any order", _index(fairness.get("jain_1s_ceiling"))),
         (f"Jain basic, {window} s window", _index(fairness.get("jain_window"))),
         ("  seconds counted", f"{fairness.get('seconds_counted', 0):,}"),
         ("Jain basic, max-min relative", _index(fairness.get("jain_maxmin"))),
