@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -41,13 +42,14 @@ def caller() -> Iterator[Tracer]:
     provider.shutdown()
 
 
-def _traced(receiver: Receiver) -> dict[str, object]:
+def _traced(receiver: Receiver, **telemetry: Any) -> dict[str, Any]:
     return {
         **BUDGET_1000,
         "telemetry": {
             "traces_exporter": "otlp",
             "otlp_endpoint": receiver.endpoint,
             "schedule_delay_ms": 20,
+            **telemetry,
         },
     }
 
@@ -273,8 +275,7 @@ async def test_provider_cut_is_a_span_a_log_line_and_a_metric(
 ) -> None:
     caplog.set_level(logging.INFO, logger="tokenpool")
     async with otlp_receiver() as receiver:
-        config = {**_traced(receiver), **_AUTOSCALED}
-        config["telemetry"] = {**config["telemetry"], "metrics_address": "127.0.0.1:0"}
+        config = {**_traced(receiver, metrics_address="127.0.0.1:0"), **_AUTOSCALED}
         async with serve(**config) as s:
             async with AsyncClient(s.address) as client:
                 granted = await client.reserve("b", "t", tokens=1000)
