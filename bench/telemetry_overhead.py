@@ -4,7 +4,8 @@ Starts `tokenpool serve` as a child process once per scenario and times
 Reserve/Settle pairs made one after the other through the blocking client:
 
 - off: telemetry not configured (the reference);
-- up: spans exported over OTLP gRPC to a real receiver in this process;
+- up: spans exported over OTLP gRPC to a real receiver, which runs in a
+  child process of its own (so its work does not slow the measuring client);
 - dead: spans exported to a loopback port nobody listens on;
 - black-holed: spans exported to a port that accepts and never answers.
 

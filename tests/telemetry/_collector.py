@@ -19,6 +19,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
     def __init__(self) -> None:
         self.spans: list[Span] = []
+        self.services: set[str] = set()
 
     async def Export(
         self,
@@ -26,6 +27,9 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> trace_service_pb2.ExportTraceServiceResponse:
         for resource_spans in request.resource_spans:
+            for item in resource_spans.resource.attributes:
+                if item.key == "service.name":
+                    self.services.add(item.value.string_value)
             for scope_spans in resource_spans.scope_spans:
                 self.spans.extend(scope_spans.spans)
         return trace_service_pb2.ExportTraceServiceResponse()
@@ -42,6 +46,11 @@ class Receiver:
     @property
     def spans(self) -> list[Span]:
         return list(self._service.spans)
+
+    @property
+    def services(self) -> set[str]:
+        """The service.name of every resource whose spans arrived."""
+        return set(self._service.services)
 
     def named(self, name: str) -> list[Span]:
         return [span for span in self._service.spans if span.name == name]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -25,10 +26,12 @@ _QUEUE = 64
 # The daemon must be gone this soon after SIGTERM (the issue's figure).
 _STOP_WITHIN_S = 5.0
 
-# Telemetry's own shutdown bound in the test, and what the rest of a stop
-# (drain, ledger close, interpreter exit) may add to it on a busy machine.
+# Telemetry's own shutdown bound in the test, and what its stop may take, as
+# the daemon's log times it: traces and metrics stopped one after the other
+# would take twice the bound; side by side, the bound and a busy machine's
+# lag. (Interpreter exit after it varies too much on a shared machine.)
 _TELEMETRY_STOP_S = 2.0
-_REST_OF_STOP_S = 1.5
+_TELEMETRY_STOPPED_WITHIN_S = 1.5 * _TELEMETRY_STOP_S
 
 
 @contextmanager
@@ -79,9 +82,21 @@ def test_pairs_complete_and_daemon_stops_in_time(tmp_path: Path, kind: str) -> N
     assert code == 0, log
     assert stopped_in_s < _STOP_WITHIN_S, log
     # Traces and metrics stop side by side, within one shutdown timeout.
-    assert stopped_in_s < _TELEMETRY_STOP_S + _REST_OF_STOP_S, log
+    telemetry_s = _logged_at(log, "telemetry stopped") - _logged_at(
+        log, "daemon stopped"
+    )
+    assert telemetry_s < _TELEMETRY_STOPPED_WITHIN_S, log
     # 400 server spans and their ledger spans: far more than the queue holds.
     assert dropped > 0, log
+
+
+def _logged_at(log: str, event: str) -> float:
+    """Seconds since midnight of the text line logging this event."""
+    [line] = [line for line in log.splitlines() if f": {event} " in line]
+    clock = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+    return (clock - clock.replace(hour=0, minute=0, second=0, microsecond=0)) / (
+        timedelta(seconds=1)
+    )
 
 
 def _spans_dropped(port: int) -> float:

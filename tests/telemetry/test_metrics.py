@@ -76,6 +76,10 @@ async def test_scrape_shows_counters_after_operations(serve: ServeFactory) -> No
     assert metrics.value("tokenpool_cost_USD_total", tenant="t") == pytest.approx(
         0.000725
     )
+    # All of it from the call labelled endpoint=chat (the cache hit cost nothing).
+    assert metrics.value(
+        "tokenpool_cost_USD_total", tenant="t", model="m", label_endpoint="chat"
+    ) == pytest.approx(0.000725)
     assert metrics.value("tokenpool_cache_hits_total", cache="response") == 1
     assert metrics.value("tokenpool_cache_hits_total", cache="prompt") == 1
     assert metrics.value("tokenpool_cache_saved_tokens_total", cache="response") == 200
@@ -124,3 +128,71 @@ async def test_tenants_past_the_cap_are_counted_as_other(serve: ServeFactory) ->
         "other",
     }
     assert metrics.value("tokenpool_tokens_reserved_total", tenant="other") == 20
+
+
+async def test_overrun_and_borrowing_are_counted(serve: ServeFactory) -> None:
+    # 10,000 tokens a minute each, split 65/22/13: basic 6500, priority 2200,
+    # burst 1300. In "spike" basic's tenants use burst, never a lender; in
+    # "loan" burst is closed to tenants and priority borrows from basic.
+    budgets = [
+        {
+            "name": "spike",
+            "capacity_tokens": 10_000,
+            "lending": {"basic": {"never_borrow": True}},
+        },
+        {"name": "loan", "capacity_tokens": 10_000, "burst_tenant_percent": 0},
+    ]
+    config = {
+        "budgets": budgets,
+        "tenants": [{"name": "vip", "tier": "priority"}],
+        "telemetry": {"metrics_address": "127.0.0.1:0"},
+    }
+    async with serve(**config) as s:
+        async with AsyncClient(s.address) as client:
+            await client.reserve("spike", "t", tokens=6000)
+            spike = await client.reserve("spike", "t", tokens=1000)
+            # 300 more than the hold of 1000.
+            await client.settle(spike.reservation_id, "t", output_tokens=1300)
+            await client.reserve("loan", "vip", tokens=2200)
+            loan = await client.reserve("loan", "vip", tokens=1000)
+        metrics = await scrape(s.metrics_address)
+
+    assert [(d.pool, d.tokens) for d in spike.sources] == [
+        ("basic", 500),
+        ("burst", 500),
+    ]
+    assert [(d.pool, d.tokens) for d in loan.sources] == [("basic", 1000)]
+    assert metrics.label_values("tokenpool_tokens_borrowed_total", "lender") == {
+        "burst",
+        "basic",
+    }
+    assert (
+        metrics.value(
+            "tokenpool_tokens_borrowed_total",
+            budget="spike",
+            pool="basic",
+            lender="burst",
+            tenant="t",
+        )
+        == 500
+    )
+    assert (
+        metrics.value(
+            "tokenpool_tokens_borrowed_total",
+            budget="loan",
+            pool="priority",
+            lender="basic",
+            tenant="vip",
+        )
+        == 1000
+    )
+    assert metrics.value("tokenpool_tokens_borrowed_total") == 1500
+
+    assert (
+        metrics.value(
+            "tokenpool_tokens_overrun_total", budget="spike", pool="basic", tenant="t"
+        )
+        == 300
+    )
+    assert metrics.value("tokenpool_tokens_overrun_total") == 300
+    assert metrics.value("tokenpool_tokens_charged_total", budget="spike") == 1300

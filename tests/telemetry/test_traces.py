@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
+from typing import Any
 
 import anyio
+import anyio.to_thread
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk.trace import TracerProvider
@@ -13,18 +16,21 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
 from opentelemetry.trace import Tracer
-from tokenpool_client import AsyncClient, RefusedError
+from tokenpool_client import AsyncClient, Client, RefusedError
 from tokenpool_client.v1 import tokenpool_pb2 as pb
 
 from tests.conftest import ServeFactory
 from tests.service._helpers import BUDGET_1000, Pending, wait_until, waiting
 from tests.telemetry._collector import Receiver, attributes, event_names, otlp_receiver
+from tests.telemetry._scrape import scrape
 
 pytestmark = pytest.mark.anyio
 
 RESERVE = "tokenpool.v1.TokenPool/Reserve"
 SETTLE = "tokenpool.v1.TokenPool/Settle"
 COMMIT = "tokenpool.ledger.commit"
+EXPIRE = "tokenpool.expire"
+AUTOSCALE = "tokenpool.autoscale"
 
 
 @pytest.fixture
@@ -36,13 +42,14 @@ def caller() -> Iterator[Tracer]:
     provider.shutdown()
 
 
-def _traced(receiver: Receiver) -> dict[str, object]:
+def _traced(receiver: Receiver, **telemetry: Any) -> dict[str, Any]:
     return {
         **BUDGET_1000,
         "telemetry": {
             "traces_exporter": "otlp",
             "otlp_endpoint": receiver.endpoint,
             "schedule_delay_ms": 20,
+            **telemetry,
         },
     }
 
@@ -90,6 +97,8 @@ async def test_reserve_and_settle_join_the_callers_trace(
     assert settled["tokenpool.tokens_charged"] == 60
     assert settled["tokenpool.tokens_refunded"] == 40
     assert settled["tokenpool.tokens_overrun"] == 0
+    assert settled["tokenpool.score"] == granted.complexity_score
+    assert settled["tokenpool.multiplier"] == granted.multiplier
 
     commits = receiver.named(COMMIT)
     parents = {int.from_bytes(span.parent_span_id, "big") for span in commits}
@@ -149,3 +158,162 @@ async def _has_waiter(api: object) -> bool:
 
 async def _count(receiver: Receiver, name: str, count: int) -> bool:
     return len(receiver.named(name)) >= count
+
+
+def _span_id(span: Span) -> int:
+    return int.from_bytes(span.span_id, "big")
+
+
+def _parent_id(span: Span) -> int:
+    return int.from_bytes(span.parent_span_id, "big")
+
+
+async def test_sync_client_joins_the_callers_trace(
+    serve: ServeFactory, caller: Tracer
+) -> None:
+    def call(address: str) -> tuple[int, int]:
+        with Client(address) as client, caller.start_as_current_span("llm") as llm:
+            granted = client.reserve("b", "t", tokens=100)
+            client.settle(granted.reservation_id, "t", output_tokens=50)
+        context = llm.get_span_context()
+        return context.trace_id, context.span_id
+
+    async with otlp_receiver() as receiver, serve(**_traced(receiver)) as s:
+        trace_id, span_id = await anyio.to_thread.run_sync(call, s.address)
+        await receiver.wait_for(RESERVE, SETTLE)
+
+    for name in (RESERVE, SETTLE):
+        [span] = receiver.named(name)
+        assert int.from_bytes(span.trace_id, "big") == trace_id
+        assert _parent_id(span) == span_id
+    assert attributes(receiver.named(SETTLE)[0])["tokenpool.tokens_used"] == 50
+
+
+async def test_admin_changes_are_children_of_the_admin_span(
+    serve: ServeFactory,
+) -> None:
+    async with otlp_receiver() as receiver, serve(**_traced(receiver)) as s:
+        await s.admin.SetCapacity(
+            pb.SetCapacityRequest(budget="b", capacity_tokens=2000)
+        )
+        await s.admin.Rebalance(
+            pb.RebalanceRequest(budget="b", shares={"basic": 80, "burst": 20})
+        )
+        await receiver.wait_for(
+            "tokenpool.budget.capacity", "tokenpool.budget.rebalance"
+        )
+
+    [set_capacity] = receiver.named("tokenpool.v1.Admin/SetCapacity")
+    [capacity] = receiver.named("tokenpool.budget.capacity")
+    assert set_capacity.kind == Span.SPAN_KIND_SERVER
+    assert capacity.trace_id == set_capacity.trace_id
+    assert _parent_id(capacity) == _span_id(set_capacity)
+    found = attributes(capacity)
+    assert found["tokenpool.budget"] == "b"
+    assert found["tokenpool.change"] == "capacity"
+    assert found["tokenpool.capacity_tokens"] == 2000
+    assert found["tokenpool.capacity_basic"] == 2000
+
+    [rebalance_rpc] = receiver.named("tokenpool.v1.Admin/Rebalance")
+    [rebalance] = receiver.named("tokenpool.budget.rebalance")
+    assert _parent_id(rebalance) == _span_id(rebalance_rpc)
+    found = attributes(rebalance)
+    assert found["tokenpool.change"] == "rebalance"
+    assert found["tokenpool.capacity_basic"] == 1600
+    assert found["tokenpool.capacity_burst"] == 400
+
+
+async def test_expired_lease_has_a_span_with_an_expired_event(
+    serve: ServeFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tokenpool")
+    async with otlp_receiver() as receiver, serve(**_traced(receiver)) as s:
+        async with AsyncClient(s.address) as client:
+            granted = await client.reserve("b", "t", tokens=400, lease_ms=10_000)
+        await receiver.wait_for(RESERVE)
+        s.clock.advance(9.9)
+        await anyio.sleep(0.1)
+        early = receiver.named(EXPIRE)
+        s.clock.advance(0.2)
+        await receiver.wait_for(EXPIRE)
+
+    assert early == []
+    [expire] = receiver.named(EXPIRE)
+    [reserve] = receiver.named(RESERVE)
+    # The sweeper's work belongs to no request: a trace of its own.
+    assert expire.trace_id != reserve.trace_id
+    assert expire.parent_span_id == b""
+    found = attributes(expire)
+    assert found["tokenpool.outcome"] == "expired"
+    assert found["tokenpool.reservation_id"] == granted.reservation_id
+    assert found["tokenpool.tokens_charged"] == 400
+    assert found["tokenpool.tokens_refunded"] == 0
+    [event] = [e for e in expire.events if e.name == "expired"]
+    assert {a.key: a.value.int_value for a in event.attributes}[
+        "tokenpool.tokens_charged"
+    ] == 400
+
+    [line] = [r for r in caplog.records if r.getMessage().startswith("reservation exp")]
+    assert line.levelno == logging.INFO
+    assert f"reservation_id={granted.reservation_id}" in line.getMessage()
+
+
+_AUTOSCALED = {
+    "budgets": [
+        {
+            "name": "b",
+            "capacity_tokens": 60_000,
+            "shares": {"basic": 100, "priority": 0, "burst": 0},
+            "autoscale": {"enabled": True, "interval_seconds": 10},
+        }
+    ]
+}
+
+
+async def test_provider_cut_is_a_span_a_log_line_and_a_metric(
+    serve: ServeFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tokenpool")
+    async with otlp_receiver() as receiver:
+        config = {**_traced(receiver, metrics_address="127.0.0.1:0"), **_AUTOSCALED}
+        async with serve(**config) as s:
+            async with AsyncClient(s.address) as client:
+                granted = await client.reserve("b", "t", tokens=1000)
+                await client.settle(
+                    granted.reservation_id,
+                    "t",
+                    input_tokens=1000,
+                    provider_rate_limited=True,
+                )
+            await receiver.wait_for(SETTLE, AUTOSCALE)
+            metrics = await scrape(s.metrics_address)
+
+    [settle] = receiver.named(SETTLE)
+    [autoscale] = receiver.named(AUTOSCALE)
+    # A provider cut comes from a settle: that settle's span is its parent.
+    assert _parent_id(autoscale) == _span_id(settle)
+    assert autoscale.trace_id == settle.trace_id
+    found = attributes(autoscale)
+    assert found["tokenpool.budget"] == "b"
+    assert found["tokenpool.action"] == "provider_cut"
+    assert "rate-limited" in str(found["tokenpool.reason"])
+    assert (found["tokenpool.capacity_from"], found["tokenpool.capacity_to"]) == (
+        60_000,
+        48_000,
+    )
+    assert (found["tokenpool.mode"], found["tokenpool.applied"]) == ("act", True)
+    assert event_names(autoscale) == ["provider_cut"]
+
+    [line] = [r for r in caplog.records if r.getMessage().startswith("autoscale dec")]
+    assert line.levelno == logging.INFO
+    assert "action=provider_cut" in line.getMessage()
+    assert "capacity_to=48000" in line.getMessage()
+    assert (
+        metrics.value(
+            "tokenpool_autoscale_decisions_total",
+            budget="b",
+            action="provider_cut",
+            applied="true",
+        )
+        == 1
+    )

@@ -22,7 +22,7 @@ from tokenpool._errors import (
     UnknownBudgetError,
     UnknownReservationError,
 )
-from tokenpool._fields import log_event
+from tokenpool._fields import RepeatedLines, log_event
 from tokenpool.core import (
     POOL_ORDER,
     AlertBook,
@@ -79,6 +79,10 @@ logger = logging.getLogger(__name__)
 
 # Nanoseconds per millisecond, for the millisecond fields of the API.
 NS_PER_MS = 1_000_000
+
+# Refusals (per budget and reason) and overruns (per budget) get one INFO
+# line in this long; the others alike are DEBUG, counted in the next line.
+_REPEATED_LINE_INTERVAL_NS = 10 * 1_000_000_000
 
 # Unknown tenants admitted under unknown_tenants = "admit" are remembered up
 # to this many, so that hostile names cannot grow memory without bound.
@@ -170,6 +174,7 @@ class EngineBase:
         self._failures_seen = ledger.failed_commits
         self._autoscale_wake: anyio.Event | None = None
         self._alerts = AlertBook()
+        self._repeated_lines = RepeatedLines(_REPEATED_LINE_INTERVAL_NS)
         # Soft thresholds are looked at only when some tenant or team has one.
         self._alerting = any(
             caps.alert_percent for caps in (*self._tenants.values(), *teams)

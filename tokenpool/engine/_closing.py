@@ -347,6 +347,13 @@ class Closing(EngineBase):
 
         if logger.isEnabledFor(logging.DEBUG):
             log_event(logger, logging.DEBUG, ending.kind.value, ending_fields(ending))
+        # Overruns past the limit have a WARNING line of their own.
+        if ending.overrun and not ending.violation and not ending.repeated:
+            quieted = self._repeated_lines.loud(("overrun", reservation.budget), now)
+            if quieted is not None:
+                fields = ending_fields(ending)
+                fields["quieted"] = quieted
+                log_event(logger, logging.INFO, "overrun", fields)
         self._observer.reservation_ended(ending)
         self._raise_alerts(reservation, wall)
         return reservation

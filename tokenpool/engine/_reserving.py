@@ -124,10 +124,17 @@ class Reserving(EngineBase):
                 command, fingerprint, deadline_s
             )
         except RefusalError as exc:
-            waited_ms = (self._clock.monotonic_ns() - arrived_ns) // NS_PER_MS
+            now_ns = self._clock.monotonic_ns()
+            waited_ms = (now_ns - arrived_ns) // NS_PER_MS
             self._note_refusal(exc.budget, exc.reason, waited_ms)
             fields = refusal_fields(command.tenant, exc, waited_ms)
-            log_event(logger, logging.DEBUG, "reserve refused", fields)
+            key = ("refused", exc.budget, exc.reason)
+            quieted = self._repeated_lines.loud(key, now_ns)
+            if quieted is None:
+                log_event(logger, logging.DEBUG, "reserve refused", fields)
+            else:
+                fields["quieted"] = quieted
+                log_event(logger, logging.INFO, "reserve refused", fields)
             self._observer.reserve_refused(command, exc, waited_ms)
             raise
 

@@ -196,11 +196,16 @@ class Metrics:
             "tenant": reservation.tenant,
         }
         if with_labels:
-            for key in self._label_keys:
-                value = reservation.labels.get(key)
-                if value is not None:
-                    attributes[f"label_{key}"] = value
+            attributes.update(self._labels(reservation))
         return attributes
+
+    def _labels(self, reservation: Reservation) -> Attributes:
+        """The request labels the settings copy onto metrics, as label_<key>."""
+        return {
+            f"label_{key}": reservation.labels[key]
+            for key in self._label_keys
+            if key in reservation.labels
+        }
 
     def granted(self, reservation: Reservation) -> None:
         """A Reserve got its tokens."""
@@ -276,6 +281,7 @@ class Metrics:
             "budget": reservation.budget,
             "tenant": reservation.tenant,
             "model": reservation.model or "-",
+            **self._labels(reservation),
         }
         self._add("tokenpool.cost", ending.cost_micros / _MICROS_PER_USD, money)
         if ending.violation:

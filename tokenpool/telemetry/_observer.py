@@ -173,6 +173,7 @@ class TelemetryObserver(Observer):
         fields = ending_fields(ending)
         if ending.kind is EndKind.SETTLED:
             fields["score"] = ending.reservation.complexity_score
+            fields["multiplier"] = ending.reservation.multiplier
         span.set_attributes(attributes(fields))
         if ending.kind in (EndKind.EXPIRED, EndKind.LATE_SETTLE):
             span.add_event(

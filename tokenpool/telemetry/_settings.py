@@ -2,7 +2,8 @@
 
 Every key that is left unset falls back on the OpenTelemetry SDK's own
 `OTEL_*` environment variables, then on the SDK's defaults; a key set in
-the file wins over the environment.
+the file wins over the environment (service.name aside: the SDK's
+variables win, so a deployment can rename one image's daemon).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ class TelemetrySettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     service_name: str | None = Field(None, min_length=1)
-    """Resource service.name; unset: OTEL_SERVICE_NAME, else "tokenpool"."""
+    """Resource service.name, unless OTEL_SERVICE_NAME or a service.name in
+    OTEL_RESOURCE_ATTRIBUTES gives one (those win); neither: "tokenpool"."""
     traces_exporter: Exporter | None = None
     """none, console or otlp; unset: OTEL_TRACES_EXPORTER, else otlp when an
     OTLP endpoint variable is set, else none."""
@@ -75,7 +77,7 @@ class TelemetrySettings(BaseModel):
     """Distinct tenants, models and label values per metric; the rest are
     counted under "other"."""
     metric_labels: tuple[str, ...] = ()
-    """Request label keys copied onto token metrics (as label_<key>)."""
+    """Request label keys copied onto the token and cost metrics (as label_<key>)."""
     shutdown_timeout_seconds: float = Field(
         DEFAULT_SHUTDOWN_TIMEOUT_SECONDS, ge=0, le=60
     )

@@ -20,7 +20,12 @@ from opentelemetry.sdk.metrics.export import (
     MetricReader,
     PeriodicExportingMetricReader,
 )
-from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
+from opentelemetry.sdk.resources import (
+    SERVICE_NAME,
+    SERVICE_VERSION,
+    OTELResourceDetector,
+    Resource,
+)
 
 from tokenpool import __version__
 from tokenpool._errors import ConfigError
@@ -37,7 +42,7 @@ from tokenpool.telemetry._tracing import Tracing
 
 logger = logging.getLogger(__name__)
 
-# The service name when neither the file nor OTEL_SERVICE_NAME gives one.
+# The service name when neither the environment nor the file gives one.
 DEFAULT_SERVICE_NAME = "tokenpool"
 
 # Name of the meter the daemon's instruments belong to.
@@ -57,11 +62,7 @@ class Telemetry:
 
     def __init__(self, settings: TelemetrySettings, hook: HookSettings) -> None:
         self._settings = settings
-        self.service_name = (
-            settings.service_name
-            or os.environ.get("OTEL_SERVICE_NAME")
-            or DEFAULT_SERVICE_NAME
-        )
+        self.service_name = _service_name(settings.service_name)
         resource = Resource.create(
             {SERVICE_NAME: self.service_name, SERVICE_VERSION: __version__}
         )
@@ -180,6 +181,19 @@ class Telemetry:
             await self._endpoint.aclose()
         if tracing is not None or provider is not None:
             logger.info("telemetry stopped service=%s", self.service_name)
+
+
+def _service_name(configured: str | None) -> str:
+    """The resource's service.name, the SDK's variables first, then the file.
+
+    OTEL_SERVICE_NAME wins over a service.name in OTEL_RESOURCE_ATTRIBUTES,
+    as in the SDK, and both win over the file, unlike other keys: one image's
+    configuration is renamed per deployment from the environment.
+    """
+    detected = OTELResourceDetector().detect().attributes.get(SERVICE_NAME)
+    if detected:
+        return str(detected)
+    return configured or DEFAULT_SERVICE_NAME
 
 
 async def _stop_meters(provider: MeterProvider, timeout_s: float) -> None:
