@@ -4,6 +4,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -272,3 +273,72 @@ def test_score_is_in_range_and_monotone(
 
     assert 1 <= scored.score <= more.score <= 10
     assert scored.multiplier <= more.multiplier
+
+
+# Each factor alone at 1, the others at 0 (with _ZERO_ONE_TASKS): the
+# weighted sum is exactly the factor's weight, 30/40/20/10 % (SPEC 3).
+@pytest.mark.parametrize(
+    ("factor", "weight", "score"),
+    [
+        ("input_length", Fraction(30, 100), 4),  # 1 + round(2.7)
+        ("task_type", Fraction(40, 100), 5),  # 1 + round(3.6)
+        ("output_requirements", Fraction(20, 100), 3),  # 1 + round(1.8)
+        ("context_dependencies", Fraction(10, 100), 2),  # 1 + round(0.9)
+    ],
+)
+def test_each_factor_weighs_exactly_its_percent(
+    factor: str, weight: Fraction, score: int
+) -> None:
+    policy = ScoringPolicy(task_factors=_ZERO_ONE_TASKS)
+
+    scored = _score(policy, _ONE_AT_1[factor])
+
+    assert scored.weighted_sum == weight
+    assert scored.score == score
+
+
+# Each factor pushed to a band edge by input tokens (of 27, so each token is
+# exactly 9 x 30 % / 27 = 0.1): at the edge 9 x the sum is exactly 2.5 or
+# 5.5 and rounds up into the next band; a token less, it stays below. A
+# weight one percent off would move the sum off the half.
+_EDGES = [
+    # 9 x 20 % = 1.8 from output, 0.7 from 7 input tokens: 2.5.
+    ("output_requirements", {"output_detail": 3, "structured_output": True}, 7, 3),
+    # 9 x 10 % = 0.9 from context, 1.6 from 16 input tokens: 2.5.
+    ("context_dependencies", {"context_items": 8}, 16, 3),
+    # 9 x 40 % x 0.25 = 0.9 from a task factor of 0.25, 1.6 from input: 2.5.
+    ("task_type", {"task_type": "extraction"}, 16, 3),
+    # 9 x 40 % = 3.6 from code, 1.9 from 19 input tokens: 5.5.
+    ("task_type", {"task_type": "code"}, 19, 6),
+    # 3.6 (code) + 1.8 (output) + 0.1 (1 of 9 context items): 5.5, no input.
+    ("output_and_context", {"task_type": "code", "output_detail": 3}, 0, 6),
+]
+
+
+@pytest.mark.parametrize(("factor", "shape", "input_tokens", "below"), _EDGES)
+def test_band_edges_fall_exactly_on_each_factors_weight(
+    factor: str, shape: dict[str, Any], input_tokens: int, below: int
+) -> None:
+    policy = ScoringPolicy.model_validate(
+        {
+            "input_tokens_full": 27,
+            "context_items_full": 9 if factor == "output_and_context" else 8,
+            "task_factors": {"classification": 0, "extraction": "0.25", "code": 1},
+        }
+    )
+    call = CallShape(task_type="classification", input_tokens=input_tokens)
+    call = replace(call, **shape)
+    if factor == "output_and_context":
+        edge_call = replace(call, structured_output=True, context_items=1)
+        below_call = replace(call, structured_output=True, context_items=0)
+    else:
+        edge_call, below_call = call, replace(call, input_tokens=input_tokens - 1)
+
+    edge, under = _score(policy, edge_call), _score(policy, below_call)
+
+    assert 9 * edge.weighted_sum == below - Fraction(1, 2)
+    assert 9 * edge.weighted_sum - 9 * under.weighted_sum == Fraction(1, 10)
+    assert (under.score, edge.score) == (below, below + 1)
+    assert under.multiplier < edge.multiplier
+    expected = {3: (Decimal("1.0"), Decimal("1.5")), 6: (Decimal("1.5"), Decimal(2))}
+    assert (under.multiplier, edge.multiplier) == expected[below]

@@ -19,6 +19,31 @@ POOLS = ("basic", "priority", "burst")
 HIGH_COMPLEXITY_SCORE = 7
 
 
+# A requests-per-minute limit refills its capacity once a minute.
+MINUTE_NS = 60_000_000_000
+
+
+@dataclass(frozen=True)
+class CapRules:
+    """A tenant's or team's caps (SPEC 2); None is no limit."""
+
+    pool_percent: int | None = None
+    in_flight: int | None = None
+    daily_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps, one team and the budget's request limits, as configured."""
+
+    tenants: dict[str, CapRules]
+    team: str
+    members: frozenset[str]
+    team_caps: CapRules
+    requests_per_minute: int | None
+    concurrency: int | None
+
+
 @dataclass(frozen=True)
 class Rules:
     """The budget settings the model needs, as configured for the daemon."""
@@ -29,6 +54,8 @@ class Rules:
     burst_high_complexity_percent: int
     lendable_percent: dict[str, int]
     lend_threshold_percent: dict[str, int]
+    overrun_limit_percent: int = 10
+    limits: Limits | None = None
 
 
 @dataclass
@@ -90,10 +117,17 @@ class BudgetModel:
     holds: dict[str, Hold] = field(default_factory=dict)
     expired: dict[str, Hold] = field(default_factory=dict)
     totals: dict[str, Totals] = field(default_factory=dict)
+    day_charged: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Tokens charged today per (tenant or team, name); one day runs at most."""
+    rate: Fraction = Fraction(0)
+    """The request-rate bucket's level, when the budget has one."""
 
     def __post_init__(self) -> None:
         self.caps = split(self.capacity, self.shares)
         self.levels = {pool: Fraction(self.caps[pool]) for pool in POOLS}
+        limits = self.rules.limits
+        if limits is not None and limits.requests_per_minute is not None:
+            self.rate = Fraction(limits.requests_per_minute)
 
     # Reading the pools.
 
@@ -180,6 +214,116 @@ class BudgetModel:
         """The ledger sums expected for one tenant."""
         return self.totals.setdefault(tenant, Totals())
 
+    # Caps, calendar budgets and request limits (SPEC 2, 12.4).
+
+    def subjects(self, tenant: str) -> list[tuple[str, str, CapRules]]:
+        """(tenant or team, name, caps) of every subject a tenant counts for."""
+        limits = self.rules.limits
+        if limits is None:
+            return []
+        found = [("tenant", tenant, limits.tenants.get(tenant, CapRules()))]
+        if tenant in limits.members:
+            found.append(("team", limits.team, limits.team_caps))
+        return found
+
+    def holds_of(self, kind: str, name: str) -> list[Hold]:
+        """Open holds that count for a tenant or team."""
+        limits = self.rules.limits
+        if kind == "tenant":
+            return [h for h in self.holds.values() if h.tenant == name]
+        assert limits is not None
+        return [h for h in self.holds.values() if h.tenant in limits.members]
+
+    def day_used(self, kind: str, name: str) -> tuple[int, int]:
+        """(charged, held) tokens today for a tenant or team."""
+        held = sum(h.hold for h in self.holds_of(kind, name))
+        return self.day_charged.get((kind, name), 0), held
+
+    def plan(
+        self, tenant: str, pool: str, tokens: int, score: int
+    ) -> list[tuple[str, int]] | None:
+        """The draws SPEC 3 takes for `tokens` now: own, burst, lender; None: short."""
+        own = min(tokens, self.available(pool))
+        burst = min(tokens - own, self.burst_room(tenant, score))
+        loan = tokens - own - burst
+        if loan > self.loan_room(lender_of(pool)):
+            return None
+        draws = [(pool, own), ("burst", burst), (lender_of(pool), loan)]
+        return [(name, amount) for name, amount in draws if amount]
+
+    def limit_breaches(
+        self,
+        tenant: str,
+        tokens: int,
+        sources: dict[str, int] | None,
+        hold: Hold | None = None,
+    ) -> tuple[set[str], dict[str, bool]]:
+        """Limits a hold of `tokens` drawn from `sources` would break.
+
+        `hold` is the reservation an Extend grows (None: a new Reserve).
+        Returns the reasons the daemon must refuse with, and every reason it
+        may refuse with mapped to whether it may say "never" (OUT_OF_RANGE).
+        A pool-share cap over all pools is decided at the budget's largest
+        capacity, which the model does not track: at the present capacity it
+        is only a reason the daemon may give.
+        """
+        limits = self.rules.limits
+        must: set[str] = set()
+        may: dict[str, bool] = {}
+        if limits is None:
+            return must, may
+        old_tokens = hold.hold if hold else 0
+        old_sources = hold.sources if hold else {}
+        grows = tokens > old_tokens
+
+        def breach(reason: str, never: bool, *, certain: bool = True) -> None:
+            may[reason] = may.get(reason, False) or never
+            if certain:
+                must.add(reason)
+
+        for kind, name, caps in self.subjects(tenant):
+            prefix = kind.upper()
+            held = self.holds_of(kind, name)
+            others = sum(h.hold for h in held) - old_tokens
+            if (
+                caps.in_flight is not None
+                and grows
+                and others + tokens > caps.in_flight
+            ):
+                breach(f"{prefix}_IN_FLIGHT_CAP", tokens > caps.in_flight)
+            charged, held_today = self.day_used(kind, name)
+            daily = caps.daily_tokens
+            used = charged + held_today - old_tokens
+            if daily is not None and grows and used + tokens > daily:
+                breach(f"{prefix}_DAILY_TOKENS", tokens > daily)
+            percent = caps.pool_percent
+            if percent is None:
+                continue
+            total = sum(self.caps[pool] * percent // 100 for pool in POOLS)
+            if grows and tokens > total:
+                breach(f"{prefix}_POOL_SHARE_CAP", True, certain=False)
+            for pool, amount in (sources or {}).items():
+                old = old_sources.get(pool, 0)
+                mine = sum(h.sources.get(pool, 0) for h in held) - old
+                if amount > old and mine + amount > self.caps[pool] * percent // 100:
+                    breach(f"{prefix}_POOL_SHARE_CAP", False)
+
+        if hold is None:
+            if limits.concurrency is not None and len(self.holds) >= limits.concurrency:
+                breach("BUDGET_CONCURRENCY", limits.concurrency == 0)
+            if limits.requests_per_minute is not None and self.rate < 1:
+                breach("BUDGET_RATE_LIMIT", limits.requests_per_minute == 0)
+        return must, may
+
+    def violation(self, hold: int, used: int) -> bool:
+        """Usage past the hold by more than the overrun limit (SPEC 4)."""
+        return (used - hold) * 100 > hold * self.rules.overrun_limit_percent
+
+    def _charge_day(self, tenant: str, tokens: int) -> None:
+        for kind, name, _ in self.subjects(tenant):
+            key = (kind, name)
+            self.day_charged[key] = self.day_charged.get(key, 0) + tokens
+
     # Checking what the daemon drew.
 
     def draw_problems(
@@ -236,6 +380,10 @@ class BudgetModel:
     def advance(self, dt_ns: int) -> list[Hold]:
         """Refills every pool for dt_ns, then expires holds whose lease ended."""
         self.now_ns += dt_ns
+        limits = self.rules.limits
+        if limits is not None and limits.requests_per_minute is not None:
+            rpm = limits.requests_per_minute
+            self.rate = min(Fraction(rpm), self.rate + Fraction(rpm * dt_ns, MINUTE_NS))
         for pool in POOLS:
             cap = self.caps[pool]
             if self.levels[pool] < cap:
@@ -268,6 +416,8 @@ class BudgetModel:
         totals = self.tally(tenant)
         totals.reservations += 1
         totals.reserved += tokens
+        if self.rules.limits is not None:
+            self.rate -= 1
 
     def settle(self, rid: str, used: int, *, incomplete: bool) -> Outcome:
         """Charges usage; a cut-off call is charged at least its hold (12.6)."""
@@ -294,6 +444,7 @@ class BudgetModel:
         extra = max(0, used - hold.hold)
         if extra:
             self._overrun(hold.pool, extra)
+            self._charge_day(hold.tenant, extra)
             totals = self.tally(hold.tenant)
             totals.charged += extra
             totals.overrun += extra
@@ -352,6 +503,7 @@ class BudgetModel:
             self.charged[name] -= amount
         if outcome.overrun:
             self._overrun(hold.pool, outcome.overrun)
+        self._charge_day(hold.tenant, outcome.charged)
         totals = self.tally(hold.tenant)
         totals.charged += outcome.charged
         totals.refunded += outcome.refunded

@@ -77,9 +77,10 @@ class Traffic:
         *,
         hold_s: float,
         pause_s: float = 0.0,
+        urgency: int = 0,
     ) -> None:
         """Starts one caller; it has sent its first Reserve when this returns."""
-        caller = partial(self._loop, tenant, tokens, hold_s, pause_s)
+        caller = partial(self._loop, tenant, tokens, hold_s, pause_s, urgency)
         await tasks.start(caller)
 
     def queued(self, tenant: str) -> int:
@@ -117,6 +118,7 @@ class Traffic:
         tokens: int,
         hold_s: float,
         pause_s: float,
+        urgency: int,
         *,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
@@ -135,6 +137,7 @@ class Traffic:
                     tenant=tenant,
                     tokens=tokens,
                     max_wait_ms=MAX_WAIT_MS,
+                    urgency=urgency,
                 )
             )
             self._reserving[tenant] -= 1
@@ -259,6 +262,72 @@ async def test_priority_tenants_share_by_weight(serve: ServeFactory) -> None:
     shares = _shares(granted)
     assert shares["heavy"] == pytest.approx(0.75, rel=0.05)
     assert shares["light"] == pytest.approx(0.25, rel=0.05)
+
+
+async def test_priority_tenants_of_equal_weight_share_by_urgency(
+    serve: ServeFactory,
+) -> None:
+    # Weight x urgency (SPEC 2): 1 x 2 against 1 x 1 shares 2:1.
+    budget = {
+        "name": "b",
+        "capacity_tokens": 800,
+        "window_seconds": 2,
+        "shares": PRIORITY_ONLY,
+    }
+    tenants = [
+        {"name": "urgent", "tier": "priority"},
+        {"name": "calm", "tier": "priority"},
+    ]
+    async with serve(budgets=[budget], tenants=tenants) as s:
+        traffic = Traffic(s)
+        async with anyio.create_task_group() as tasks:
+            for _ in range(6):
+                await traffic.start(tasks, "urgent", 100, hold_s=0.5, urgency=2)
+            for _ in range(6):
+                await traffic.start(tasks, "calm", 100, hold_s=0.5, urgency=1)
+            before = await traffic.run(seconds=45, step_s=0.5)
+            tasks.cancel_scope.cancel()
+
+        granted = await traffic.granted_between(5, 45)
+
+    assert _backlogged(before, 5, ("urgent", "calm"))
+    assert sum(granted.values()) >= 15_600
+    shares = _shares(granted)
+    assert shares["urgent"] == pytest.approx(2 / 3, rel=0.05)
+    assert shares["calm"] == pytest.approx(1 / 3, rel=0.05)
+
+
+async def test_basic_tenants_share_equally_whatever_their_weight(
+    serve: ServeFactory,
+) -> None:
+    # Weights (and urgency) count only in priority: basic is round-robin.
+    budget = {
+        "name": "b",
+        "capacity_tokens": 800,
+        "window_seconds": 2,
+        "shares": BASIC_ONLY,
+    }
+    tenants = [
+        {"name": "heavy", "tier": "basic", "weight": 3},
+        {"name": "light", "tier": "basic", "weight": 1},
+    ]
+    async with serve(budgets=[budget], tenants=tenants) as s:
+        traffic = Traffic(s)
+        async with anyio.create_task_group() as tasks:
+            for _ in range(6):
+                await traffic.start(tasks, "heavy", 100, hold_s=0.5, urgency=3)
+            for _ in range(6):
+                await traffic.start(tasks, "light", 100, hold_s=0.5)
+            before = await traffic.run(seconds=45, step_s=0.5)
+            tasks.cancel_scope.cancel()
+
+        granted = await traffic.granted_between(5, 45)
+
+    assert _backlogged(before, 5, ("heavy", "light"))
+    assert sum(granted.values()) >= 15_600
+    shares = _shares(granted)
+    assert shares["heavy"] == pytest.approx(0.5, rel=0.05)
+    assert shares["light"] == pytest.approx(0.5, rel=0.05)
 
 
 @pytest.mark.parametrize("queueing", ["fair", "fifo"])

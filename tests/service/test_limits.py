@@ -314,3 +314,117 @@ def test_a_tenant_of_an_unknown_team_is_a_config_error(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="team 'ghosts'"):
         load_settings(path)
+
+
+def _share_config() -> dict[str, Any]:
+    """Basic 1000 tokens alone; gina may hold 10 % of a pool, team ops 20 %."""
+    return {
+        "budgets": [
+            {
+                "name": "b",
+                "capacity_tokens": 1000,
+                "shares": {"basic": 100, "priority": 0, "burst": 0},
+            }
+        ],
+        "teams": [{"name": "ops", "max_pool_percent": 20}],
+        "tenants": [
+            {"name": "gina", "max_pool_percent": 10},
+            {"name": "hana", "team": "ops"},
+            {"name": "ivan", "team": "ops", "max_pool_percent": 50},
+        ],
+    }
+
+
+async def _share_counters(s: Served) -> tuple[object, ...]:
+    """Every counter a refusal must leave as it was, for the share tests."""
+    found: list[object] = []
+    for tenant in ("gina", "hana", "ivan"):
+        status = await s.api.GetTenant(pb.GetTenantRequest(tenant=tenant))
+        found.append(status.SerializeToString())
+    team = await s.api.GetTeam(pb.GetTeamRequest(team="ops"))
+    budget = await s.api.GetBudget(pb.GetBudgetRequest(budget="b"))
+    found += [team.SerializeToString(), budget.SerializeToString()]
+    found.append(await s.ledger.entry_count())
+    return tuple(found)
+
+
+async def test_pool_share_cap_refuses_past_the_share_and_changes_nothing(
+    serve: ServeFactory,
+) -> None:
+    async with serve(**_share_config()) as s:
+        await _reserve(s, "gina", 60)
+        before = await _share_counters(s)
+
+        # 10 % of basic's 1000 is 100: 60 held, 50 more would pass it.
+        failed = await refusal(_reserve(s, "gina", 50))
+        after = await _share_counters(s)
+        # More than 10 % of every pool together can never be granted.
+        never = await refusal(_reserve(s, "gina", 101, max_wait_ms=5000))
+        granted = await _reserve(s, "gina", 40)
+        full = await refusal(_reserve(s, "gina", 1))
+        status = await s.api.GetTenant(pb.GetTenantRequest(tenant="gina"))
+
+    assert failed.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert failed.reason == "TENANT_POOL_SHARE_CAP"
+    assert "gina" in failed.message
+    assert failed.detail is not None
+    assert failed.detail.largest_grantable_tokens == 40
+    assert after == before
+    assert never.code == grpc.StatusCode.OUT_OF_RANGE
+    assert never.reason == "TENANT_POOL_SHARE_CAP"
+    assert granted.granted_tokens == 40
+    assert full.reason == "TENANT_POOL_SHARE_CAP"
+    assert status.in_flight_tokens == 100
+
+
+async def test_team_pool_share_refuses_what_the_tenant_share_allows(
+    serve: ServeFactory,
+) -> None:
+    async with serve(**_share_config()) as s:
+        await _reserve(s, "hana", 150)
+        before = await _share_counters(s)
+
+        # Ivan may hold 50 % of basic, but ops holds 150 of its 200 already.
+        failed = await refusal(_reserve(s, "ivan", 100))
+        after = await _share_counters(s)
+        granted = await _reserve(s, "ivan", 50)
+        team = await s.api.GetTeam(pb.GetTeamRequest(team="ops"))
+        ivan = await s.api.GetTenant(pb.GetTenantRequest(tenant="ivan"))
+
+    assert failed.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert failed.reason == "TEAM_POOL_SHARE_CAP"
+    assert "ops" in failed.message
+    assert failed.detail is not None
+    assert failed.detail.largest_grantable_tokens == 50
+    assert after == before
+    assert granted.granted_tokens == 50
+    assert (team.in_flight_tokens, ivan.in_flight_tokens) == (200, 50)
+
+
+async def test_team_daily_budget_refuses_what_the_tenant_allows(
+    serve: ServeFactory,
+) -> None:
+    config = _share_config()
+    config["teams"] = [{"name": "ops", "daily_tokens": 300}]
+    clock = ManualClock(start_wall_ns=NOON_NS)
+    async with serve(clock=clock, **config) as s:
+        used = await _reserve(s, "hana", 250)
+        await s.api.Settle(
+            pb.SettleRequest(
+                reservation_id=used.reservation_id, tenant="hana", output_tokens=200
+            )
+        )
+        before = await _share_counters(s)
+
+        # Ivan has no calendar budget; ops has 100 of its 300 left today.
+        failed = await refusal(_reserve(s, "ivan", 150, max_wait_ms=5000))
+        after = await _share_counters(s)
+        granted = await _reserve(s, "ivan", 100)
+        team = await s.api.GetTeam(pb.GetTeamRequest(team="ops"))
+
+    assert failed.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert failed.reason == "TEAM_DAILY_TOKENS"
+    assert failed.retry_after_s == pytest.approx(12 * 3600, abs=1)
+    assert after == before
+    assert granted.granted_tokens == 100
+    assert (team.day.charged_tokens, team.day.held_tokens) == (200, 100)

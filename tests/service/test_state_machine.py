@@ -20,6 +20,7 @@ import grpc
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from google.protobuf import timestamp_pb2
+from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -38,13 +39,24 @@ from tests.service._helpers import pools, refusal, wait_until
 from tests.service._model import (
     POOLS,
     BudgetModel,
+    CapRules,
     Hold,
+    Limits,
     Rules,
     Totals,
     lender_of,
 )
+from tokenpool.core import LimitReason
+from tokenpool.engine import ManualClock
 
 NS_PER_MS = 1_000_000
+
+# 2026-05-09 12:00:00 UTC: an example runs for hours at most, so every grant
+# and charge falls in one calendar day.
+NOON_NS = 1_778_328_000 * 1_000_000_000
+
+# Reasons the limit book refuses with (the rest are the pools').
+LIMIT_REASONS = frozenset(reason.value for reason in LimitReason)
 
 # The lease of a Reserve that asks for 0 (SPEC 3: 5 minutes).
 DEFAULT_LEASE_NS = 300_000 * NS_PER_MS
@@ -69,15 +81,89 @@ COMPLEX_CALL: dict[str, Any] = {
 # Lease lengths in milliseconds; 0 asks for the default.
 LEASES = st.one_of(st.just(0), st.integers(1, 600_000))
 
-# Examples and steps: enough to reach debt, loans and expiry, while the whole
-# machine stays well under a minute on two cores.
+# Examples and steps: enough to reach debt, loans, expiry and every cap,
+# while the whole machine stays around 40 s on two cores.
 MACHINE_SETTINGS = settings(
-    max_examples=35,
+    max_examples=30,
     stateful_step_count=40,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
+
+
+# A cap as a share of the budget's capacity, in permille; None: no cap.
+CAP_PERMILLE = st.sampled_from([None, 150, 400, 1000])
+# A daily token budget in permille of capacity: a few windows' worth at most.
+DAILY_PERMILLE = st.sampled_from([None, 500, 1500, 4000])
+
+
+@dataclass(frozen=True)
+class CapSetup:
+    """A tenant's or team's caps, relative to the budget's capacity."""
+
+    pool_percent: int | None
+    in_flight_permille: int | None
+    daily_permille: int | None
+
+    def rules(self, capacity: int) -> CapRules:
+        """The caps in tokens."""
+
+        def tokens(permille: int | None) -> int | None:
+            return None if permille is None else max(1, capacity * permille // 1000)
+
+        return CapRules(
+            self.pool_percent,
+            tokens(self.in_flight_permille),
+            tokens(self.daily_permille),
+        )
+
+
+CAPS = st.builds(
+    CapSetup,
+    pool_percent=st.sampled_from([None, 30, 60]),
+    in_flight_permille=CAP_PERMILLE,
+    daily_permille=DAILY_PERMILLE,
+)
+
+
+@dataclass(frozen=True)
+class LimitSetup:
+    """Caps for "ann", a team "crew" of ann and "pro", and budget limits."""
+
+    ann: CapSetup
+    crew: CapSetup
+    requests_per_minute: int | None
+    concurrency: int | None
+
+    def limits(self, capacity: int) -> Limits:
+        """What the model needs to know of the limits."""
+        return Limits(
+            tenants={"ann": self.ann.rules(capacity)},
+            team="crew",
+            members=frozenset({"ann", "pro"}),
+            team_caps=self.crew.rules(capacity),
+            requests_per_minute=self.requests_per_minute,
+            concurrency=self.concurrency,
+        )
+
+
+LIMIT_SETUPS = st.builds(
+    LimitSetup,
+    ann=CAPS,
+    crew=CAPS,
+    requests_per_minute=st.sampled_from([None, 4, 12]),
+    concurrency=st.sampled_from([None, 2, 4]),
+)
+
+
+def _caps_config(caps: CapRules) -> dict[str, int]:
+    found = {
+        "max_pool_percent": caps.pool_percent,
+        "max_in_flight_tokens": caps.in_flight,
+        "daily_tokens": caps.daily_tokens,
+    }
+    return {key: value for key, value in found.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -91,6 +177,7 @@ class Setup:
     burst_tenant_percent: int
     lendable_percent: tuple[int, int]
     threshold_percent: tuple[int, int]
+    limits: LimitSetup | None = None
 
     @property
     def share_map(self) -> dict[str, int]:
@@ -106,7 +193,7 @@ class Setup:
             }
             for index, pool in enumerate(("basic", "priority"))
         }
-        return {
+        budget: dict[str, Any] = {
             "name": "b",
             "capacity_tokens": self.capacity,
             "window_seconds": self.window_seconds,
@@ -115,6 +202,26 @@ class Setup:
             "burst_tenant_percent": self.burst_tenant_percent,
             "lending": lending,
         }
+        if self.limits is not None:
+            if self.limits.requests_per_minute is not None:
+                budget["requests_per_minute"] = self.limits.requests_per_minute
+            if self.limits.concurrency is not None:
+                budget["max_concurrent_reservations"] = self.limits.concurrency
+        return budget
+
+    def tenants_and_teams(self) -> dict[str, Any]:
+        """The [[tenants]] and [[teams]] tables: ann and pro form a team."""
+        if self.limits is None:
+            return {"tenants": CONFIGURED_TENANTS}
+        limits = self.limits.limits(self.capacity)
+        tenants = [
+            {"name": "ann", "tier": "basic", "team": "crew"}
+            | _caps_config(limits.tenants["ann"]),
+            {"name": "pro", "tier": "priority", "team": "crew"},
+            {"name": "vip", "tier": "priority", "weight": 2},
+        ]
+        team = {"name": "crew"} | _caps_config(limits.team_caps)
+        return {"tenants": tenants, "teams": [team]}
 
     def rules(self) -> Rules:
         """What the model needs to know of the same budget."""
@@ -129,6 +236,7 @@ class Setup:
             lend_threshold_percent=dict(
                 zip(("basic", "priority"), self.threshold_percent, strict=True)
             ),
+            limits=None if self.limits is None else self.limits.limits(self.capacity),
         )
 
 
@@ -147,6 +255,7 @@ SETUPS = st.builds(
     burst_tenant_percent=st.sampled_from([0, 50, 100]),
     lendable_percent=st.tuples(*[st.sampled_from([0, 25, 100])] * 2),
     threshold_percent=st.tuples(*[st.sampled_from([0, 75, 100])] * 2),
+    limits=st.one_of(st.none(), LIMIT_SETUPS),
 )
 
 
@@ -167,6 +276,7 @@ class Failure:
     code: grpc.StatusCode
     message: str
     largest: int | None
+    reason: str = ""
 
 
 async def _call(method: Callable[[Any], Awaitable[Any]], request: Any) -> Any:
@@ -174,14 +284,18 @@ async def _call(method: Callable[[Any], Awaitable[Any]], request: Any) -> Any:
     try:
         return await method(request)
     except grpc.aio.AioRpcError as exc:
-        largest = None
+        largest, reason = None, ""
         status = rpc_status.from_call(exc)
         for packed in status.details if status else ():
             if packed.Is(pb.RefusalDetail.DESCRIPTOR):
                 detail = pb.RefusalDetail()
                 packed.Unpack(detail)
                 largest = detail.largest_grantable_tokens
-        return Failure(exc.code(), exc.details() or "", largest)
+            elif packed.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                packed.Unpack(info)
+                reason = info.reason
+        return Failure(exc.code(), exc.details() or "", largest, reason)
 
 
 def _pick(holds: dict[str, Hold], index: int) -> Hold:
@@ -256,7 +370,10 @@ class PoolMachine(RuleBasedStateMachine):
         path = self.harness.directory / f"ledger-{self.harness.examples}.db"
         self.daemon = self.portal.wrap_async_context_manager(
             self.harness.serve(
-                db_path=path, budgets=[setup.budget()], tenants=CONFIGURED_TENANTS
+                db_path=path,
+                clock=ManualClock(start_wall_ns=NOON_NS),
+                budgets=[setup.budget()],
+                **setup.tenants_and_teams(),
             )
         )
         self.served = self.daemon.__enter__()
@@ -325,6 +442,8 @@ class PoolMachine(RuleBasedStateMachine):
         draws = _draws(answer.sources)
         problems = self.m.draw_problems(tenant, pool, tokens, score, draws)
         assert not problems, f"Reserve of {tokens} by {tenant}: {problems}"
+        broken, _ = self.m.limit_breaches(tenant, tokens, dict(draws))
+        assert not broken, f"Reserve of {tokens} by {tenant} past {broken}"
         lease_ns = lease_ms * NS_PER_MS or DEFAULT_LEASE_NS
         lease_wall = answer.lease_expires_at.ToNanoseconds()
         assert lease_wall == self.s.clock.wall_ns() + lease_ns
@@ -337,6 +456,11 @@ class PoolMachine(RuleBasedStateMachine):
         # guess that cannot blame the daemon wrongly.
         score = self.scores.get(complex_call)
         largest = self.m.largest(tenant, pool, score or 0)
+        if answer.reason in LIMIT_REASONS:
+            planned = self.m.plan(tenant, pool, tokens, score or 0)
+            sources = None if planned is None else dict(planned)
+            self._check_limit_refusal(answer, tenant, tokens, sources)
+            return
 
         assert answer.code in (
             grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -350,6 +474,37 @@ class PoolMachine(RuleBasedStateMachine):
             assert tokens > self.m.full_reach(pool, score or 0), answer
         elif score is not None:
             assert answer.largest == largest, (answer, largest)
+
+    def _check_limit_refusal(
+        self,
+        answer: Failure,
+        tenant: str,
+        tokens: int,
+        sources: dict[str, int] | None,
+        hold: Hold | None = None,
+    ) -> None:
+        """A cap, calendar budget or request limit refused: the model agrees."""
+        _, may = self.m.limit_breaches(tenant, tokens, sources, hold)
+        assert answer.reason in may, (
+            f"{tenant} refused {tokens} tokens by {answer.reason}, which allows "
+            f"it (the model finds {sorted(may)}): {answer.message}"
+        )
+        if answer.code is grpc.StatusCode.OUT_OF_RANGE:
+            assert may[answer.reason], answer
+        else:
+            assert answer.code is grpc.StatusCode.RESOURCE_EXHAUSTED, answer
+
+    def _check_flag(self, rid: str, kind: str, flagged: bool) -> None:
+        """The ledger entry of an overrun carries the violation flag (SPEC 4)."""
+
+        async def entry_detail() -> dict[str, object]:
+            wall = self.s.clock.wall_ns()
+            found = await self.s.ledger.entries(kinds=[kind], since_wall_ns=wall)
+            (entry,) = [e for e in found if e.reservation_id == rid]
+            return dict(entry.detail)
+
+        detail = self.portal.call(entry_detail)
+        assert detail.get("violation", False) is flagged, (rid, kind, detail)
 
     # Ending and changing holds.
 
@@ -377,6 +532,7 @@ class PoolMachine(RuleBasedStateMachine):
         outcome = self.m.settle(hold.rid, used, incomplete=incomplete)
         got = (answer.charged_tokens, answer.refunded_tokens, answer.overrun_tokens)
         assert got == (outcome.charged, outcome.refunded, outcome.overrun)
+        self._check_flag(hold.rid, "settle", self.m.violation(hold.hold, used))
 
     @precondition(lambda self: self.model is not None and self.model.holds)
     @rule(index=st.integers(0, 100), permille=st.integers(0, 1500))
@@ -420,6 +576,8 @@ class PoolMachine(RuleBasedStateMachine):
             return
         after = dict(_draws(answer.sources))
         assert answer.granted_tokens == hold.hold + delta
+        broken, _ = self.m.limit_breaches(hold.tenant, hold.hold + delta, after, hold)
+        assert not broken, f"Extend of {hold.rid} by {delta} past {broken}"
         if delta > 0:
             extra = [
                 (pool, after.get(pool, 0) - before.get(pool, 0))
@@ -444,6 +602,15 @@ class PoolMachine(RuleBasedStateMachine):
     ) -> None:
         # Moving the lease or shrinking asks for nothing more: never refused.
         assert delta > 0, f"Extend of {hold.rid} to {total} refused: {answer}"
+        if answer.reason in LIMIT_REASONS:
+            planned = self.m.plan(hold.tenant, hold.pool, delta, hold.score)
+            sources = None
+            if planned is not None:
+                sources = dict(hold.sources)
+                for pool, tokens in planned:
+                    sources[pool] = sources.get(pool, 0) + tokens
+            self._check_limit_refusal(answer, hold.tenant, total, sources, hold)
+            return
         # A total no tenant could ever hold at once is out of range, even when
         # refill since the grant would cover the growth (SPEC 12.1).
         if answer.code is grpc.StatusCode.OUT_OF_RANGE:
@@ -471,7 +638,9 @@ class PoolMachine(RuleBasedStateMachine):
 
         assert isinstance(answer, Failure), answer
         assert answer.code is grpc.StatusCode.FAILED_PRECONDITION, answer
-        self.m.late_settle(hold.rid, used)
+        if self.m.late_settle(hold.rid, used):
+            # Charged as an overrun (SPEC 12.2), flagged as one (SPEC 4).
+            self._check_flag(hold.rid, "overrun", self.m.violation(hold.hold, used))
 
     # The clock.
 
@@ -564,6 +733,24 @@ class PoolMachine(RuleBasedStateMachine):
         assert got == expected, f"({columns}) at {m.now_ns} ns"
         open_holds = sum(hold.hold for hold in m.holds.values())
         assert sum(pool.in_flight_tokens for pool in status.pools) == open_holds
+
+    @invariant()
+    def limits_match_the_model(self) -> None:
+        """Tenant and team counters are the model's (SPEC 2, 12.4)."""
+        if self.model is None or self.m.rules.limits is None:
+            return
+        m = self.m
+        for kind, name in (("tenant", "ann"), ("tenant", "pro"), ("team", "crew")):
+            if kind == "tenant":
+                request: Any = pb.GetTenantRequest(tenant=name)
+                status = self.rpc(self.s.api.GetTenant, request)
+            else:
+                status = self.rpc(self.s.api.GetTeam, pb.GetTeamRequest(team=name))
+            assert not isinstance(status, Failure), status
+            held = sum(h.hold for h in m.holds_of(kind, name))
+            day = status.day
+            got = (status.in_flight_tokens, day.charged_tokens, day.held_tokens)
+            assert got == (held, *m.day_used(kind, name)), f"{kind} {name}"
 
     @invariant()
     def ledger_matches_the_model(self) -> None:

@@ -99,24 +99,12 @@ class Closing(EngineBase):
                 "remaining_tokens": command.provider_remaining_tokens,
                 "limit_tokens": command.provider_limit_tokens,
             }
-        violation = (
-            outcome.overrun * 100 > reservation.hold * policy.overrun_limit_percent
+        violation = _violates(
+            reservation, outcome.overrun, policy.overrun_limit_percent
         )
         if violation:
             detail["violation"] = True
-            log_event(
-                logger,
-                logging.WARNING,
-                "overrun beyond limit",
-                {
-                    "budget": reservation.budget,
-                    "tenant": reservation.tenant,
-                    "reservation_id": reservation.reservation_id,
-                    "tokens_granted": reservation.hold,
-                    "tokens_used": used,
-                    "tokens_overrun": outcome.overrun,
-                },
-            )
+            _log_violation(reservation, used, outcome.overrun)
         model = command.model or reservation.model
         # Priced before anything changes: a cost the ledger cannot record is
         # refused (INVALID_ARGUMENT) with the reservation left as it was.
@@ -265,6 +253,11 @@ class Closing(EngineBase):
         late = Ending(
             EndKind.LATE_SETTLE, reservation, 0, 0, 0, used=used, repeated=True
         )
+        # Charged as an overrun (SPEC 12.2), so flagged as one (SPEC 4): usage
+        # past the hold by more than the limit, whatever expiry charged.
+        violation = _violates(
+            reservation, used - reservation.hold, budget.policy.overrun_limit_percent
+        )
         if extra and not reservation.end_fingerprint:
             now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()
             reservation.end_fingerprint = fingerprint
@@ -282,8 +275,11 @@ class Closing(EngineBase):
                 wall,
                 charged=extra,
                 overrun=extra,
-                detail={"late_settle": True, "used": used},
+                detail={"late_settle": True, "used": used}
+                | ({"violation": True} if violation else {}),
             )
+            if violation:
+                _log_violation(reservation, used, used - reservation.hold)
             batch = self._batch(budget, entry, reservation, now, wall)
             self._commits[reservation.reservation_id] = self._submit(batch)
             late = Ending(
@@ -294,6 +290,7 @@ class Closing(EngineBase):
                 extra,
                 used=used,
                 cost_micros=micros,
+                violation=violation,
             )
         await self._durable(reservation.reservation_id)
         log_event(logger, logging.INFO, "settle after expiry", ending_fields(late))
@@ -561,3 +558,24 @@ class Closing(EngineBase):
             batch.pools.extend(self._pool_rows(name, now, wall))
             self._serve_queues(self._budgets[name])
         return batch
+
+
+def _violates(reservation: Reservation, overrun: int, limit_percent: int) -> bool:
+    """Whether usage `overrun` tokens past the hold passes the overrun limit."""
+    return overrun * 100 > reservation.hold * limit_percent
+
+
+def _log_violation(reservation: Reservation, used: int, overrun: int) -> None:
+    log_event(
+        logger,
+        logging.WARNING,
+        "overrun beyond limit",
+        {
+            "budget": reservation.budget,
+            "tenant": reservation.tenant,
+            "reservation_id": reservation.reservation_id,
+            "tokens_granted": reservation.hold,
+            "tokens_used": used,
+            "tokens_overrun": overrun,
+        },
+    )
