@@ -125,16 +125,14 @@ class SessionHandler:
         self._handlers = dict(handlers)
         self._layers = tuple(layers)
 
-    def _chains(
-        self, metadata: Sequence[tuple[str, str | bytes]]
-    ) -> dict[str, Behavior]:
-        chains = {}
-        for name, behavior in self._handlers.items():
-            method = f"/{self._service}/{name}"
-            for layer in reversed(self._layers):
-                behavior = layer(method, metadata, behavior)
-            chains[name] = behavior
-        return chains
+    def _chain(
+        self, name: str, metadata: Sequence[tuple[str, str | bytes]]
+    ) -> Behavior:
+        behavior = self._handlers[name]
+        method = f"/{self._service}/{name}"
+        for layer in reversed(self._layers):
+            behavior = layer(method, metadata, behavior)
+        return behavior
 
     async def serve(
         self,
@@ -147,12 +145,17 @@ class SessionHandler:
         answered; when the stream is cancelled, they are cancelled with it, so
         a waiting Reserve is undone as for a unary caller that left.
         """
-        chains = self._chains(tuple(context.invocation_metadata() or ()))
+        metadata = tuple(context.invocation_metadata() or ())
+        chains = {name: self._chain(name, metadata) for name in self._handlers}
+
+        def chain_of(name: str, trace: Sequence[tuple[str, str]]) -> Behavior:
+            return self._chain(name, (*metadata, *trace))
+
         send, receive = anyio.create_memory_object_stream[pb.SessionResult](math.inf)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_write_results, receive, context)
             async with send:
-                await _Stream(chains, context, send).run(requests)
+                await _Stream(chains, chain_of, context, send).run(requests)
 
 
 async def _write_results(
@@ -177,10 +180,12 @@ class _Stream:
     def __init__(
         self,
         chains: Mapping[str, Behavior],
+        chain_of: Callable[[str, Sequence[tuple[str, str]]], Behavior],
         context: grpc.aio.ServicerContext[Any, Any],
         send: MemoryObjectSendStream[pb.SessionResult],
     ) -> None:
         self._chains = chains
+        self._chain_of = chain_of
         self._context = context
         self._send = send
         self._running: dict[int, anyio.CancelScope] = {}
@@ -228,6 +233,9 @@ class _Stream:
         timeout_s = op.timeout_ms / 1000 if op.timeout_ms > 0 else None
         context = _OpContext(self._context, timeout_s)
         behavior = self._chains[rpc]
+        if op.trace_context:
+            # The operation's own trace context wins over the stream's.
+            behavior = self._chain_of(rpc, sorted(op.trace_context.items()))
         request = getattr(op, kind)
         try:
             with scope:

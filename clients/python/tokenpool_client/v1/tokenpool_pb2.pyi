@@ -813,20 +813,29 @@ class SessionRequest(_message.Message):
     def __init__(self, ops: _Optional[_Iterable[_Union[SessionOp, _Mapping]]] = ...) -> None: ...
 
 class SessionOp(_message.Message):
-    __slots__ = ("tag", "reserve", "settle", "release", "cancel", "timeout_ms")
+    __slots__ = ("tag", "reserve", "settle", "release", "cancel", "timeout_ms", "trace_context")
+    class TraceContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TAG_FIELD_NUMBER: _ClassVar[int]
     RESERVE_FIELD_NUMBER: _ClassVar[int]
     SETTLE_FIELD_NUMBER: _ClassVar[int]
     RELEASE_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    TRACE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     tag: int
     reserve: ReserveRequest
     settle: SettleRequest
     release: ReleaseRequest
     cancel: int
     timeout_ms: int
-    def __init__(self, tag: _Optional[int] = ..., reserve: _Optional[_Union[ReserveRequest, _Mapping]] = ..., settle: _Optional[_Union[SettleRequest, _Mapping]] = ..., release: _Optional[_Union[ReleaseRequest, _Mapping]] = ..., cancel: _Optional[int] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+    trace_context: _containers.ScalarMap[str, str]
+    def __init__(self, tag: _Optional[int] = ..., reserve: _Optional[_Union[ReserveRequest, _Mapping]] = ..., settle: _Optional[_Union[SettleRequest, _Mapping]] = ..., release: _Optional[_Union[ReleaseRequest, _Mapping]] = ..., cancel: _Optional[int] = ..., timeout_ms: _Optional[int] = ..., trace_context: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class SessionResponse(_message.Message):
     __slots__ = ("results",)
