@@ -88,7 +88,7 @@ async def test_session_clients_share_one_stream_concurrently(
             for index in range(100):
                 tasks.start_soon(pair, one if index % 2 else two)
 
-        kinds = [e.kind for e in await s.ledger.entries(limit=1000)]
+        kinds = [str(e.kind) for e in await s.ledger.entries(limit=1000)]
         assert kinds.count("reserve") == kinds.count("settle") == 100
         assert await _pool(one, "in_flight_tokens") == 0
         # Many operations shared each commit: the stream batches them.
@@ -103,13 +103,13 @@ async def test_session_caller_cancel_undoes_waiting_reserve(
         with anyio.move_on_after(0.3):
             await client.reserve("b", "t", tokens=500, max_wait_ms=60_000)
         with anyio.fail_after(5):
-            while await _pool(client, "waiting"):
+            while await _pool(client, "waiting"):  # noqa: ASYNC110 - over gRPC
                 await anyio.sleep(0.01)
 
         await client.settle(held.reservation_id, "t", output_tokens=1)
 
         assert await _pool(client, "in_flight_tokens") == 0
-        kinds = [e.kind for e in await s.ledger.entries()]
+        kinds = [str(e.kind) for e in await s.ledger.entries()]
         assert kinds.count("reserve") == 1
 
 
