@@ -10,6 +10,7 @@ operation's `OpStatus` instead, so a failed operation never ends the stream.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
@@ -19,6 +20,7 @@ import anyio
 import grpc
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from google.protobuf.message import Message
 from tokenpool_client.v1 import tokenpool_pb2 as pb
 
 logger = logging.getLogger(__name__)
@@ -151,27 +153,36 @@ class SessionHandler:
         def chain_of(name: str, trace: Sequence[tuple[str, str]]) -> Behavior:
             return self._chain(name, (*metadata, *trace))
 
-        send, receive = anyio.create_memory_object_stream[pb.SessionResult](math.inf)
+        send, receive = anyio.create_memory_object_stream[_Decided](math.inf)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_write_results, receive, context)
             async with send:
                 await _Stream(chains, chain_of, context, send).run(requests)
 
 
+# One decided operation: its tag, the SessionResult field and its message.
+_Decided = tuple[int, str, Message]
+
+
 async def _write_results(
-    receive: MemoryObjectReceiveStream[pb.SessionResult],
+    receive: MemoryObjectReceiveStream[_Decided],
     context: grpc.aio.ServicerContext[Any, Any],
 ) -> None:
     """Sends results as they are decided, those ready together in one message."""
     async with receive:
         async for first in receive:
-            results = [first]
-            while len(results) < _MAX_RESULTS_PER_MESSAGE:
-                try:
-                    results.append(receive.receive_nowait())
-                except anyio.WouldBlock:
-                    break
-            await context.write(pb.SessionResponse(results=results))
+            response = pb.SessionResponse()
+            results = response.results
+            decided: _Decided | None = first
+            while decided is not None:
+                tag, kind, message = decided
+                # Copied once, straight into the message that is sent.
+                getattr(results.add(tag=tag), kind).CopyFrom(message)
+                decided = None
+                if len(results) < _MAX_RESULTS_PER_MESSAGE:
+                    with contextlib.suppress(anyio.WouldBlock):
+                        decided = receive.receive_nowait()
+            await context.write(response)
 
 
 class _Stream:
@@ -182,7 +193,7 @@ class _Stream:
         chains: Mapping[str, Behavior],
         chain_of: Callable[[str, Sequence[tuple[str, str]]], Behavior],
         context: grpc.aio.ServicerContext[Any, Any],
-        send: MemoryObjectSendStream[pb.SessionResult],
+        send: MemoryObjectSendStream[_Decided],
     ) -> None:
         self._chains = chains
         self._chain_of = chain_of
@@ -215,7 +226,8 @@ class _Stream:
         if kind is None:
             self._answer(
                 op.tag,
-                error=_status(
+                "error",
+                _status(
                     grpc.StatusCode.INVALID_ARGUMENT,
                     "A Session operation must set reserve, settle, release or cancel.",
                 ),
@@ -239,15 +251,16 @@ class _Stream:
         request = getattr(op, kind)
         try:
             with scope:
-                with anyio.move_on_after(math.inf if timeout_s is None else timeout_s):
+                with _timeout(timeout_s):
                     response = await behavior(
                         request, cast(grpc.aio.ServicerContext[Any, Any], context)
                     )
-                    self._answer(op.tag, **{kind: response})
+                    self._answer(op.tag, kind, response)
                     return
                 self._answer(
                     op.tag,
-                    error=_status(
+                    "error",
+                    _status(
                         grpc.StatusCode.DEADLINE_EXCEEDED,
                         f"The {rpc} operation passed its timeout_ms of "
                         f"{op.timeout_ms}; nothing is held for it.",
@@ -256,18 +269,26 @@ class _Stream:
                 return
             self._answer(
                 op.tag,
-                error=_status(
+                "error",
+                _status(
                     grpc.StatusCode.CANCELLED,
                     f"The {rpc} operation was cancelled by the client.",
                 ),
             )
         except _OpFailed as failed:
-            self._answer(op.tag, error=failed.status)
+            self._answer(op.tag, "error", failed.status)
         finally:
             self._running.pop(op.tag, None)
 
-    def _answer(self, tag: int, **result: Any) -> None:
-        self._send.send_nowait(pb.SessionResult(tag=tag, **result))
+    def _answer(self, tag: int, kind: str, message: Message) -> None:
+        self._send.send_nowait((tag, kind, message))
+
+
+def _timeout(timeout_s: float | None) -> anyio.CancelScope:
+    """A scope that ends the operation at its timeout; a plain one without."""
+    if timeout_s is None:
+        return anyio.CancelScope()
+    return anyio.move_on_after(timeout_s)
 
 
 def _op_status(status: grpc.Status) -> pb.OpStatus:
