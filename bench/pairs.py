@@ -204,9 +204,9 @@ def _process(
 @contextmanager
 def _receiver() -> Iterator[int]:
     """The OTLP trace receiver of telemetry_overhead.py, in its own process."""
+    script = Path(__file__).with_name("telemetry_overhead.py")
     child = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("telemetry_overhead.py"))]
-        + ["--serve-receiver"],
+        [sys.executable, str(script), "--serve-receiver"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -221,7 +221,9 @@ def _receiver() -> Iterator[int]:
 
 
 @contextmanager
-def _daemon(folder: Path, name: str, otlp_port: int | None) -> Iterator[tuple[str, int]]:
+def _daemon(
+    folder: Path, name: str, otlp_port: int | None
+) -> Iterator[tuple[str, int]]:
     port = _free_port()
     config = folder / f"{name}.toml"
     db = folder / f"{name}-{port}.db"
@@ -303,9 +305,7 @@ async def _measure(
     return _figures(scenario, concurrency, latencies, span_s, cpu_s)
 
 
-async def _echo_runs(
-    folder: Path, levels: list[int], seconds: float
-) -> list[Figures]:
+async def _echo_runs(folder: Path, levels: list[int], seconds: float) -> list[Figures]:
     port = _free_port()
     args = [sys.executable, __file__, "--serve-echo", str(port)]
     address = f"127.0.0.1:{port}"
@@ -345,9 +345,7 @@ async def _daemon_runs(
                 timeout=10,
             )
 
-        return [
-            await _measure(scenario, pid, pair, level, seconds) for level in levels
-        ]
+        return [await _measure(scenario, pid, pair, level, seconds) for level in levels]
 
 
 async def _session_runs(
@@ -381,9 +379,7 @@ def _redis_missing() -> str | None:
     return None
 
 
-async def _redis_runs(
-    folder: Path, levels: list[int], seconds: float
-) -> list[Figures]:
+async def _redis_runs(folder: Path, levels: list[int], seconds: float) -> list[Figures]:
     import redis.asyncio as aioredis
 
     port = _free_port()
@@ -444,11 +440,13 @@ async def run(levels: list[int], seconds: float) -> list[Figures]:
         with _daemon(folder, "daemon", None) as (address, pid):
             results += await _daemon_runs("daemon", address, pid, levels, seconds)
         _say("(b) daemon, tracing and metrics on")
-        with _receiver() as otlp_port:
-            with _daemon(folder, "telemetry", otlp_port) as (address, pid):
-                results += await _daemon_runs(
-                    "daemon+telemetry", address, pid, levels, seconds
-                )
+        with (
+            _receiver() as otlp_port,
+            _daemon(folder, "telemetry", otlp_port) as (address, pid),
+        ):
+            results += await _daemon_runs(
+                "daemon+telemetry", address, pid, levels, seconds
+            )
         missing = _redis_missing()
         if missing is None:
             _say("(c) redis")

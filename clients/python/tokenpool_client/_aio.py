@@ -13,7 +13,7 @@ import grpc
 
 from . import _codec
 from ._errors import error_from_rpc
-from ._session import SESSION_OPS, SharedSession
+from ._session import SESSION_OPS, SessionStream, SharedSession
 from ._types import (
     BudgetStatus,
     Extension,
@@ -56,7 +56,8 @@ class AsyncClient:
         session: Send Reserve, Settle and Release over the daemon's Session
             stream, one per process shared by every such client, instead of
             one unary call each (much cheaper under load; needs a daemon that
-            serves Session). Ignored when channel is given.
+            serves Session). With channel given, the stream runs on it and
+            is this client's own.
     """
 
     def __init__(
@@ -72,11 +73,14 @@ class AsyncClient:
         session: bool = False,
     ) -> None:
         self._options = _codec.CallOptions(timeout_s, metadata, token)
-        self._session = None
+        self._session: SharedSession | SessionStream | None = None
         if session and channel is None:
             self._session = SharedSession(
                 address, self._options, credentials, tls_server_name
             )
+        elif session and channel is not None:
+            # The caller's channel: one stream of this client's own on it.
+            self._session = SessionStream(channel, self._options, owns_channel=False)
         self._owns_channel = channel is None
         self._channel = channel or _codec.open_channel(
             grpc.aio, address, credentials, tls_server_name

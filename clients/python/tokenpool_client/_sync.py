@@ -58,7 +58,8 @@ class Client:
         session: Send Reserve, Settle and Release over the daemon's Session
             stream, one per process shared by every such client, instead of
             one unary call each (much cheaper under load; needs a daemon that
-            serves Session). Ignored when channel is given.
+            serves Session). Ignored when channel is given (a blocking
+            channel cannot carry the asyncio stream).
     """
 
     def __init__(
