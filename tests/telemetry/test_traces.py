@@ -317,3 +317,39 @@ async def test_provider_cut_is_a_span_a_log_line_and_a_metric(
         )
         == 1
     )
+
+
+async def test_session_operations_join_the_callers_trace(
+    serve: ServeFactory, caller: Tracer
+) -> None:
+    async with otlp_receiver() as receiver, serve(**_traced(receiver)) as s:
+        async with AsyncClient(s.address, session=True) as client:
+            await client.reserve("b", "t", tokens=900)
+            with caller.start_as_current_span("llm-call") as llm_call:
+                granted = await client.reserve("b", "t", tokens=50)
+                await client.settle(granted.reservation_id, "t", output_tokens=20)
+            with pytest.raises(RefusedError):
+                await client.reserve("b", "t", tokens=500)
+        await receiver.wait_for(RESERVE, SETTLE)
+        await wait_until(lambda: _spans_named(receiver, RESERVE, 3))
+
+    context = llm_call.get_span_context()
+    reserves = receiver.named(RESERVE)
+    [settle] = receiver.named(SETTLE)
+    joined = [
+        span
+        for span in (*reserves, settle)
+        if int.from_bytes(span.trace_id, "big") == context.trace_id
+    ]
+    assert len(joined) == 2
+    assert all(
+        int.from_bytes(span.parent_span_id, "big") == context.span_id for span in joined
+    )
+    codes = sorted(
+        str(attributes(span)["rpc.response.status_code"]) for span in reserves
+    )
+    assert codes == ["OK", "OK", "RESOURCE_EXHAUSTED"]
+
+
+async def _spans_named(receiver: Receiver, name: str, count: int) -> bool:
+    return len(receiver.named(name)) >= count

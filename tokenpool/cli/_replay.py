@@ -303,6 +303,13 @@ def replay(
         int,
         typer.Option(min=1, help="Calls in flight with --address and --speed max."),
     ] = 64,
+    session: Annotated[
+        bool,
+        typer.Option(
+            help="Send Reserve, Settle and Release over one Session stream "
+            "instead of one unary call each (fastest at --speed max).",
+        ),
+    ] = False,
     ledger: Annotated[
         Path | None,
         typer.Option(
@@ -507,6 +514,7 @@ def replay(
             skew=skew,
             address=address,
             concurrency=concurrency,
+            session=session,
             token=_token(token_file) if address is not None else None,
         )
         plan = _Plan(setup, trace_rows, max_lease_ms, fairness_window)

@@ -30,6 +30,7 @@ from tokenpool.ledger import Entry, EntryKind, Ledger, LedgerBatch
 from tokenpool.service import (
     AdminServicer,
     AuthInterceptor,
+    OpLayer,
     TokenPoolServicer,
     add_service,
     method_rules,
@@ -84,6 +85,7 @@ class Daemon:
         self._credentials: Credentials | None = None
         self._keys: KeyRing | None = None
         self._reloading = anyio.Lock()
+        self._op_layers: list[OpLayer] = []
 
     def stop(self) -> None:
         """Asks a running daemon to drain and stop; safe to call repeatedly."""
@@ -115,6 +117,12 @@ class Daemon:
         ]
         # Bind first: a daemon that cannot listen must not touch the ledger.
         server, bound = self._bind(interceptors, tls)
+        # Session operations pass through the same layers as unary calls.
+        self._op_layers = [
+            interceptor.op_layer
+            for interceptor in interceptors
+            if isinstance(interceptor, TelemetryInterceptor | AuthInterceptor)
+        ]
         for interceptor in interceptors:
             if isinstance(interceptor, TelemetryInterceptor):
                 interceptor.listening_on(bound)
@@ -249,7 +257,12 @@ class Daemon:
     ) -> None:
         engine, ledger = running.engine, running.ledger
         services = pb.DESCRIPTOR.services_by_name
-        add_service(server, TokenPoolServicer(engine), services["TokenPool"])
+        add_service(
+            server,
+            TokenPoolServicer(engine),
+            services["TokenPool"],
+            op_layers=self._op_layers,
+        )
         admin = AdminServicer(engine, ledger, self.reload, self._keys)
         add_service(server, admin, services["Admin"])
         health_servicer = health.aio.HealthServicer()

@@ -30,6 +30,7 @@ from tokenpool.core import (
     Breach,
     BudgetPolicy,
     CalendarPeriods,
+    CallShape,
     ChargeTarget,
     Draws,
     InputLimits,
@@ -160,6 +161,9 @@ class EngineBase:
         self._calendar_timezone = calendar_timezone
         self._limit_book = LimitBook(CalendarPeriods(calendar_timezone))
         self._admitted: dict[str, TenantPolicy] = {}
+        # Sizings by budget and call shape, with the policy that decided them:
+        # scoring is exact (Fraction) arithmetic, and callers repeat shapes.
+        self._sizings: dict[tuple[str, CallShape], tuple[BudgetPolicy, Sizing]] = {}
         self._reservations: dict[str, Reservation] = {}
         self._commits: dict[str, Awaitable[int]] = {}
         self._idempotency: dict[tuple[str, str], str] = {}

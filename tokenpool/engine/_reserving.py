@@ -58,6 +58,10 @@ from tokenpool.ledger import EntryKind, LedgerBatch
 
 logger = logging.getLogger(__name__)
 
+# Sizings remembered per engine before the memo starts afresh: a few
+# thousand distinct call shapes cover a steady workload.
+_SIZINGS_KEPT = 4096
+
 # A waiter whose pool cannot say when it will fit is looked at again this
 # often; settles and releases wake the queue sooner.
 _RETRY_POLL_NS = 100 * NS_PER_MS
@@ -308,7 +312,14 @@ class Reserving(EngineBase):
         """Scores and sizes a call, with the learned correction when it is on."""
         policy = budget.policy
         call = shape(command)
-        sizing = size_call(call, policy)
+        cached = self._sizings.get((policy.name, call))
+        if cached is not None and cached[0] is policy:
+            sizing = cached[1]
+        else:
+            sizing = size_call(call, policy)
+            if len(self._sizings) >= _SIZINGS_KEPT:
+                self._sizings.clear()
+            self._sizings[policy.name, call] = (policy, sizing)
         if sizing.unknown_task_type:
             budget.unknown_task_types += 1
             logger.debug(

@@ -7,7 +7,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import aiosqlite
@@ -402,48 +402,17 @@ class Ledger:
     async def _write(
         self, conn: aiosqlite.Connection, group: Group, left_ms: int
     ) -> None:
-        """Write one group in one transaction: a handful of worker-thread hops.
+        """Write one group in one transaction, in one worker-thread hop.
 
         `left_ms` is what remains of the group's ledger timeout; the lock
-        wait is cut to it when the group has already waited a while.
+        wait is cut to it when the group has already waited a while. Each
+        aiosqlite await costs a thread hand-off and a loop wake-up (tens of
+        microseconds), so the whole transaction runs as one call on the
+        connection's worker thread: a failed one is rolled back there too.
         """
         shortened = left_ms < self._busy_timeout_ms - _SHORTEN_AFTER_MS
-        if shortened:
-            await conn.execute(f"PRAGMA busy_timeout = {int(left_ms)}")
-        try:
-            # IMMEDIATE takes the write lock up front, waiting up to busy_timeout.
-            await conn.execute("BEGIN IMMEDIATE")
-            if group.entries:
-                await conn.executemany(INSERT_ENTRY, group.entries)
-            if group.reservations:
-                await conn.executemany(
-                    UPSERT_RESERVATION, list(group.reservations.values())
-                )
-            if group.pools:
-                await conn.executemany(UPSERT_POOL, list(group.pools.values()))
-            if group.refusals:
-                await conn.executemany(ADD_REFUSALS, group.refusal_values())
-            for statement, params in group.settings:
-                await conn.execute(statement, params)
-            if group.keys:
-                await conn.executemany(UPSERT_KEY, list(group.keys.values()))
-            await conn.execute("COMMIT")
-        finally:
-            if shortened:
-                await self._restore_busy_timeout(conn)
-
-    async def _restore_busy_timeout(self, conn: aiosqlite.Connection) -> None:
-        """Puts the whole busy timeout back after a shortened write."""
-        try:
-            await conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-        except sqlite3.Error as exc:
-            # The next shortened write sets it again; a full one keeps the
-            # shorter wait, which errs on the side of answering sooner.
-            logger.warning(
-                "ledger busy timeout not restored error=%r",
-                exc,
-                extra={"error": repr(exc)},
-            )
+        timeout_ms = int(left_ms) if shortened else None
+        await _on_worker(conn, _write_group, group, timeout_ms, self._busy_timeout_ms)
 
     @staticmethod
     async def _rollback(conn: aiosqlite.Connection) -> None:
@@ -772,3 +741,65 @@ async def _close_quietly(conn: aiosqlite.Connection) -> None:
             logger.warning(
                 "ledger close failed error=%r", exc, extra={"error": repr(exc)}
             )
+
+
+async def _on_worker(
+    conn: aiosqlite.Connection, work: Callable[..., None], *args: object
+) -> None:
+    """Runs `work(raw_connection, *args)` on the connection's worker thread.
+
+    aiosqlite has no public call for this; `_execute` is how its own
+    methods queue work, and the version is pinned in constraints.txt.
+    """
+    raw: sqlite3.Connection = conn._conn
+    await conn._execute(work, raw, *args)  # type: ignore[no-untyped-call]
+
+
+def _write_group(
+    raw: sqlite3.Connection,
+    group: Group,
+    timeout_ms: int | None,
+    busy_timeout_ms: int,
+) -> None:
+    """One group's transaction, on the worker thread; rolled back on failure."""
+    if timeout_ms is not None:
+        raw.execute(f"PRAGMA busy_timeout = {timeout_ms}")
+    try:
+        # IMMEDIATE takes the write lock up front, waiting up to busy_timeout.
+        raw.execute("BEGIN IMMEDIATE")
+        if group.entries:
+            raw.executemany(INSERT_ENTRY, group.entries)
+        if group.reservations:
+            raw.executemany(UPSERT_RESERVATION, list(group.reservations.values()))
+        if group.pools:
+            raw.executemany(UPSERT_POOL, list(group.pools.values()))
+        if group.refusals:
+            raw.executemany(ADD_REFUSALS, group.refusal_values())
+        for statement, params in group.settings:
+            raw.execute(statement, params)
+        if group.keys:
+            raw.executemany(UPSERT_KEY, list(group.keys.values()))
+        raw.execute("COMMIT")
+    except BaseException:
+        if raw.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                # The next group's BEGIN fails and retries this rollback.
+                raw.execute("ROLLBACK")
+        raise
+    finally:
+        if timeout_ms is not None:
+            _restore_busy_timeout(raw, busy_timeout_ms)
+
+
+def _restore_busy_timeout(raw: sqlite3.Connection, busy_timeout_ms: int) -> None:
+    """Puts the whole busy timeout back after a shortened write."""
+    try:
+        raw.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+    except sqlite3.Error as exc:
+        # The next shortened write sets it again; a full one keeps the
+        # shorter wait, which errs on the side of answering sooner.
+        logger.warning(
+            "ledger busy timeout not restored error=%r",
+            exc,
+            extra={"error": repr(exc)},
+        )

@@ -63,6 +63,8 @@ class ReplaySetup:
     """The in-process daemon's settings (address and ledger already set)."""
     concurrency: int = 64
     """Calls in flight against a running daemon at --speed max."""
+    session: bool = False
+    """Send Reserve, Settle and Release over one Session stream."""
     token: str | None = None
     """Bearer token for a running daemon that requires credentials (the
     admin token: the replay acts as every tenant, and reads reports)."""
@@ -205,7 +207,11 @@ async def _replay(
     async with grpc.aio.insecure_channel(address) as channel:
         reads = _Reads(channel, setup.budget, setup.token)
         client = AsyncClient(
-            address, channel=channel, timeout_s=CALL_TIMEOUT_S, token=setup.token
+            address,
+            channel=channel,
+            timeout_s=CALL_TIMEOUT_S,
+            token=setup.token,
+            session=setup.session,
         )
         caller = Caller(
             client,
@@ -235,6 +241,8 @@ async def _replay(
                 mode = "paced"
                 await _pace(caller, setup.calls, setup.speed)
             tasks.cancel_scope.cancel()
+        # Ends the Session stream, if any; the channel stays for the reads.
+        await client.close()
         await _show(tally, hook)
 
         after = await reads.snapshot()

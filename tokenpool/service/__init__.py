@@ -7,13 +7,16 @@ from tokenpool.service._auth import AuthInterceptor, Rule, method_rules
 from tokenpool.service._convert import budget_status as budget_status_message
 from tokenpool.service._registration import add_service
 from tokenpool.service._servicer import TokenPoolServicer
+from tokenpool.service._session import OpLayer, SessionHandler
 from tokenpool.service._status import ERROR_DOMAIN, status_code, to_status
 
 __all__ = [
     "ERROR_DOMAIN",
     "AdminServicer",
     "AuthInterceptor",
+    "OpLayer",
     "Rule",
+    "SessionHandler",
     "TokenPoolServicer",
     "add_service",
     "budget_status_message",

@@ -10,6 +10,8 @@ metadata; what a tenant key may do:
   reservations;
 - GetTeam: read only its own team;
 - GetBudget, ListBudgets: read budget status;
+- Session: open a stream with any known credential; each operation on it is
+  checked as its unary RPC would be (`op_layer`);
 - anything else (every Admin call, and any method not classified below):
   nothing; it needs the admin token.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -48,6 +50,8 @@ class Rule(enum.Enum):
     """Only for the team the key's tenant belongs to."""
     ADMIN = "admin"
     """The admin token only."""
+    PER_OP = "per_op"
+    """A stream any known credential may open; each operation is checked."""
 
 
 # Methods of the TokenPool service that a tenant key may call, and how.
@@ -60,6 +64,7 @@ _TENANT_RULES = {
     "GetTeam": Rule.OWN_TEAM,
     "GetBudget": Rule.READ,
     "ListBudgets": Rule.READ,
+    "Session": Rule.PER_OP,
 }
 
 
@@ -109,6 +114,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         rule = self._rules.get(handler_call_details.method)
         if handler is None or rule is None:
             return handler
+        if rule is Rule.PER_OP and handler.stream_stream is not None:
+            return self._stream_guarded(handler_call_details, handler)
         if handler.unary_unary is None:
             # Only unary calls are guarded here; a streaming method of our
             # services would pass unchecked, so it is not served at all.
@@ -125,6 +132,62 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+    def op_layer(
+        self,
+        method: str,
+        metadata: Sequence[tuple[str, str | bytes]],
+        behavior: _Behavior,
+    ) -> _Behavior:
+        """Checks one operation of a Session stream as its unary RPC is checked."""
+        rule = self._rules.get(method, Rule.ADMIN)
+        rpc = method.rpartition("/")[2]
+        return self._guarded(rpc, rule, _bearer(metadata), behavior)
+
+    def _stream_guarded(
+        self,
+        handler_call_details: grpc.HandlerCallDetails,
+        handler: grpc.RpcMethodHandler,
+    ) -> grpc.RpcMethodHandler:
+        """A stream that only a known credential may open."""
+        rpc = handler_call_details.method.rpartition("/")[2]
+        authorization = _bearer(handler_call_details.invocation_metadata or ())
+        behavior = handler.stream_stream
+
+        async def guarded(
+            requests: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> Any:
+            try:
+                self._credentials.identify(authorization)
+            except AccessError as exc:
+                await self._refuse(rpc, exc, context)
+            return await behavior(requests, context)
+
+        return grpc.stream_stream_rpc_method_handler(
+            guarded,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    async def _refuse(
+        self,
+        rpc: str,
+        refused: AccessError,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> None:
+        """Ends the call with the refusal's status, logging whose it was."""
+        code = status_code(refused)
+        # The credential itself is never logged, only whose it was.
+        logger.warning(
+            "rpc refused by access control rpc=%s code=%s peer=%s tenant=%s",
+            rpc,
+            code.name,
+            context.peer(),
+            getattr(refused, "tenant", None) or "-",
+            extra={"rpc": rpc, "code": code.name, "peer": context.peer()},
+        )
+        await context.abort_with_status(to_status(refused))
+        raise AssertionError("abort_with_status returned")  # pragma: no cover
 
     def _guarded(
         self, rpc: str, rule: Rule, authorization: str | None, behavior: _Behavior
@@ -146,18 +209,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 finally:
                     CALLER.reset(token)
 
-            code = status_code(refused)
-            # The credential itself is never logged, only whose it was.
-            logger.warning(
-                "rpc refused by access control rpc=%s code=%s peer=%s tenant=%s",
-                rpc,
-                code.name,
-                context.peer(),
-                getattr(refused, "tenant", None) or "-",
-                extra={"rpc": rpc, "code": code.name, "peer": context.peer()},
-            )
-            await context.abort_with_status(to_status(refused))
-            raise AssertionError("abort_with_status returned")  # pragma: no cover
+            await self._refuse(rpc, refused, context)
 
         return guarded
 

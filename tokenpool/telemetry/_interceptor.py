@@ -99,6 +99,18 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
             response_serializer=handler.response_serializer,
         )
 
+    def op_layer(self, method: str, metadata: Any, behavior: _Behavior) -> _Behavior:
+        """Wraps one operation of a Session stream as its unary RPC is wrapped.
+
+        Each operation gets the span and duration its unary RPC would get,
+        named after that RPC (`tokenpool.v1.TokenPool/Reserve`), a child of
+        the trace context the stream was opened with.
+        """
+        name = method.lstrip("/")
+        if name.partition("/")[0] not in self._services:
+            return behavior
+        return self._observed(name, metadata, behavior)
+
     def _observed(self, method: str, metadata: Any, behavior: _Behavior) -> _Behavior:
         tracer, metrics = self._tracer, self._metrics
 

@@ -13,6 +13,7 @@ import grpc
 
 from . import _codec
 from ._errors import error_from_rpc
+from ._session import SESSION_OPS, SessionStream, SharedSession
 from ._types import (
     BudgetStatus,
     Extension,
@@ -52,6 +53,11 @@ class AsyncClient:
             a plaintext channel when None.
         tls_server_name: The name the server's certificate must carry, when
             it differs from the host in address.
+        session: Send Reserve, Settle and Release over the daemon's Session
+            stream, one per process shared by every such client, instead of
+            one unary call each (much cheaper under load; needs a daemon that
+            serves Session). With channel given, the stream runs on it and
+            is this client's own.
     """
 
     def __init__(
@@ -64,8 +70,17 @@ class AsyncClient:
         token: str | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         tls_server_name: str | None = None,
+        session: bool = False,
     ) -> None:
         self._options = _codec.CallOptions(timeout_s, metadata, token)
+        self._session: SharedSession | SessionStream | None = None
+        if session and channel is None:
+            self._session = SharedSession(
+                address, self._options, credentials, tls_server_name
+            )
+        elif session and channel is not None:
+            # The caller's channel: one stream of this client's own on it.
+            self._session = SessionStream(channel, self._options, owns_channel=False)
         self._owns_channel = channel is None
         self._channel = channel or _codec.open_channel(
             grpc.aio, address, credentials, tls_server_name
@@ -88,6 +103,8 @@ class AsyncClient:
 
     async def close(self) -> None:
         """Close the channel, unless the caller passed it in."""
+        if self._session is not None:
+            await self._session.aclose()
         if self._owns_channel:
             await self._channel.close()
 
@@ -97,6 +114,11 @@ class AsyncClient:
         request: Any,
         timeout_s: float | None = None,
     ) -> _R:
+        kind = SESSION_OPS.get(type(request))
+        if self._session is not None and kind is not None:
+            timeout = self._options.timeout_s if timeout_s is None else timeout_s
+            answer: _R = await self._session.run(kind, request, timeout)
+            return answer
         try:
             return await rpc(request, **self._options.kwargs(timeout_s))
         except grpc.RpcError as exc:

@@ -13,6 +13,7 @@ import grpc
 
 from . import _codec
 from ._errors import error_from_rpc
+from ._session import SESSION_OPS, BlockingSession, SharedSession
 from ._types import (
     BudgetStatus,
     Extension,
@@ -54,6 +55,11 @@ class Client:
             a plaintext channel when None.
         tls_server_name: The name the server's certificate must carry, when
             it differs from the host in address.
+        session: Send Reserve, Settle and Release over the daemon's Session
+            stream, one per process shared by every such client, instead of
+            one unary call each (much cheaper under load; needs a daemon that
+            serves Session). Ignored when channel is given (a blocking
+            channel cannot carry the asyncio stream).
     """
 
     def __init__(
@@ -66,8 +72,14 @@ class Client:
         token: str | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         tls_server_name: str | None = None,
+        session: bool = False,
     ) -> None:
         self._options = _codec.CallOptions(timeout_s, metadata, token)
+        self._session = None
+        if session and channel is None:
+            self._session = BlockingSession(
+                SharedSession(address, self._options, credentials, tls_server_name)
+            )
         self._owns_channel = channel is None
         self._channel = channel or _codec.open_channel(
             grpc, address, credentials, tls_server_name
@@ -90,6 +102,8 @@ class Client:
 
     def close(self) -> None:
         """Close the channel, unless the caller passed it in."""
+        if self._session is not None:
+            self._session.close()
         if self._owns_channel:
             self._channel.close()
 
@@ -99,6 +113,11 @@ class Client:
         request: Any,
         timeout_s: float | None = None,
     ) -> _R:
+        kind = SESSION_OPS.get(type(request))
+        if self._session is not None and kind is not None:
+            timeout = self._options.timeout_s if timeout_s is None else timeout_s
+            answer: _R = self._session.run(kind, request, timeout)
+            return answer
         try:
             return rpc(request, **self._options.kwargs(timeout_s))
         except grpc.RpcError as exc:

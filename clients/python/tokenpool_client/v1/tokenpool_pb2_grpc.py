@@ -75,6 +75,11 @@ class TokenPoolStub:
                 request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.GetTeamRequest.SerializeToString,
                 response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.TeamStatus.FromString,
                 _registered_method=True)
+        self.Session = channel.stream_stream(
+                '/tokenpool.v1.TokenPool/Session',
+                request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.SessionRequest.SerializeToString,
+                response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.SessionResponse.FromString,
+                _registered_method=True)
 
 
 class TokenPoolServicer:
@@ -137,6 +142,17 @@ class TokenPoolServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Session(self, request_iterator, context):
+        """Many Reserve, Settle and Release operations multiplexed on one stream:
+        each is tagged by the client, decided with the same rules, ledger,
+        access checks and traces as its unary RPC, and answered (tagged) as
+        soon as it is decided, in any order. Closing or cancelling the stream
+        undoes every Reserve still waiting for tokens.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TokenPoolServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -179,6 +195,11 @@ def add_TokenPoolServicer_to_server(servicer, server):
                     servicer.GetTeam,
                     request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.GetTeamRequest.FromString,
                     response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.TeamStatus.SerializeToString,
+            ),
+            'Session': grpc.stream_stream_rpc_method_handler(
+                    servicer.Session,
+                    request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.SessionRequest.FromString,
+                    response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.SessionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -398,6 +419,33 @@ class TokenPool:
             '/tokenpool.v1.TokenPool/GetTeam',
             tokenpool_dot_v1_dot_tokenpool__pb2.GetTeamRequest.SerializeToString,
             tokenpool_dot_v1_dot_tokenpool__pb2.TeamStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Session(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/tokenpool.v1.TokenPool/Session',
+            tokenpool_dot_v1_dot_tokenpool__pb2.SessionRequest.SerializeToString,
+            tokenpool_dot_v1_dot_tokenpool__pb2.SessionResponse.FromString,
             options,
             channel_credentials,
             insecure,
