@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 _LISTED = 100
 _MAX_LISTED = 10_000
 
+# The longest key label accepted, in characters, as CreateKey allows.
+_MAX_LABEL = 256
+
 # The longest backup path accepted, in characters: Linux's PATH_MAX.
 _MAX_PATH = 4096
 
@@ -391,6 +394,7 @@ class AdminServicer(pb_grpc.AdminServicer):
     ) -> pb.CreatedKey:
         async def rotate() -> pb.CreatedKey:
             _check_id("key_id", request.key_id)
+            check_text("label", request.label, _MAX_LABEL)
             info, key, old = await self._key_ring().rotate(
                 request.key_id,
                 keep_old=request.keep_old,
