@@ -16,7 +16,7 @@ from tests.daemon._crash import joined
 from tests.daemon._load import Client
 
 
-class _Faulty(pb_grpc.TokenPoolServicer):  # type: ignore[misc]
+class _Faulty(pb_grpc.TokenPoolServicer):
     """Answers every Reserve with one code, and stops the client after it."""
 
     def __init__(self, code: grpc.StatusCode, stop: threading.Event) -> None:
