@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import pytest
 
 from tokenpool import AccessDeniedError, UnauthenticatedError
@@ -10,6 +13,10 @@ from tokenpool.core import ADMIN, KEY_PREFIX, Credentials, Identity, key_digest,
 ADMIN_TOKEN = "admin-secret-token"
 KEY_A = "tpk_key-of-tenant-a"
 KEY_A2 = "tpk_rotated-key-of-tenant-a"
+
+
+def _raw(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
 
 
 def _credentials(admin: bool = True) -> Credentials:
@@ -79,3 +86,42 @@ def test_a_tenant_key_may_act_only_as_its_tenant() -> None:
         tenant.require_tenant("Reserve", "b")
     with pytest.raises(AccessDeniedError, match="SetCapacity is an admin call"):
         tenant.require_admin("SetCapacity")
+
+
+def test_every_check_goes_through_compare_digest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    credentials = _credentials()
+
+    assert credentials.identify(f"Bearer {ADMIN_TOKEN}") == ADMIN
+    assert compared == [(_raw(ADMIN_TOKEN), _raw(ADMIN_TOKEN))]
+    compared.clear()
+    assert credentials.identify(f"Bearer {KEY_A}") == Identity("a")
+    # Checked against the admin token first, then against its own stored digest.
+    assert compared == [(_raw(KEY_A), _raw(ADMIN_TOKEN)), (_raw(KEY_A), _raw(KEY_A))]
+    compared.clear()
+    with pytest.raises(UnauthenticatedError):
+        credentials.identify("Bearer tpk_not-a-key")
+    # An unknown key is compared too, against nothing, so it takes the same path.
+    assert compared[-1] == (_raw("tpk_not-a-key"), b"")
+
+
+def test_a_refusing_comparison_refuses_the_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # If identify compared with == anywhere, a comparison that always says
+    # "different" would not stop a correct key.
+    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: False)
+
+    with pytest.raises(UnauthenticatedError):
+        _credentials().identify(f"Bearer {ADMIN_TOKEN}")
+    with pytest.raises(UnauthenticatedError):
+        _credentials().identify(f"Bearer {KEY_A}")

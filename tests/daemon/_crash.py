@@ -19,6 +19,7 @@ import random
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -74,6 +75,21 @@ class Figures:
             f"{self.retries}, mismatches: {len(self.mismatches)} "
             f"({self.seconds:.1f} s)"
         )
+
+
+def joined(workers: Sequence[threading.Thread], *, timeout_s: float) -> list[str]:
+    """Joins every worker; one still running after its timeout is a mismatch.
+
+    A worker stuck in a call would otherwise be audited as if it had ended,
+    and its last acknowledgement could arrive after the final audit.
+    """
+    for worker in workers:
+        worker.join(timeout_s)
+    return [
+        f"{worker.name} still running {timeout_s:g} s after it was told to stop"
+        for worker in workers
+        if worker.is_alive()
+    ]
 
 
 def run(
@@ -154,8 +170,8 @@ def run(
 
         time.sleep(random.Random(seed + kills).uniform(0.3, seconds))
         stop.set()
+        figures.mismatches += joined(workers, timeout_s=60)
         for worker in workers:
-            worker.join(60)
             figures.retries += worker.retries
             figures.mismatches += worker.unexpected
         check(final=True)

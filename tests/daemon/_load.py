@@ -24,13 +24,16 @@ from tokenpool.replay import read_trace
 TRACE = Path(__file__).resolve().parents[2] / "deploy/demo/azure-llm-2023-conv.csv"
 
 # Codes that mean the call may not have been answered: retry it as it was.
+# INTERNAL and UNKNOWN are not among them: they are the daemon's own faults
+# (an exception it did not map), so each is counted as unexpected.
 TRANSIENT = {
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.CANCELLED,
-    grpc.StatusCode.UNKNOWN,
-    grpc.StatusCode.INTERNAL,
 }
+
+# Refusals each call may meet in normal load: the pool is short of tokens.
+_REFUSED = frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED})
 
 # Seconds one attempt may take before a client gives up on it and retries.
 _ATTEMPT_TIMEOUT_S = 5.0
@@ -98,6 +101,7 @@ class Client(threading.Thread):
         self.codes: Counter[str] = Counter()
         """Every answer's code, OK included, retried attempts too."""
         self.unexpected: list[str] = []
+        """Every answer that is neither success, transient nor an expected refusal."""
         self._channel = channel(address)
         self._stub = pb_grpc.TokenPoolStub(self._channel)
 
@@ -118,8 +122,17 @@ class Client(threading.Thread):
         finally:
             self._channel.close()
 
-    def _attempt(self, method: str, request: object) -> object:
-        """Sends until answered; returns the answer or the final RpcError."""
+    def _attempt(
+        self,
+        method: str,
+        request: object,
+        expected: frozenset[grpc.StatusCode] = frozenset(),
+    ) -> object:
+        """Sends until answered; returns the answer or the final RpcError.
+
+        A final error whose code is not `expected` (INTERNAL and UNKNOWN
+        included) is recorded in `unexpected`, which fails the audit.
+        """
         while True:
             self.gate.wait()
             timeout = _ATTEMPT_TIMEOUT_S
@@ -130,6 +143,10 @@ class Client(threading.Thread):
             except grpc.RpcError as exc:
                 self.codes[f"{method} {exc.code().name}"] += 1
                 if exc.code() not in TRANSIENT:
+                    if exc.code() not in expected:
+                        self.unexpected.append(
+                            f"{method} answered {exc.code().name}: {exc.details()}"
+                        )
                     return exc
                 self.retries += 1
                 time.sleep(0.02)
@@ -150,13 +167,12 @@ class Client(threading.Thread):
                 max_wait_ms=self.max_wait_ms,
                 idempotency_key=key,
             ),
+            _REFUSED,
         )
         if isinstance(answer, grpc.RpcError):
-            if answer.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            if answer.code() in _REFUSED:
                 with self.lock:
                     self.acks.refused_keys.add((self.tenant, key))
-            else:
-                self.unexpected.append(f"Reserve {key}: {answer}")
             return
         assert isinstance(answer, pb.ReserveResponse)
         rid = answer.reservation_id
@@ -178,6 +194,7 @@ class Client(threading.Thread):
                 pb.ExtendRequest(
                     reservation_id=rid, tenant=self.tenant, total_tokens=hold
                 ),
+                _REFUSED,
             )
             if isinstance(extended, pb.ExtendResponse):
                 with self.lock:
@@ -196,8 +213,6 @@ class Client(threading.Thread):
         if isinstance(settled, pb.SettleResponse):
             with self.lock:
                 self.acks.settled[rid] = settled.charged_tokens
-        else:
-            self.unexpected.append(f"Settle {rid}: {settled}")
 
     def _release(self, rid: str, billed: int) -> None:
         released = self._attempt(
@@ -209,5 +224,3 @@ class Client(threading.Thread):
         if isinstance(released, pb.ReleaseResponse):
             with self.lock:
                 self.acks.released[rid] = released.charged_tokens
-        else:
-            self.unexpected.append(f"Release {rid}: {released}")

@@ -196,3 +196,66 @@ def test_status_and_client_over_mutual_tls_with_keys_never_logged(
         for where in (text, stored, as_admin.stdout + as_admin.stderr):
             assert secret not in where
         assert secret.encode() not in database
+
+
+def test_keys_made_at_run_time_are_never_logged(tmp_path: Path) -> None:
+    admin = new_key()
+    (tmp_path / "admin-token").write_text(admin, encoding="utf-8")
+    (tmp_path / "admin-token").chmod(0o600)
+    port = free_port()
+    config = tmp_path / "tokenpool.toml"
+    config.write_text(
+        f'[server]\naddress = "127.0.0.1:{port}"\n\n'
+        f'[ledger]\npath = "{tmp_path / "ledger.db"}"\n\n'
+        f'[auth]\nadmin_token_file = "{tmp_path / "admin-token"}"\n\n'
+        '[[budgets]]\nname = "b"\ncapacity_tokens = 10000\n',
+        encoding="utf-8",
+    )
+    log = tmp_path / "daemon.log"
+    daemon = DaemonProcess(config, port, log, args=("--log-level", "DEBUG"))
+    as_admin = (("authorization", f"Bearer {admin}"),)
+    try:
+        with grpc.insecure_channel(daemon.address) as channel:
+            keys = pb_grpc.AdminStub(channel)
+            created = keys.CreateKey(
+                pb.CreateKeyRequest(tenant="a", label="first"), metadata=as_admin
+            )
+            kept = keys.RotateKey(
+                pb.RotateKeyRequest(key_id=created.info.key_id, keep_old=True),
+                metadata=as_admin,
+            )
+            rotated = keys.RotateKey(
+                pb.RotateKeyRequest(key_id=kept.info.key_id), metadata=as_admin
+            )
+            keys.RevokeKey(
+                pb.RevokeKeyRequest(key_id=created.info.key_id), metadata=as_admin
+            )
+            made = (created, kept, rotated)
+            api = pb_grpc.TokenPoolStub(channel)
+            # Each key is used: a grant with the live one, refusals with the others.
+            for key in (created.key, kept.key, rotated.key):
+                try:
+                    api.Reserve(
+                        pb.ReserveRequest(budget="b", tenant="a", tokens=10),
+                        metadata=(("authorization", f"Bearer {key}"),),
+                    )
+                except grpc.RpcError as exc:
+                    assert exc.code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        assert daemon.terminate() == 0
+
+    text = log.read_text(encoding="utf-8")
+    # The log did record every change, by key id and fingerprint.
+    for answer in made:
+        assert answer.info.key_id in text
+        assert answer.info.fingerprint in text
+    assert "tenant key revoked" in text
+    assert "rpc refused by access control" in text
+    assert "reserve answered" in text
+    database = (tmp_path / "ledger.db").read_bytes()
+    wal = tmp_path / "ledger.db-wal"
+    if wal.exists():
+        database += wal.read_bytes()
+    for secret in (admin, *(answer.key for answer in made)):
+        assert secret not in text
+        assert secret.encode() not in database

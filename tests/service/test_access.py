@@ -279,6 +279,52 @@ async def test_a_tenant_touches_only_its_own_reservations(serve: ServeFactory) -
         assert "not held by tenant 'b'" in failed.message
 
 
+# Calls of tenant b, as itself, on a reservation of tenant a.
+FOREIGN: dict[str, Call] = {
+    "Settle": lambda s, md, rid: s.api.Settle(
+        pb.SettleRequest(reservation_id=rid, tenant="b", output_tokens=1),
+        metadata=md,
+    ),
+    "Release": lambda s, md, rid: s.api.Release(
+        pb.ReleaseRequest(reservation_id=rid, tenant="b", billed_input_tokens=5),
+        metadata=md,
+    ),
+    "Extend": lambda s, md, rid: s.api.Extend(
+        pb.ExtendRequest(reservation_id=rid, tenant="b", total_tokens=500),
+        metadata=md,
+    ),
+}
+
+
+async def _state(s: Served) -> tuple[object, ...]:
+    """Status, open holds and the whole ledger, as the admin reads them."""
+    admin = _as(ADMIN)
+    budget = await s.api.GetBudget(pb.GetBudgetRequest(budget="b"), metadata=admin)
+    held = await s.admin.ListReservations(pb.ListReservationsRequest(), metadata=admin)
+    return budget, held, await s.ledger.entries(limit=10_000)
+
+
+@pytest.mark.parametrize("rpc", sorted(FOREIGN))
+async def test_another_tenants_reservation_is_denied_and_untouched(
+    serve: ServeFactory, rpc: str
+) -> None:
+    async with serve(**CONFIG) as s:
+        held = await _reserve(s, KEY_A, "a")
+        before = await _state(s)
+
+        failed = await refusal(FOREIGN[rpc](s, _as(KEY_B), held.reservation_id))
+
+        assert failed.code == DENIED
+        assert f"{held.reservation_id!r} is not held by tenant 'b'" in failed.message
+        assert await _state(s) == before
+        # The owner still can, once: the refusal left the hold as it was.
+        released = await s.api.Release(
+            pb.ReleaseRequest(reservation_id=held.reservation_id, tenant="a"),
+            metadata=_as(KEY_A),
+        )
+        assert released.refunded_tokens == 100
+
+
 async def test_a_tenant_reads_only_its_own_team(serve: ServeFactory) -> None:
     async with serve(**CONFIG) as s:
         own = await s.api.GetTeam(pb.GetTeamRequest(team="red"), metadata=_as(KEY_A))

@@ -1,11 +1,12 @@
 """Random field values through the real gRPC path: answered, never harmful.
 
-Hypothesis draws requests for every TokenPool RPC and the admin reads, with
-edge-case and random integers, arbitrary text and label maps, and sends them
-to one daemon. Each answer must be success or one of the codes of SPEC 11; a
-refusal must leave status and ledger as they were; and after every example
-the holds in the pools must add up to the open reservations.
-"""
+Hypothesis draws requests for every TokenPool RPC, the admin reads and the
+admin writes BackupLedger, UpsertTenant and CreateKey, with edge-case and
+random integers, arbitrary text and label maps, and sends them to one daemon
+(with the admin token, so that keys can be made). Each answer must be
+success or one of the codes of SPEC 11; a refusal must leave status, tenants,
+keys, files and ledger as they were; and after every example the holds in
+the pools must add up to the open reservations."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import grpc
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
@@ -23,6 +25,10 @@ from tokenpool_client.v1 import tokenpool_pb2 as pb
 
 from tests.conftest import Served, ServeFactory
 from tests.service._helpers import Refusal, refusal
+from tokenpool.core import key_digest, new_key
+
+ADMIN_TOKEN = new_key()
+AS_ADMIN = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
 
 CONFIG: dict[str, Any] = {
     "budgets": [
@@ -30,6 +36,8 @@ CONFIG: dict[str, Any] = {
         {"name": "closed", "capacity_tokens": 1000, "unknown_tenants": "refuse"},
     ],
     "tenants": [{"name": "t"}, {"name": "vip", "tier": "priority", "weight": 3}],
+    "teams": [{"name": "crew"}],
+    "auth": {"admin_token_sha256": key_digest(ADMIN_TOKEN)},
 }
 
 # Codes a request may be answered with (SPEC 11); anything else is a bug.
@@ -185,6 +193,57 @@ DRAWS = st.one_of(
     ),
 )
 
+# Backup file names, put in the test's folder (never a random absolute path):
+# random text without slashes, and names that are never usable.
+UNUSABLE_NAMES = st.sampled_from(
+    ["", "missing/copy.db", "ledger.db", "x" * 300, "x" * 5000, "a\x00b"]
+)
+BACKUP_NAMES = st.one_of(
+    st.builds(lambda text: text.replace("/", "_"), TEXT),
+    st.builds(lambda text: text.replace("/", "_"), ANY_TEXT),
+    UNUSABLE_NAMES,
+    UNUSABLE_NAMES,
+)
+CAPS = st.builds(
+    pb.Caps,
+    max_pool_percent=st.one_of(st.none(), INT32),
+    daily_tokens=st.one_of(st.none(), INT64),
+    max_in_flight_tokens=st.one_of(st.none(), INT64),
+    daily_cost_usd=st.one_of(st.none(), st.sampled_from(["1.50", "-1", "x"]), TEXT),
+    alert_percent=st.lists(INT32, max_size=3),
+)
+ADMIN_WRITES = st.one_of(
+    st.builds(
+        Draw,
+        rpc=st.just("BackupLedger"),
+        fields=st.fixed_dictionaries({"path": BACKUP_NAMES}),
+    ),
+    st.builds(
+        Draw,
+        rpc=st.just("UpsertTenant"),
+        fields=st.fixed_dictionaries(
+            {"name": NAMES},
+            optional={
+                "tier": st.one_of(st.sampled_from(["basic", "priority", "x"]), TEXT),
+                "weight": INT64,
+                "team": st.one_of(st.just("crew"), NAMES),
+                "caps": CAPS,
+                "clear": st.lists(st.one_of(st.just("team"), TEXT), max_size=3),
+            },
+        ),
+    ),
+    st.builds(
+        Draw,
+        rpc=st.just("CreateKey"),
+        fields=st.fixed_dictionaries({"tenant": NAMES}, optional={"label": TEXT}),
+    ),
+)
+# A quarter of the draws are admin writes; the examples stay bounded.
+DRAWS = st.one_of(DRAWS, DRAWS, DRAWS, ADMIN_WRITES)
+
+# The Admin RPCs among the draws; the rest are TokenPool's.
+ADMIN_RPCS = {"ListReservations", "BackupLedger", "UpsertTenant", "CreateKey"}
+
 MESSAGES = {
     "Reserve": pb.ReserveRequest,
     "Settle": pb.SettleRequest,
@@ -193,6 +252,9 @@ MESSAGES = {
     "GetBudget": pb.GetBudgetRequest,
     "GetTenant": pb.GetTenantRequest,
     "ListReservations": pb.ListReservationsRequest,
+    "BackupLedger": pb.BackupLedgerRequest,
+    "UpsertTenant": pb.UpsertTenantRequest,
+    "CreateKey": pb.CreateKeyRequest,
 }
 
 
@@ -204,6 +266,8 @@ class Fuzzer:
     s: Served
     held: list[tuple[str, str]] = field(default_factory=list)
     codes: dict[str, int] = field(default_factory=dict)
+    admin_writes: int = 0
+    """Admin writes that went through."""
 
     def request(self, draw: Draw) -> Any:
         fields = dict(draw.fields)
@@ -212,22 +276,33 @@ class Fuzzer:
             fields["reservation_id"] = rid
             if draw.owner:
                 fields["tenant"] = tenant
+        if draw.rpc == "BackupLedger" and fields["path"]:
+            fields["path"] = f"{self.s.db_path.parent}/{fields['path']}"
         return MESSAGES[draw.rpc](**fields)
 
     async def send(self, draw: Draw) -> Any:
-        stub = self.s.admin if draw.rpc == "ListReservations" else self.s.api
-        call = getattr(stub, draw.rpc)(self.request(draw))
+        stub = self.s.admin if draw.rpc in ADMIN_RPCS else self.s.api
+        call = getattr(stub, draw.rpc)(self.request(draw), metadata=AS_ADMIN)
         try:
             return await call
         except grpc.aio.AioRpcError:
             return await refusal(call)
 
     async def snapshot(self) -> tuple[object, ...]:
-        budgets = await self.s.api.ListBudgets(pb.ListBudgetsRequest())
-        listed = await self.s.admin.ListReservations(
-            pb.ListReservationsRequest(limit=10_000)
+        admin = self.s.admin
+        budgets = await self.s.api.ListBudgets(
+            pb.ListBudgetsRequest(), metadata=AS_ADMIN
         )
-        return budgets, listed, await self.s.ledger.entry_count()
+        listed = await admin.ListReservations(
+            pb.ListReservationsRequest(limit=10_000), metadata=AS_ADMIN
+        )
+        tenants = await admin.ListTenants(pb.ListTenantsRequest(), metadata=AS_ADMIN)
+        keys = await admin.ListKeys(pb.ListKeysRequest(), metadata=AS_ADMIN)
+        files = sorted(
+            [path.name async for path in anyio.Path(self.s.db_path).parent.iterdir()]
+        )
+        entries = await self.s.ledger.entry_count()
+        return budgets, listed, tenants, keys, files, entries
 
     async def check(self, draw: Draw) -> None:
         before = await self.snapshot()
@@ -245,12 +320,16 @@ class Fuzzer:
             self.codes["OK"] = self.codes.get("OK", 0) + 1
             if draw.rpc == "Reserve":
                 self.held.append((answer.reservation_id, draw.fields["tenant"]))
+            elif draw.rpc in ADMIN_RPCS - {"ListReservations"}:
+                self.admin_writes += 1
         await self.holds_add_up()
 
     async def holds_add_up(self) -> None:
-        budgets = await self.s.api.ListBudgets(pb.ListBudgetsRequest())
+        budgets = await self.s.api.ListBudgets(
+            pb.ListBudgetsRequest(), metadata=AS_ADMIN
+        )
         listed = await self.s.admin.ListReservations(
-            pb.ListReservationsRequest(limit=10_000)
+            pb.ListReservationsRequest(limit=10_000), metadata=AS_ADMIN
         )
         for status in budgets.budgets:
             open_here = [r for r in listed.reservations if r.budget == status.name]
@@ -283,6 +362,7 @@ def test_random_fields_are_answered_and_harm_nothing(
         # Both outcomes were reached, and the daemon still serves.
         assert fuzzer.codes.get("OK", 0) > 0
         assert fuzzer.codes.get("INVALID_ARGUMENT", 0) > 0
+        assert fuzzer.admin_writes > 0
         granted = portal.call(
             fuzzer.send, Draw("Reserve", {"budget": "b", "tenant": "t", "tokens": 1})
         )

@@ -399,9 +399,14 @@ class EngineBase:
         )
         what = "its queue is full" if reason == QUEUE_FULL else "not enough tokens"
         requested, largest = sizing.tokens + held, largest + held
-        asked = f"a hold of {requested}" if held else f"{requested}"
+        # An Extend's refusal names its field: the new total it asked for.
+        asked = (
+            f"a hold of {requested} tokens (total_tokens)"
+            if held
+            else f"{requested} tokens"
+        )
         return InsufficientTokensError(
-            f"Budget {name!r} cannot grant {asked} tokens to tenant "
+            f"Budget {name!r} cannot grant {asked} to tenant "
             f"{tenant.name!r} now ({what} in pool {pool}; largest grantable now: "
             f"{largest}); retry later or ask for less.",
             reason=reason,

@@ -21,7 +21,7 @@ from tokenpool._errors import (
     LedgerError,
     LedgerUnavailableError,
 )
-from tokenpool.ledger._backup import backup_file, new_backup_file
+from tokenpool.ledger._backup import backup_file, new_backup_file, remove_quietly
 from tokenpool.ledger._group import RESOLVED, Group
 from tokenpool.ledger._lock import LedgerLock
 from tokenpool.ledger._records import (
@@ -693,38 +693,48 @@ class Ledger:
         A file ledger is read through a connection of its own, in a worker
         thread, in one step: in WAL mode the copy is one consistent snapshot
         and commits go on meanwhile. An in-memory ledger is copied through
-        its own connection. The target must not exist yet.
+        its own connection. The target must not exist yet; a copy that
+        fails leaves no file behind.
 
         Returns:
             The size of the copy in bytes.
 
         Raises:
-            LedgerError: the target exists, its folder is missing, or the
-                copy failed.
+            InvalidFieldError: the target (field `path`) exists, is not a
+                valid path, or its folder is missing or not writable.
+            LedgerError: the copy itself failed.
         """
         where = os.fspath(target)
         if self._conn is None:
             raise LedgerUnavailableError(_CLOSED_MESSAGE)
         try:
             if self._path == ":memory:":
-                async with self._reading("backup") as conn:
-                    dest = await anyio.to_thread.run_sync(new_backup_file, where)
-                    try:
-                        await conn.backup(dest)
-                    finally:
-                        await anyio.to_thread.run_sync(dest.close)
+                await self._backup_memory(where)
             else:
                 await anyio.to_thread.run_sync(backup_file, self._path, where)
             size = await anyio.to_thread.run_sync(os.path.getsize, where)
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, ValueError, sqlite3.Error) as exc:
             raise LedgerError(
-                f"Backup of ledger {self._path!r} to {where!r} failed ({exc}); name "
-                "a new file in a folder the daemon can write."
+                f"Backup of ledger {self._path!r} to {where[:200]!r} failed ({exc}); "
+                "name a new file in a folder the daemon can write."
             ) from exc
         logger.info(
             "ledger backed up path=%s target=%s bytes=%d", self._path, where, size
         )
         return size
+
+    async def _backup_memory(self, where: str) -> None:
+        """Copies an in-memory ledger through its own connection."""
+        async with self._reading("backup") as conn:
+            dest = await anyio.to_thread.run_sync(new_backup_file, where)
+            try:
+                await conn.backup(dest)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(dest.close)
+                    await anyio.to_thread.run_sync(remove_quietly, where)
+                raise
+            await anyio.to_thread.run_sync(dest.close)
 
 
 def _probe_open(where: str) -> None:

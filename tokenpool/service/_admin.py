@@ -17,9 +17,16 @@ from tokenpool._errors import (
     InvalidFieldError,
     NoConfigFileError,
 )
-from tokenpool.core import check_name, check_range, team_key, tenant_key
+from tokenpool.core import (
+    Reservation,
+    check_name,
+    check_range,
+    check_text,
+    team_key,
+    tenant_key,
+)
 from tokenpool.engine import BudgetView, Engine
-from tokenpool.ledger import Ledger
+from tokenpool.ledger import EntryKind, Ledger
 from tokenpool.service import _admin_convert as admin_convert
 from tokenpool.service import _convert as convert
 from tokenpool.service._actor import actor_of
@@ -30,6 +37,12 @@ logger = logging.getLogger(__name__)
 # ListReservations answers this many when the request says 0, at most the max.
 _LISTED = 100
 _MAX_LISTED = 10_000
+
+# The longest key label accepted, in characters, as CreateKey allows.
+_MAX_LABEL = 256
+
+# The longest backup path accepted, in characters: Linux's PATH_MAX.
+_MAX_PATH = 4096
 
 # ListEntries answers this many per page when the request says 0, at most the max.
 _PAGE = 1000
@@ -207,6 +220,7 @@ class AdminServicer(pb_grpc.AdminServicer):
         self, request: pb.RemoveTenantRequest, context: grpc.aio.ServicerContext
     ) -> pb.RemoveResponse:
         async def remove() -> pb.RemoveResponse:
+            check_name("name", request.name)
             await self._engine.remove_tenant(request.name, actor=actor_of(context))
             return pb.RemoveResponse(message=f"tenant {request.name} removed")
 
@@ -248,6 +262,7 @@ class AdminServicer(pb_grpc.AdminServicer):
         self, request: pb.RemoveTeamRequest, context: grpc.aio.ServicerContext
     ) -> pb.RemoveResponse:
         async def remove() -> pb.RemoveResponse:
+            check_name("name", request.name)
             await self._engine.remove_team(request.name, actor=actor_of(context))
             return pb.RemoveResponse(message=f"team {request.name} removed")
 
@@ -274,15 +289,15 @@ class AdminServicer(pb_grpc.AdminServicer):
     async def ReleaseReservation(
         self, request: pb.ReleaseReservationRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReleaseResponse:
-        released = await answer(
-            "ReleaseReservation",
-            context,
-            lambda: self._engine.release_any(
+        async def release() -> Reservation:
+            _check_id("reservation_id", request.reservation_id)
+            return await self._engine.release_any(
                 request.reservation_id,
                 request.billed_input_tokens,
                 actor=actor_of(context),
-            ),
-        )
+            )
+
+        released = await answer("ReleaseReservation", context, release)
         return pb.ReleaseResponse(
             charged_tokens=released.charged, refunded_tokens=released.refunded
         )
@@ -293,12 +308,15 @@ class AdminServicer(pb_grpc.AdminServicer):
         async def page() -> pb.ListEntriesResponse:
             limit = check_range("limit", request.limit, 0, _MAX_PAGE) or _PAGE
             if request.after_id < 0:
-                raise InvalidFieldError("after_id", "must be 0 or more")
+                raise InvalidFieldError(
+                    "after_id", f"{request.after_id} is negative; give 0 or more"
+                )
+            kinds = _entry_kinds(request.kinds)
             since, until = admin_convert.wall_range(request)
             entries = await self._ledger.entries(
                 after_id=request.after_id,
                 limit=limit,
-                kinds=tuple(request.kinds),
+                kinds=kinds,
                 since_wall_ns=since,
                 until_wall_ns=until,
             )
@@ -319,17 +337,10 @@ class AdminServicer(pb_grpc.AdminServicer):
         self, request: pb.BackupLedgerRequest, context: grpc.aio.ServicerContext
     ) -> pb.BackupLedgerResponse:
         async def backup() -> pb.BackupLedgerResponse:
-            if not request.path:
-                raise InvalidFieldError("path", "name the file to write")
-            target = await anyio.Path(request.path).absolute()
-            if await target.exists():
-                raise InvalidFieldError(
-                    "path", f"{str(target)!r} exists already; name a new file"
-                )
-            where = str(target)
-            size = await self._ledger.backup(where)
+            target = await _backup_target(request.path)
+            size = await self._ledger.backup(target)
             logger.info("ledger backup asked by actor=%s", actor_of(context))
-            return pb.BackupLedgerResponse(path=where, bytes=size)
+            return pb.BackupLedgerResponse(path=target, bytes=size)
 
         return await answer("BackupLedger", context, backup)
 
@@ -382,6 +393,8 @@ class AdminServicer(pb_grpc.AdminServicer):
         self, request: pb.RotateKeyRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreatedKey:
         async def rotate() -> pb.CreatedKey:
+            _check_id("key_id", request.key_id)
+            check_text("label", request.label, _MAX_LABEL)
             info, key, old = await self._key_ring().rotate(
                 request.key_id,
                 keep_old=request.keep_old,
@@ -396,6 +409,7 @@ class AdminServicer(pb_grpc.AdminServicer):
         self, request: pb.RevokeKeyRequest, context: grpc.aio.ServicerContext
     ) -> pb.KeyInfo:
         async def revoke() -> pb.KeyInfo:
+            _check_id("key_id", request.key_id)
             info = await self._key_ring().revoke(
                 request.key_id, actor=actor_of(context)
             )
@@ -428,6 +442,47 @@ class AdminServicer(pb_grpc.AdminServicer):
         """Fields whose run-time value is in force now."""
         stored = await self._ledger.load_overrides()
         return {key for key, row in stored.items() if row.has_override}
+
+
+def _check_id(field: str, value: str) -> None:
+    """Refuses an empty id: it can name nothing, so it is malformed."""
+    if not value:
+        raise InvalidFieldError(field, "must not be empty; give the id to act on")
+
+
+def _entry_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
+    """The entry kinds a listing asks for, each one the ledger knows."""
+    known = [kind.value for kind in EntryKind]
+    for kind in kinds:
+        if kind not in known:
+            raise InvalidFieldError(
+                "kinds", f"{kind[:32]!r} is not one of {', '.join(known)}"
+            )
+    return tuple(dict.fromkeys(kinds))
+
+
+async def _backup_target(path: str) -> str:
+    """The absolute path a backup is to be written to, or why it cannot be.
+
+    Raises:
+        InvalidFieldError: `path` is empty, too long, holds control
+            characters, is not a path this system accepts, or exists.
+    """
+    if not path:
+        raise InvalidFieldError("path", "name the file to write")
+    check_text("path", path, _MAX_PATH)
+    try:
+        target = await anyio.Path(path).absolute()
+        exists = await target.exists()
+    except (OSError, ValueError) as exc:
+        raise InvalidFieldError(
+            "path", f"{path[:200]!r} is not a usable file name ({exc})"
+        ) from exc
+    if exists:
+        raise InvalidFieldError(
+            "path", f"{str(target)[:200]!r} exists already; name a new file"
+        )
+    return str(target)
 
 
 def _key_info(info: KeyView) -> pb.KeyInfo:
