@@ -85,7 +85,7 @@ class Autoscaling(Administering):
             now = self._clock.monotonic_ns()
             # Every decision due now is in force before the first commit is
             # awaited: a slow commit must not let grants in between them.
-            commits = []
+            commits: list[Awaitable[int]] = []
             for budget in list(self._budgets.values()):
                 due = budget.next_reading_ns
                 if budget.scaler is None or due is None or due > now:
