@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import getpass
 import io
 import json
 import os
@@ -21,6 +22,7 @@ from typer.testing import CliRunner, Result
 from tests.conftest import Served, ServeFactory, write_config
 from tokenpool.cli import _admin, _ledger, app  # noqa: F401  registers the commands
 from tokenpool.core import key_digest, new_key
+from tokenpool.engine import ManualClock
 
 pytestmark = pytest.mark.anyio
 
@@ -394,3 +396,175 @@ async def test_status_watch_redraws_until_interrupted(serve: ServeFactory) -> No
     assert code == 0
     assert b"budget b" in first
     assert b"1 open" in rest
+
+
+# 2026-01-05 10:15:00 UTC: the test daemons' clock starts there.
+MONDAY = 1_767_608_100 * 10**9
+
+
+async def labelled(
+    s: Served, tenant: str, tokens: int, used: int, **labels: str
+) -> None:
+    md = (("authorization", f"Bearer {ADMIN}"),)
+    request = pb.ReserveRequest(budget="b", tenant=tenant, tokens=tokens, labels=labels)
+    granted = await s.api.Reserve(request, metadata=md)
+    settle = pb.SettleRequest(
+        reservation_id=granted.reservation_id, tenant=tenant, input_tokens=used
+    )
+    await s.api.Settle(settle, metadata=md)
+
+
+async def test_report_by_label_and_hour(serve: ServeFactory) -> None:
+    async with serve(
+        config=BUDGET + AUTH, clock=ManualClock(start_wall_ns=MONDAY)
+    ) as s:
+        await labelled(s, "a", 1000, 800, feature="search")
+        await labelled(s, "z", 500, 300, feature="chat")
+        await labelled(s, "z", 400, 100, feature="search")
+        s.clock.advance(3600)
+        await labelled(s, "a", 200, 150, feature="search")
+        await labelled(s, "z", 100, 50)
+        by = ("report", "--by", "label:feature", "--period", "hour")
+        table = ok(await cli(s, *by))
+        text = ok(await cli(s, *by, "-f", "csv"))
+
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert list(rows[0])[:6] == [
+        "label:feature",
+        "period",
+        "reservations",
+        "tokens_reserved",
+        "tokens_used",
+        "tokens_charged",
+    ]
+    found = {
+        (row["label:feature"], row["period"]): (
+            row["reservations"],
+            row["tokens_reserved"],
+            row["tokens_used"],
+            row["refusals"],
+        )
+        for row in rows
+    }
+    # Refusals are counted per budget, tenant and minute: not per label.
+    assert found == {
+        ("search", "2026-01-05T10:00Z"): ("2", "1400", "900", ""),
+        ("chat", "2026-01-05T10:00Z"): ("1", "500", "300", ""),
+        ("search", "2026-01-05T11:00Z"): ("1", "200", "150", ""),
+        ("", "2026-01-05T11:00Z"): ("1", "100", "50", ""),
+    }
+    assert "usage report (4 rows)" in table
+    cells = [
+        [cell.strip() for cell in line.split("│")[1:-1]]
+        for line in table.splitlines()
+        if line.startswith("│")
+    ]
+    # Columns: label, period, grants, used, charged, ...
+    shown = [cell[:5] for cell in cells]
+    assert ["search", "2026-01-05T10:00Z", "2", "900", "900"] in shown
+    assert ["-", "2026-01-05T11:00Z", "1", "50", "50"] in shown
+    assert len(shown) == 4
+
+
+async def test_ledger_export_pages_through_every_entry_once(
+    serve: ServeFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_ledger, "_PAGE", 3)
+    async with serve(config=BUDGET + AUTH) as s:
+        for used in range(1, 6):
+            await spend(s, "a", 100, used)
+        count = await s.ledger.entry_count()
+        jsonl = tmp_path / "ledger.jsonl"
+        ok(await cli(s, "ledger", "export", "-o", str(jsonl)))
+        as_csv = ok(await cli(s, "ledger", "export", "--format", "csv"))
+        settles = ok(await cli(s, "ledger", "export", "-f", "csv", "--kind", "settle"))
+
+    # Five reserves and five settles: more than three pages, the last short.
+    assert count == 10
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [line["id"] for line in lines] == list(range(1, count + 1))
+    rows = list(csv.DictReader(io.StringIO(as_csv)))
+    assert [int(row["id"]) for row in rows] == list(range(1, count + 1))
+    assert [row["kind"] for row in rows] == [line["kind"] for line in lines]
+    charged = [int(r["charged"]) for r in csv.DictReader(io.StringIO(settles))]
+    assert charged == [1, 2, 3, 4, 5]
+
+
+async def test_tenant_and_team_changes_name_their_actor(serve: ServeFactory) -> None:
+    async with serve(config=BUDGET + AUTH) as s:
+        ok(await cli(s, "teams", "set", "red", "--daily-tokens", "5000"))
+        ok(await cli(s, "tenants", "set", "web", "--team", "red"))
+        teams = ok(await cli(s, "teams", "list"))
+        removed = as_json(await cli(s, "tenants", "remove", "web", "-f", "json"))
+        gone = as_json(await cli(s, "teams", "remove", "red", "--format", "json"))
+        missing = await cli(s, "teams", "remove", "red", "--format", "json")
+        entries = await s.ledger.entries(kinds=["tenant", "team"])
+
+    assert "red" in teams and "web" in teams and "daily_tokens=5000" in teams
+    assert "run-time" in teams
+    assert removed == {"name": "web", "message": "tenant web removed"}
+    assert gone == {"name": "red", "message": "team red removed"}
+    failed(missing, "NotFoundError")
+    assert [e.kind.value for e in entries] == ["team", "tenant", "tenant", "team"]
+    user = getpass.getuser()
+    for entry in entries:
+        assert entry.actor.startswith(f"admin:{user}@"), entry.actor
+
+
+async def test_release_backup_and_history_outputs(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    async with serve(config=BUDGET + AUTH) as s:
+        held = await spend(s, "a", 700, 0)
+        released = as_json(
+            await cli(
+                s, "reservations", "release", held, "--billed", "30", "-f", "json"
+            )
+        )
+        copy = tmp_path / "copy.db"
+        backed = ok(await cli(s, "ledger", "backup", str(copy)))
+        ok(await cli(s, "autoscale", "set", "b", "recommend"))
+        ok(await cli(s, "autoscale", "set", "b", "off"))
+        history = ok(await cli(s, "autoscale", "history"))
+
+    assert released == {"charged_tokens": 30, "refunded_tokens": 670}
+    size = copy.stat().st_size
+    assert backed == f"ledger backed up to {copy} ({size:,} bytes)\n"
+    assert "autoscaler decisions (2)" in history
+    rows = [
+        [cell.strip() for cell in line.split("│")[1:-1]]
+        for line in history.splitlines()
+        if line.startswith("│")
+    ]
+    assert [row[1:] for row in rows] == [
+        ["b", "mode", "-", "mode recommend"],
+        ["b", "mode", "-", "mode off"],
+    ]
+    assert all(row[0].startswith("20") and row[0].endswith("Z") for row in rows)
+
+
+async def test_status_watch_json_prints_a_line_per_snapshot(
+    serve: ServeFactory,
+) -> None:
+    async with serve(config=BUDGET + AUTH) as s:
+        command = [sys.executable, "-m", "tokenpool", "status", "--watch"]
+        async with await anyio.open_process(
+            [*command, "-f", "json", "--interval", "0.2", "--address", s.address],
+            env={**os.environ, "TOKENPOOL_TOKEN": ADMIN},
+        ) as process:
+            assert process.stdout is not None
+            first = await process.stdout.receive()
+            await spend(s, "a", 400, 0)
+            await anyio.sleep(0.8)
+            process.send_signal(signal.SIGINT)
+            with anyio.fail_after(10):
+                code = await process.wait()
+                rest = b"".join([chunk async for chunk in process.stdout])
+
+    assert code == 0
+    snapshots = [json.loads(line) for line in (first + rest).splitlines()]
+    assert len(snapshots) >= 3
+    assert all(snap["at"].endswith("Z") for snap in snapshots)
+    opened = [snap["budgets"][0]["open_reservations"] for snap in snapshots]
+    assert opened[0] == 0 and opened[-1] == 1
+    assert snapshots[0]["budgets"][0]["name"] == "b"

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tests.cli.test_replay import TINY_BUDGET, assert_consistent, replay, replay_refused
+from tests.cli.test_replay import (
+    TINY_BUDGET,
+    TRACE,
+    assert_consistent,
+    replay,
+    replay_refused,
+)
+
+DEMO = TRACE.parent
 
 # The what-if run and a live `--speed max` replay of the same rows and
 # configuration may differ by at most this share of the rows in each count,
@@ -24,6 +33,36 @@ grow_after_intervals = 2
 cooldown_seconds = 20
 """
 )
+
+
+# How much later a live replay may record an autoscaler decision than the
+# what-if run, in seconds. Both decide at the same interval end; the live
+# replay's clock steps from call to call (arrivals and settles), so its
+# daemon records the decision at the first call after that end.
+DECISION_LAG_S = 0.5
+
+# Wait percentiles of the two runs may differ by this share of --max-wait-ms.
+WAIT_TOLERANCE = 0.02
+
+# The bundled hour's peak, 18:38 to 18:41 UTC (about 1,200 rows), against
+# deploy/demo/autoscale.toml with its capacity cut from 650,000 to 350,000:
+# the autoscaler grows it at every chance (each a cooldown after the last,
+# so a decision recorded late would put the next one off), while requests
+# wait, borrow from burst and are refused.
+PEAK = ("2023-11-16 18:38", "2023-11-16 18:41")
+
+
+def _at(decision: dict[str, Any]) -> float:
+    return datetime.fromisoformat(decision["at"].replace("Z", "+00:00")).timestamp()
+
+
+def _peak_rows(path: Path) -> Path:
+    """The trace's rows of the PEAK minutes, as a trace file of their own."""
+    lines = TRACE.read_text().splitlines()
+    start, end = PEAK
+    kept = [line for line in lines[1:] if start <= line[:16] < end]
+    path.write_text("\n".join([lines[0], *kept]) + "\n")
+    return path
 
 
 def _close(live: float, offline: float, scale: float) -> bool:
@@ -142,3 +181,40 @@ def test_replay_own_daemon_runs_open_whatever_auth_says(tmp_path: Path) -> None:
 
     assert report["requests"] == 50
     assert report["granted"] > 0
+
+
+def test_autoscaled_what_if_decides_as_a_live_replay(tmp_path: Path) -> None:
+    trace = _peak_rows(tmp_path / "peak.csv")
+    config = tmp_path / "autoscale.toml"
+    demo = (DEMO / "autoscale.toml").read_text()
+    assert "\ncapacity_tokens = 650000\n" in demo
+    config.write_text(demo.replace("= 650000\n", "= 350000\n"))
+    args = ("--config", str(config))
+
+    live = replay(tmp_path, *args, "--speed", "max", trace=trace)
+    offline = replay(tmp_path, *args, "--what-if", str(config), trace=trace)
+
+    report = offline["runs"][1]["report"]
+    assert live["waited"] > 100 and live["refused"] > 0
+    assert_same_figures(live, report)
+    # The same decisions, each a little later in the live replay at most.
+    decisions = live["autoscale"]
+    assert [d["action"] for d in decisions].count("grow") >= 3
+    same = ("action", "applied", "capacity_from", "capacity_to", "shares_to")
+    assert [[d[k] for k in same] for d in decisions] == [
+        [d[k] for k in same] for d in report["autoscale"]
+    ]
+    for at_live, at_offline in zip(decisions, report["autoscale"], strict=True):
+        assert 0 <= _at(at_live) - _at(at_offline) <= DECISION_LAG_S
+    assert report["capacity_tokens"] == live["capacity_tokens"] > 350_000
+    # Waits, and what each pool lent and borrowed.
+    max_wait = live["max_wait_ms"]
+    for key in ("p50", "p95"):
+        gap = abs(live["wait_ms"][key] - report["wait_ms"][key])
+        assert gap <= WAIT_TOLERANCE * max_wait, key
+    assert live["wait_ms"]["p95"] > 1000
+    assert live["pools"]["burst"]["lent_tokens"] > 0
+    for name, pool in live["pools"].items():
+        for key in ("lent_tokens", "borrowed_tokens"):
+            figure = report["pools"][name][key]
+            assert _close(pool[key], figure, live["tokens_charged"]), (name, key)

@@ -14,6 +14,7 @@ from tokenpool_client.v1 import tokenpool_pb2_grpc as pb_grpc
 
 from tests.conftest import Served, ServeFactory, write_config
 from tests.daemon._process import DaemonProcess, free_port
+from tests.engine.test_autoscaling import interval
 from tests.service._helpers import pool_status, refusal, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -230,3 +231,86 @@ async def test_run_time_tenant_survives_reload(serve: ServeFactory) -> None:
             return [t.name for t in tenants.tenants] == ["vip"]
 
         await wait_until(listed)
+
+
+async def test_run_time_capacity_survives_a_reload_of_the_same_bytes(
+    serve: ServeFactory,
+) -> None:
+    async with serve(config=budget(1000)) as s:
+        assert s.config_path is not None
+        original = await anyio.Path(s.config_path).read_bytes()
+        await s.admin.SetCapacity(
+            pb.SetCapacityRequest(budget="b", capacity_tokens=700)
+        )
+        await anyio.Path(s.config_path).write_bytes(original)
+
+        answers = [
+            await s.admin.ReloadConfig(pb.ReloadConfigRequest()) for _ in range(2)
+        ]
+
+        assert [list(a.changes) for a in answers] == [[], []]
+        status = await s.api.GetBudget(pb.GetBudgetRequest(budget="b"))
+        assert (status.capacity_tokens, status.pools[0].capacity_tokens) == (700, 700)
+        entries = await s.ledger.entries(kinds=["capacity"])
+        assert [e.detail["capacity_tokens"] for e in entries] == [700]
+
+
+AUTOSCALED = budget(60_000, max_capacity_tokens=90_000) + (
+    "[budgets.autoscale]\nenabled = true\ninterval_seconds = 10\n"
+    "grow_after_intervals = 1\ncooldown_seconds = 0\nshift_percent = 0\n"
+)
+
+
+async def test_autoscaled_capacity_survives_a_reload(serve: ServeFactory) -> None:
+    async with serve(config=AUTOSCALED) as s:
+        grown = await interval(s, 95)
+
+        same = await s.admin.ReloadConfig(pb.ReloadConfigRequest())
+        kept = await s.api.GetBudget(pb.GetBudgetRequest(budget="b"))
+        await rewrite(s, AUTOSCALED.replace("60000", "70000"))
+        replaced = await s.admin.ReloadConfig(pb.ReloadConfigRequest())
+        status = await s.api.GetBudget(pb.GetBudgetRequest(budget="b"))
+
+        assert grown == 66_000
+        assert list(same.changes) == []
+        assert (kept.capacity_tokens, kept.pools[0].capacity_tokens) == (
+            66_000,
+            66_000,
+        )
+        # The file's own capacity changed: the file wins (SPEC 8).
+        assert "budget b: capacity_tokens 66000 -> 70000" in list(replaced.changes)
+        assert status.capacity_tokens == 70_000
+
+
+def test_sighup_with_an_invalid_file_keeps_the_old_config(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "tokenpool.toml"
+    head = (
+        f'[server]\naddress = "127.0.0.1:{port}"\n\n'
+        f'[ledger]\npath = "{tmp_path / "ledger.db"}"\n\n'
+    )
+    config.write_text(head + budget(1000))
+    log = tmp_path / "daemon.log"
+    daemon = DaemonProcess(config, port, log)
+    try:
+        config.write_text(head + budget(-5))
+        daemon.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "reload refused" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        with grpc.insecure_channel(daemon.address) as channel:
+            api = pb_grpc.TokenPoolStub(channel)
+            status = api.GetBudget(pb.GetBudgetRequest(budget="b"), timeout=5)
+            granted = api.Reserve(
+                pb.ReserveRequest(budget="b", tenant="t", tokens=900), timeout=5
+            )
+    finally:
+        assert daemon.terminate() == 0
+
+    assert status.capacity_tokens == 1000
+    assert granted.granted_tokens == 900
+    (refused,) = [line for line in log.read_text().splitlines() if "refused" in line]
+    assert "configuration kept" in refused
+    assert "budgets.0.capacity_tokens" in refused
+    assert "reload applied" not in log.read_text()

@@ -8,6 +8,8 @@ import pytest
 from tokenpool_client.v1 import tokenpool_pb2 as pb
 
 from tests.conftest import ServeFactory
+from tests.engine.test_autoscaling import CAPACITY, decisions, interval, spend
+from tests.engine.test_autoscaling import budget as autoscaled
 from tests.service._helpers import pool_status
 
 pytestmark = pytest.mark.anyio
@@ -97,3 +99,33 @@ async def test_budget_without_shadow_still_refuses(serve: ServeFactory) -> None:
         await reserve(s, 800)
         with pytest.raises(Exception, match="RESOURCE_EXHAUSTED"):
             await reserve(s, 500)
+
+
+async def test_shadow_budget_autoscaler_only_records(serve: ServeFactory) -> None:
+    config = autoscaled()
+    config["budgets"][0]["shadow"] = True
+    async with serve(**config) as s:
+        capacities = [await interval(s, 95) for _ in range(3)]
+        await spend(s, 1000, provider_rate_limited=True)
+        status = await s.admin.GetAutoscale(pb.GetAutoscaleRequest(budget="b"))
+
+        # Decided as an enforcing budget would (grow after 3 intervals, cut
+        # at once), recorded, and not applied.
+        assert capacities == [CAPACITY] * 3
+        found = await decisions(s)
+        assert [(d["action"], d["applied"], d["mode"]) for d in found] == [
+            ("grow", False, "shadow"),
+            ("provider_cut", False, "shadow"),
+        ]
+        assert (found[0]["capacity_from"], found[0]["capacity_to"]) == (
+            CAPACITY,
+            66_000,
+        )
+        assert found[1]["capacity_to"] == 48_000
+        basic = (await pool_status(s.api))["basic"]
+        assert basic.capacity_tokens == CAPACITY
+        assert (status.enabled, status.mode, status.capacity_tokens) == (
+            True,
+            "shadow",
+            CAPACITY,
+        )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -109,9 +111,13 @@ def status(
     """Show budgets and pools: capacity, available, in flight, debt, waiting, loans.
 
     With --watch the view is redrawn in place on a terminal, and printed
-    again and again when piped.
+    again and again when piped; with --format json as well, each snapshot
+    is one line of JSON: {"at": UTC time, "budgets": [...]}.
     """
     chosen = output_format(output, _TABLE_JSON)
+    if chosen == "json" and watch:
+        _watch_json(target, budget, interval)
+        return
     if chosen == "json":
         print_json([as_dict(b) for b in _budgets(target, budget)])
         return
@@ -137,6 +143,22 @@ def status(
             while True:
                 time.sleep(interval)
                 live.update(view(), refresh=True)
+    except KeyboardInterrupt:
+        return
+
+
+def _watch_json(target: Target, budget: str | None, interval: float) -> None:
+    """Prints a JSON line per snapshot, every `interval` seconds, until Ctrl-C."""
+    try:
+        while True:
+            at = datetime.now(UTC).isoformat(timespec="milliseconds")
+            snapshot = {
+                "at": at.replace("+00:00", "Z"),
+                "budgets": [as_dict(b) for b in _budgets(target, budget)],
+            }
+            typer.echo(json.dumps(snapshot, separators=(",", ":")))
+            sys.stdout.flush()
+            time.sleep(interval)
     except KeyboardInterrupt:
         return
 
@@ -357,11 +379,21 @@ def tenants_set(
 @tenants_app.command("remove")
 @connected
 def tenants_remove(
-    target: Target, name: Annotated[str, typer.Argument(help="The tenant.")]
+    target: Target,
+    name: Annotated[str, typer.Argument(help="The tenant.")],
+    output: FormatOption = "table",
 ) -> None:
     """Remove a configured tenant; its open reservations stay."""
+    chosen = output_format(output, _TABLE_JSON)
     with target.admin() as call:
         done = call("RemoveTenant", pb.RemoveTenantRequest(name=name))
+    _show_removed(name, done, chosen)
+
+
+def _show_removed(name: str, done: pb.RemoveResponse, chosen: str) -> None:
+    if chosen == "json":
+        print_json({"name": name, **as_dict(done)})
+        return
     typer.echo(done.message)
 
 
@@ -429,12 +461,15 @@ def teams_set(
 @teams_app.command("remove")
 @connected
 def teams_remove(
-    target: Target, name: Annotated[str, typer.Argument(help="The team.")]
+    target: Target,
+    name: Annotated[str, typer.Argument(help="The team.")],
+    output: FormatOption = "table",
 ) -> None:
     """Remove a team that no configured tenant names."""
+    chosen = output_format(output, _TABLE_JSON)
     with target.admin() as call:
         done = call("RemoveTeam", pb.RemoveTeamRequest(name=name))
-    typer.echo(done.message)
+    _show_removed(name, done, chosen)
 
 
 # Keys.
@@ -685,8 +720,6 @@ def autoscale_set(
 
 
 def _decisions(target: Target, budget: str | None) -> list[dict[str, Any]]:
-    import json
-
     found: list[dict[str, Any]] = []
     after = 0
     with target.admin() as call:

@@ -83,6 +83,9 @@ class Autoscaling(Administering):
         task_status.started()
         while True:
             now = self._clock.monotonic_ns()
+            # Every decision due now is in force before the first commit is
+            # awaited: a slow commit must not let grants in between them.
+            commits: list[Awaitable[int]] = []
             for budget in list(self._budgets.values()):
                 due = budget.next_reading_ns
                 if budget.scaler is None or due is None or due > now:
@@ -90,8 +93,9 @@ class Autoscaling(Administering):
                 decisions = self._read_interval(budget, now)
                 if self._draining or self._degraded:
                     continue
-                for decision in decisions:
-                    await self._settled(self._enact(budget, decision))
+                commits.extend(self._enact(budget, d) for d in decisions)
+            for commit in commits:
+                await self._settled(commit)
 
             wake_at = min(
                 (
@@ -138,7 +142,12 @@ class Autoscaling(Administering):
         ]
         reading = Reading(
             budget=policy.name,
-            at_ns=now,
+            # The interval's scheduled end, not the moment this task ran: the
+            # cooldown then counts whole intervals, however late the task
+            # woke (a live replay's clock steps past the alarm to the next
+            # call; a busy loop wakes it late), and a grow exactly a
+            # cooldown after the last one is not put off by that lateness.
+            at_ns=budget.next_reading_ns,
             pools=tuple(pools),
             waits_ms=(*budget.interval_waits, *ages),
             refusals=budget.interval_refusals,
