@@ -261,7 +261,7 @@ class FakeProvider:
         self.requests.append({"path": request.url.path, **json.loads(request.content)})
         return self.answers.pop(0)
 
-    def openai(self) -> openai.OpenAI:
+    def openai_client(self) -> openai.OpenAI:
         transport = httpx2.MockTransport(self._handle)
         return openai.OpenAI(
             api_key="sk-test",
@@ -269,7 +269,7 @@ class FakeProvider:
             http_client=httpx2.Client(transport=transport),
         )
 
-    def async_openai(self) -> openai.AsyncOpenAI:
+    def async_openai_client(self) -> openai.AsyncOpenAI:
         transport = httpx2.MockTransport(self._handle)
         return openai.AsyncOpenAI(
             api_key="sk-test",
@@ -277,7 +277,7 @@ class FakeProvider:
             http_client=httpx2.AsyncClient(transport=transport),
         )
 
-    def anthropic(self) -> anthropic.Anthropic:
+    def anthropic_client(self) -> anthropic.Anthropic:
         transport = httpx2.MockTransport(self._handle)
         return anthropic.Anthropic(
             api_key="sk-ant-test",
@@ -285,7 +285,7 @@ class FakeProvider:
             http_client=httpx2.Client(transport=transport),
         )
 
-    def async_anthropic(self) -> anthropic.AsyncAnthropic:
+    def async_anthropic_client(self) -> anthropic.AsyncAnthropic:
         transport = httpx2.MockTransport(self._handle)
         return anthropic.AsyncAnthropic(
             api_key="sk-ant-test",

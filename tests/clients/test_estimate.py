@@ -21,7 +21,8 @@ _URL = "https://encodings.invalid/tokenpool-test.tiktoken"
 def _ranks() -> dict[bytes, int]:
     """Every byte, then a few merges: 'hello' and ' world' are one token each."""
     ranks = {bytes([b]): b for b in range(256)}
-    for token in (b"he", b"ll", b"hell", b"hello", b" w", b"or", b"ld", b"orld", b" world"):
+    merges = (b"he", b"ll", b"hell", b"hello", b" w", b"or", b"ld", b"orld", b" world")
+    for token in merges:
         ranks[token] = len(ranks)
     return ranks
 

@@ -20,7 +20,7 @@ def test_openai_chat_completion_takes_cached_tokens_out() -> None:
     fake = p.FakeProvider()
     fake.json(p.CHAT_COMPLETION)
 
-    answer = fake.openai().chat.completions.create(
+    answer = fake.openai_client().chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "Capital?"}]
     )
 
@@ -39,7 +39,7 @@ def test_openai_responses_api_splits_cache_reads_and_writes() -> None:
     fake = p.FakeProvider()
     fake.json(p.RESPONSE)
 
-    answer = fake.openai().responses.create(model="gpt-4.1-mini", input="Hi")
+    answer = fake.openai_client().responses.create(model="gpt-4.1-mini", input="Hi")
 
     assert usage_of(answer) == Usage(
         input_tokens=2000 - 1536 - 64,
@@ -54,7 +54,7 @@ def test_anthropic_message_adds_cache_counts_beside_input() -> None:
     fake = p.FakeProvider()
     fake.json(p.MESSAGE)
 
-    message = fake.anthropic().messages.create(
+    message = fake.anthropic_client().messages.create(
         model="claude-sonnet-4-5",
         max_tokens=100,
         messages=[{"role": "user", "content": "Salut"}],
@@ -96,7 +96,7 @@ def test_meter_openai_chat_stream_with_usage_is_complete() -> None:
     fake.stream(p.sse(p.CHAT_CHUNKS, done=True))
     meter = UsageMeter(input_tokens=999)
 
-    stream = fake.openai().chat.completions.create(
+    stream = fake.openai_client().chat.completions.create(
         model="gpt-4o-mini",
         messages=[{"role": "user", "content": "Capital?"}],
         stream=True,
@@ -119,7 +119,7 @@ def test_meter_openai_chat_stream_cut_off_is_incomplete() -> None:
     fake.stream(p.sse(p.CHAT_CHUNKS[:3]), cut=True)
     meter = UsageMeter(input_tokens=999)
 
-    stream = fake.openai().chat.completions.create(
+    stream = fake.openai_client().chat.completions.create(
         model="gpt-4o-mini", messages=[], stream=True
     )
     with pytest.raises(openai.APIConnectionError):
@@ -139,7 +139,7 @@ def test_meter_responses_stream_reads_completed_event() -> None:
     fake.stream(p.sse(p.RESPONSE_EVENTS))
     meter = UsageMeter()
 
-    for event in fake.openai().responses.create(
+    for event in fake.openai_client().responses.create(
         model="gpt-4.1-mini", input="Hi", stream=True
     ):
         meter.observe(event)
@@ -154,7 +154,7 @@ def test_meter_anthropic_stream_merges_start_and_delta() -> None:
     fake.stream(p.sse(p.MESSAGE_EVENTS))
     meter = UsageMeter()
 
-    for event in fake.anthropic().messages.create(
+    for event in fake.anthropic_client().messages.create(
         model="claude-sonnet-4-5", max_tokens=100, messages=[], stream=True
     ):
         meter.observe(event)
@@ -173,7 +173,7 @@ def test_meter_anthropic_helper_stream_counts_once() -> None:
     fake.stream(p.sse(p.MESSAGE_EVENTS))
     meter = UsageMeter()
 
-    with fake.anthropic().messages.stream(
+    with fake.anthropic_client().messages.stream(
         model="claude-sonnet-4-5", max_tokens=100, messages=[]
     ) as stream:
         for event in stream:
@@ -189,7 +189,7 @@ def test_meter_anthropic_stream_cut_before_stop_is_incomplete() -> None:
     meter = UsageMeter(input_tokens=7)
 
     with pytest.raises(anthropic.APIConnectionError):
-        for event in fake.anthropic().messages.create(
+        for event in fake.anthropic_client().messages.create(
             model="claude-sonnet-4-5", max_tokens=100, messages=[], stream=True
         ):
             meter.observe(event)
