@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -278,7 +279,9 @@ class AsyncClient:
         self, scope: ReservationScope, tenant: str, *, failed: bool
     ) -> None:
         """Settle or release scope's reservation; after a failure, never raise."""
-        scope.take_meter()
+        if scope.metering:
+            # Estimating a cut-off stream's output may load tiktoken's files.
+            await asyncio.to_thread(scope.take_meter)
         reservation_id = scope.reservation.reservation_id
         settles = not failed or scope.reached_provider
         try:

@@ -13,6 +13,7 @@ the daemon charges the larger of that and the hold (SPEC 12.6).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import (
     AsyncIterable,
@@ -307,4 +308,6 @@ class AsyncMeteredStream(Generic[_E]):
     async def _end(self, *, failed: bool) -> None:
         on_end, self._on_end = self._on_end, None
         if on_end is not None:
-            await on_end(self._meter.usage(), failed)
+            # Estimating a cut-off stream's output may load tiktoken's files.
+            usage = await asyncio.to_thread(self._meter.usage)
+            await on_end(usage, failed)

@@ -215,6 +215,11 @@ class ReservationScope:
         if usage.model:
             self.usage.model = usage.model
 
+    @property
+    def metering(self) -> bool:
+        """Whether a stream from `meter` is being read and has not ended."""
+        return self._meter is not None
+
     def take_meter(self) -> None:
         """Record what a stream not yet ended used so far, marked incomplete."""
         if self._meter is not None:
