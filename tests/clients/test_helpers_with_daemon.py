@@ -294,3 +294,70 @@ async def test_sync_reserve_retry_reuses_key(
     assert len(set(keys)) == 1 and len(keys) == 3
     assert retries == 2
     assert reservation.granted_tokens == 50
+
+
+async def test_sync_metered_stream_closed_early_settles_incomplete(
+    serve: ServeFactory,
+) -> None:
+    fake = p.FakeProvider()
+    fake.stream(p.sse(p.RESPONSE_EVENTS))
+
+    async with serve(**BUDGET) as s:
+
+        def call() -> list[str]:
+            with Client(s.address) as pool:
+                create: Any = metered(  # the SDK overloads create on stream=
+                    pool,
+                    fake.openai_client().responses.create,
+                    budget="b",
+                    tenant="svc",
+                    tokens=900,
+                )
+                kinds = []
+                with create(model="gpt-4.1-mini", input="Hi", stream=True) as stream:
+                    for event in stream:
+                        kinds.append(event.type)
+                        if event.type == "response.output_text.delta":
+                            break
+                return kinds
+
+        kinds = await anyio.to_thread.run_sync(call)
+        entries = await _entries(s)
+
+    assert kinds == ["response.created", "response.output_text.delta"]
+    [settle] = entries["settle"]
+    assert settle.detail["incomplete"] is True
+    assert settle.charged == 900
+
+
+async def test_sync_metered_stream_to_the_end_settles_exact(
+    serve: ServeFactory,
+) -> None:
+    fake = p.FakeProvider()
+    fake.stream(p.sse(p.MESSAGE_EVENTS))
+
+    async with serve(**BUDGET) as s:
+
+        def call() -> None:
+            with Client(s.address) as pool:
+                create: Any = metered(  # the SDK overloads create on stream=
+                    pool,
+                    fake.anthropic_client().messages.create,
+                    budget="b",
+                    tenant="svc",
+                )
+                for _ in create(
+                    model="claude-sonnet-4-5",
+                    max_tokens=100,
+                    messages=MESSAGES,
+                    stream=True,
+                ):
+                    pass
+
+        await anyio.to_thread.run_sync(call)
+        entries = await _entries(s)
+
+    [settle] = entries["settle"]
+    assert settle.detail["incomplete"] is False
+    assert (settle.detail["input_tokens"], settle.detail["output_tokens"]) == (25, 9)
+    assert settle.detail["cached_input_tokens"] == 1800
