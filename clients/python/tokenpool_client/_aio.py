@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -12,7 +13,9 @@ from typing import Any, TypeVar, Unpack
 import grpc
 
 from . import _codec
-from ._errors import error_from_rpc
+from ._errors import UnavailableError, error_from_rpc
+from ._fallback import ClientCounters, Fallback, WhenUnreachable
+from ._retry import DEFAULT_RETRY, Counter, Retrier, RetryPolicy
 from ._session import SESSION_OPS, SessionStream, SharedSession
 from ._types import (
     BudgetStatus,
@@ -58,6 +61,13 @@ class AsyncClient:
             one unary call each (much cheaper under load; needs a daemon that
             serves Session). With channel given, the stream runs on it and
             is this client's own.
+        retry: How calls answered UNAVAILABLE are retried (`RetryPolicy`);
+            `NO_RETRY` turns retries off.
+        when_unreachable: What a Reserve does when the daemon still cannot
+            be reached after its retries: "fail-closed" (raise
+            `UnavailableError`, the default), "fail-open" (grant locally,
+            holding nothing) or a `LocalAllowance` (grant locally up to a
+            safe rate).
     """
 
     def __init__(
@@ -71,8 +81,13 @@ class AsyncClient:
         credentials: grpc.ChannelCredentials | None = None,
         tls_server_name: str | None = None,
         session: bool = False,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        when_unreachable: WhenUnreachable = "fail-closed",
     ) -> None:
         self._options = _codec.CallOptions(timeout_s, metadata, token)
+        counter = Counter()
+        self._retrier = Retrier(retry, counter)
+        self._fallback = Fallback(when_unreachable, counter)
         self._session: SharedSession | SessionStream | None = None
         if session and channel is None:
             self._session = SharedSession(
@@ -108,6 +123,10 @@ class AsyncClient:
         if self._owns_channel:
             await self._channel.close()
 
+    def counters(self) -> ClientCounters:
+        """Return the retries and unreachable-daemon decisions counted so far."""
+        return self._fallback.counters()
+
     async def _call(
         self,
         rpc: Callable[..., Awaitable[_R]],
@@ -115,14 +134,19 @@ class AsyncClient:
         timeout_s: float | None = None,
     ) -> _R:
         kind = SESSION_OPS.get(type(request))
-        if self._session is not None and kind is not None:
-            timeout = self._options.timeout_s if timeout_s is None else timeout_s
-            answer: _R = await self._session.run(kind, request, timeout)
-            return answer
-        try:
-            return await rpc(request, **self._options.kwargs(timeout_s))
-        except grpc.RpcError as exc:
-            raise error_from_rpc(exc) from exc
+        session = self._session if kind is not None else None
+
+        async def attempt() -> _R:
+            if session is not None and kind is not None:
+                timeout = self._options.timeout_s if timeout_s is None else timeout_s
+                answer: _R = await session.run(kind, request, timeout)
+                return answer
+            try:
+                return await rpc(request, **self._options.kwargs(timeout_s))
+            except grpc.RpcError as exc:
+                raise error_from_rpc(exc) from exc
+
+        return await self._retrier.acall(_codec.rpc_name(rpc), attempt)
 
     async def reserve(
         self,
@@ -146,14 +170,24 @@ class AsyncClient:
         Returns:
             The granted reservation.
 
+        A request with no idempotency key gets a fresh one, which its
+        retries reuse. When the daemon stays unreachable, the client's
+        `when_unreachable` choice decides.
+
         Raises:
             RefusedError: Too few tokens are free now; retry later.
             TooLargeError: The request could never be granted.
+            UnavailableError: The daemon cannot be reached (fail-closed).
+            LocalAllowanceExhaustedError: Nor can the local allowance grant.
             TypeError: An option is not a field of `ReserveOptions`.
         """
+        options = _codec.with_idempotency_key(options)
         request = _codec.reserve_request(budget, tenant, options)
         timeout = self._options.reserve_timeout_s(timeout_s, options)
-        response = await self._call(self._stub.Reserve, request, timeout)
+        try:
+            response = await self._call(self._stub.Reserve, request, timeout)
+        except UnavailableError as exc:
+            return self._fallback.reserve(budget, tenant, options, exc)
         return _codec.reservation(response)
 
     async def settle(
@@ -167,6 +201,10 @@ class AsyncClient:
 
         Keyword fields (the names of `Usage`) override those of usage.
         """
+        if self._fallback.owns(reservation_id):
+            return self._fallback.settle(
+                reservation_id, _codec.merged_usage(usage, usage_fields)
+            )
         request = _codec.settle_request(reservation_id, tenant, usage, usage_fields)
         return _codec.settlement(await self._call(self._stub.Settle, request))
 
@@ -177,6 +215,8 @@ class AsyncClient:
 
         Give billed_input_tokens when the provider billed the input anyway.
         """
+        if self._fallback.owns(reservation_id):
+            return self._fallback.release(reservation_id, billed_input_tokens)
         request = _codec.release_request(reservation_id, tenant, billed_input_tokens)
         return _codec.release(await self._call(self._stub.Release, request))
 
@@ -193,6 +233,8 @@ class AsyncClient:
         0 and None keep the current hold and lease end; lease_expires_at must
         be timezone-aware.
         """
+        if self._fallback.owns(reservation_id):
+            return self._fallback.extend(reservation_id, total_tokens, lease_expires_at)
         request = _codec.extend_request(
             reservation_id, tenant, total_tokens, lease_expires_at
         )
@@ -224,10 +266,15 @@ class AsyncClient:
     ) -> AsyncIterator[ReservationScope]:
         """Reserve on entry, settle on exit, and release if the block raises.
 
-        Fill in `scope.usage` (or call `scope.record(...)`) inside the block.
-        When the block raises, the reservation is released, charging
-        `scope.billed_input_tokens`, and the exception propagates; a failed
-        release is logged, never raised over it. A cancelled block is
+        Fill in `scope.usage` (or call `scope.record(...)`,
+        `scope.record_openai(...)`, `scope.record_anthropic(...)` or iterate
+        `scope.meter(stream)`) inside the block. When the block raises, the
+        reservation is released, charging `scope.billed_input_tokens`, and
+        the exception propagates; but a call that reached the provider (see
+        `ReservationScope`) is settled instead. A failed release or settle
+        after an error is logged, never raised over it. A settle that fails
+        at the end of a good block raises, except under fail-open or a local
+        allowance, where it is logged and counted (`ends_lost`). A cancelled block is
         released too, unless the release is itself cancelled (as under a
         cancel scope that stays cancelled): the lease then expires.
 
@@ -247,18 +294,32 @@ class AsyncClient:
         try:
             yield scope
         except BaseException:
-            await self._release_quietly(scope, tenant)
+            await self._end_scope(scope, tenant, failed=True)
             raise
 
-        await self.settle(scope.reservation.reservation_id, tenant, scope.usage)
+        await self._end_scope(scope, tenant, failed=False)
 
-    async def _release_quietly(self, scope: ReservationScope, tenant: str) -> None:
+    async def _end_scope(
+        self, scope: ReservationScope, tenant: str, *, failed: bool
+    ) -> None:
+        """Settle or release scope's reservation; after a failure, never raise."""
+        if scope.metering:
+            # Estimating a cut-off stream's output may load tiktoken's files.
+            await asyncio.to_thread(scope.take_meter)
         reservation_id = scope.reservation.reservation_id
+        settles = not failed or scope.reached_provider
         try:
-            await self.release(
-                reservation_id,
-                tenant,
-                billed_input_tokens=scope.billed_input_tokens,
-            )
+            if settles:
+                await self.settle(reservation_id, tenant, scope.usage)
+            else:
+                await self.release(
+                    reservation_id,
+                    tenant,
+                    billed_input_tokens=scope.billed_input_tokens,
+                )
         except Exception as exc:
-            _codec.log_release_failure(logger, reservation_id, exc)
+            forgiven = self._fallback.forgiving and isinstance(exc, UnavailableError)
+            if not failed and not forgiven:
+                raise
+            rpc = "Settle" if settles else "Release"
+            self._fallback.note_lost_end(rpc, reservation_id, exc, after_error=failed)

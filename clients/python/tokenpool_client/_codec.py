@@ -7,7 +7,6 @@ each answer read, in one place.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -139,17 +138,12 @@ def tls_credentials(
     )
 
 
-def log_release_failure(
-    logger: logging.Logger, reservation_id: str, exc: Exception
-) -> None:
-    """Log a release that failed after a reservation block raised."""
-    logger.warning(
-        "release failed after the block raised; the lease will expire "
-        "reservation_id=%s error=%r",
-        reservation_id,
-        exc,
-        extra={"reservation_id": reservation_id},
-    )
+def rpc_name(rpc: object) -> str:
+    """Return a stub method's RPC name (e.g. "Reserve"), for logs."""
+    method = getattr(rpc, "_method", b"")
+    if isinstance(method, bytes):
+        method = method.decode(errors="replace")
+    return str(method).rsplit("/", 1)[-1] or "rpc"
 
 
 def reserve_request(
@@ -185,6 +179,13 @@ def with_idempotency_key(options: ReserveOptions) -> ReserveOptions:
     return {**options, "idempotency_key": str(uuid.uuid4())}
 
 
+def merged_usage(usage: Usage | None, usage_fields: Mapping[str, Any]) -> Usage:
+    """Return usage (or no usage) with the keyword fields put over it."""
+    check_usage_fields(usage_fields)
+    base = usage if usage is not None else Usage()
+    return dataclasses.replace(base, **usage_fields)
+
+
 def settle_request(
     reservation_id: str,
     tenant: str,
@@ -192,9 +193,7 @@ def settle_request(
     usage_fields: Mapping[str, Any],
 ) -> pb.SettleRequest:
     """Build a SettleRequest from a Usage overridden by keyword fields."""
-    check_usage_fields(usage_fields)
-    base = usage if usage is not None else Usage()
-    merged = dataclasses.replace(base, **usage_fields)
+    merged = merged_usage(usage, usage_fields)
     return pb.SettleRequest(
         reservation_id=reservation_id, tenant=tenant, **dataclasses.asdict(merged)
     )

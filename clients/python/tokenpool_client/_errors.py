@@ -11,6 +11,7 @@ Every failed call raises a subclass of one root, chosen by the status code::
     ├── PermissionDeniedError   PERMISSION_DENIED
     ├── UnauthenticatedError    UNAUTHENTICATED
     ├── UnavailableError        UNAVAILABLE
+    │   └── LocalAllowanceExhaustedError  unreachable, local allowance spent
     ├── DeadlineExceededError   DEADLINE_EXCEEDED
     └── UnexpectedStatusError   any other code
 """
@@ -135,6 +136,38 @@ class UnauthenticatedError(TokenPoolError):
 
 class UnavailableError(TokenPoolError):
     """Raised when the daemon cannot be reached or cannot serve (UNAVAILABLE)."""
+
+
+class LocalAllowanceExhaustedError(UnavailableError):
+    """Raised when the daemon is unreachable and the local allowance is spent.
+
+    Only a client configured with `when_unreachable=LocalAllowance(...)`
+    raises it, in place of the `UnavailableError` it chains to.
+
+    Attributes:
+        requested_tokens: Tokens the reserve needed.
+        available_tokens: Tokens the local allowance had left.
+        retry_after_s: Seconds until the allowance holds requested_tokens.
+    """
+
+    def __init__(
+        self,
+        requested_tokens: int,
+        available_tokens: int,
+        retry_after_s: float,
+        *,
+        capacity: int,
+    ) -> None:
+        super().__init__(
+            f"The daemon is unreachable and the local allowance has "
+            f"{available_tokens} tokens of the {requested_tokens} needed; retry "
+            f"in {retry_after_s:.1f} s or ask for at most {capacity} tokens.",
+            code=grpc.StatusCode.UNAVAILABLE,
+            reason="LOCAL_ALLOWANCE_EXHAUSTED",
+        )
+        self.requested_tokens = requested_tokens
+        self.available_tokens = available_tokens
+        self.retry_after_s = retry_after_s
 
 
 class DeadlineExceededError(TokenPoolError):

@@ -12,7 +12,9 @@ from typing import Any, TypeVar, Unpack
 import grpc
 
 from . import _codec
-from ._errors import error_from_rpc
+from ._errors import UnavailableError, error_from_rpc
+from ._fallback import ClientCounters, Fallback, WhenUnreachable
+from ._retry import DEFAULT_RETRY, Counter, Retrier, RetryPolicy
 from ._session import SESSION_OPS, BlockingSession, SharedSession
 from ._types import (
     BudgetStatus,
@@ -60,6 +62,13 @@ class Client:
             one unary call each (much cheaper under load; needs a daemon that
             serves Session). Ignored when channel is given (a blocking
             channel cannot carry the asyncio stream).
+        retry: How calls answered UNAVAILABLE are retried (`RetryPolicy`);
+            `NO_RETRY` turns retries off.
+        when_unreachable: What a Reserve does when the daemon still cannot
+            be reached after its retries: "fail-closed" (raise
+            `UnavailableError`, the default), "fail-open" (grant locally,
+            holding nothing) or a `LocalAllowance` (grant locally up to a
+            safe rate).
     """
 
     def __init__(
@@ -73,8 +82,13 @@ class Client:
         credentials: grpc.ChannelCredentials | None = None,
         tls_server_name: str | None = None,
         session: bool = False,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        when_unreachable: WhenUnreachable = "fail-closed",
     ) -> None:
         self._options = _codec.CallOptions(timeout_s, metadata, token)
+        counter = Counter()
+        self._retrier = Retrier(retry, counter)
+        self._fallback = Fallback(when_unreachable, counter)
         self._session = None
         if session and channel is None:
             self._session = BlockingSession(
@@ -107,6 +121,10 @@ class Client:
         if self._owns_channel:
             self._channel.close()
 
+    def counters(self) -> ClientCounters:
+        """Return the retries and unreachable-daemon decisions counted so far."""
+        return self._fallback.counters()
+
     def _call(
         self,
         rpc: Callable[..., _R],
@@ -114,14 +132,19 @@ class Client:
         timeout_s: float | None = None,
     ) -> _R:
         kind = SESSION_OPS.get(type(request))
-        if self._session is not None and kind is not None:
-            timeout = self._options.timeout_s if timeout_s is None else timeout_s
-            answer: _R = self._session.run(kind, request, timeout)
-            return answer
-        try:
-            return rpc(request, **self._options.kwargs(timeout_s))
-        except grpc.RpcError as exc:
-            raise error_from_rpc(exc) from exc
+        session = self._session if kind is not None else None
+
+        def attempt() -> _R:
+            if session is not None and kind is not None:
+                timeout = self._options.timeout_s if timeout_s is None else timeout_s
+                answer: _R = session.run(kind, request, timeout)
+                return answer
+            try:
+                return rpc(request, **self._options.kwargs(timeout_s))
+            except grpc.RpcError as exc:
+                raise error_from_rpc(exc) from exc
+
+        return self._retrier.call(_codec.rpc_name(rpc), attempt)
 
     def reserve(
         self,
@@ -132,9 +155,13 @@ class Client:
         **options: Unpack[ReserveOptions],
     ) -> Reservation:
         """Hold tokens for one API call, waiting up to max_wait_ms for them."""
+        options = _codec.with_idempotency_key(options)
         request = _codec.reserve_request(budget, tenant, options)
         timeout = self._options.reserve_timeout_s(timeout_s, options)
-        response = self._call(self._stub.Reserve, request, timeout)
+        try:
+            response = self._call(self._stub.Reserve, request, timeout)
+        except UnavailableError as exc:
+            return self._fallback.reserve(budget, tenant, options, exc)
         return _codec.reservation(response)
 
     def settle(
@@ -145,6 +172,10 @@ class Client:
         **usage_fields: int | bool | str,
     ) -> Settlement:
         """Report what the call really used; unused tokens go back."""
+        if self._fallback.owns(reservation_id):
+            return self._fallback.settle(
+                reservation_id, _codec.merged_usage(usage, usage_fields)
+            )
         request = _codec.settle_request(reservation_id, tenant, usage, usage_fields)
         return _codec.settlement(self._call(self._stub.Settle, request))
 
@@ -152,6 +183,8 @@ class Client:
         self, reservation_id: str, tenant: str, *, billed_input_tokens: int = 0
     ) -> Release:
         """End a reservation whose call never happened or failed."""
+        if self._fallback.owns(reservation_id):
+            return self._fallback.release(reservation_id, billed_input_tokens)
         request = _codec.release_request(reservation_id, tenant, billed_input_tokens)
         return _codec.release(self._call(self._stub.Release, request))
 
@@ -164,6 +197,8 @@ class Client:
         lease_expires_at: datetime | None = None,
     ) -> Extension:
         """Set a new total hold and/or lease end for a running call."""
+        if self._fallback.owns(reservation_id):
+            return self._fallback.extend(reservation_id, total_tokens, lease_expires_at)
         request = _codec.extend_request(
             reservation_id, tenant, total_tokens, lease_expires_at
         )
@@ -200,18 +235,28 @@ class Client:
         try:
             yield scope
         except BaseException:
-            self._release_quietly(scope, tenant)
+            self._end_scope(scope, tenant, failed=True)
             raise
 
-        self.settle(scope.reservation.reservation_id, tenant, scope.usage)
+        self._end_scope(scope, tenant, failed=False)
 
-    def _release_quietly(self, scope: ReservationScope, tenant: str) -> None:
+    def _end_scope(self, scope: ReservationScope, tenant: str, *, failed: bool) -> None:
+        """Settle or release scope's reservation; after a failure, never raise."""
+        scope.take_meter()
         reservation_id = scope.reservation.reservation_id
+        settles = not failed or scope.reached_provider
         try:
-            self.release(
-                reservation_id,
-                tenant,
-                billed_input_tokens=scope.billed_input_tokens,
-            )
+            if settles:
+                self.settle(reservation_id, tenant, scope.usage)
+            else:
+                self.release(
+                    reservation_id,
+                    tenant,
+                    billed_input_tokens=scope.billed_input_tokens,
+                )
         except Exception as exc:
-            _codec.log_release_failure(logger, reservation_id, exc)
+            forgiven = self._fallback.forgiving and isinstance(exc, UnavailableError)
+            if not failed and not forgiven:
+                raise
+            rpc = "Settle" if settles else "Release"
+            self._fallback.note_lost_end(rpc, reservation_id, exc, after_error=failed)

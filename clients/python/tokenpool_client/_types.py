@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypedDict
+from typing import Any, TypedDict
 
 
 class ReserveOptions(TypedDict, total=False):
@@ -84,6 +84,9 @@ class Reservation:
     """When the lease ends (timezone-aware, UTC)."""
     waited_ms: int
     """Time spent waiting for tokens, in milliseconds."""
+    local: bool = False
+    """Granted by this client while the daemon was unreachable (fail-open or
+    the local allowance); its id starts with 'local-'."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +168,12 @@ def check_usage_fields(fields: Mapping[str, object]) -> None:
 class ReservationScope:
     """A reservation open inside `reservation()`, and the usage to settle.
 
-    Fill in `usage` (or call `record`) before the block ends; on an exception
-    the reservation is released instead, charging `billed_input_tokens`.
+    Fill in `usage` (or call `record`, `record_openai`, `record_anthropic`,
+    or iterate the API call's stream through `meter`) before the block ends.
+    When the block raises, the reservation is released, charging
+    `billed_input_tokens`, unless the usage says the call reached the
+    provider (`usage.incomplete`, as a metered stream cut off sets, or
+    `usage.provider_rate_limited`): then that usage is settled instead.
     """
 
     reservation: Reservation
@@ -175,6 +182,7 @@ class ReservationScope:
     """Usage settled when the block ends normally."""
     billed_input_tokens: int = 0
     """Input tokens the provider billed although the call failed."""
+    _meter: Any = field(default=None, repr=False, compare=False)
 
     def record(self, **fields: int | bool | str) -> None:
         """Set usage fields, e.g. `scope.record(output_tokens=512)`.
@@ -185,6 +193,80 @@ class ReservationScope:
         check_usage_fields(fields)
         for name, value in fields.items():
             setattr(self.usage, name, value)
+
+    def record_openai(self, response: object) -> None:
+        """Record an OpenAI response's usage (see `openai_usage`)."""
+        from ._usage import openai_usage
+
+        self._record_tokens(openai_usage(response))
+
+    def record_anthropic(self, message: object) -> None:
+        """Record an Anthropic message's usage (see `anthropic_usage`)."""
+        from ._usage import anthropic_usage
+
+        self._record_tokens(anthropic_usage(message))
+
+    def _record_tokens(self, usage: Usage) -> None:
+        self.usage.input_tokens = usage.input_tokens
+        self.usage.cached_input_tokens = usage.cached_input_tokens
+        self.usage.cache_write_tokens = usage.cache_write_tokens
+        self.usage.output_tokens = usage.output_tokens
+        self.usage.incomplete = usage.incomplete
+        if usage.model:
+            self.usage.model = usage.model
+
+    @property
+    def metering(self) -> bool:
+        """Whether a stream from `meter` is being read and has not ended."""
+        return self._meter is not None
+
+    def take_meter(self) -> None:
+        """Record what a stream not yet ended used so far, marked incomplete."""
+        if self._meter is not None:
+            self._record_tokens(self._meter.usage())
+            self._meter = None
+
+    @property
+    def reached_provider(self) -> bool:
+        """Whether a failed block still settles: the provider saw the call."""
+        return self.usage.incomplete or self.usage.provider_rate_limited
+
+    def meter(self, stream: Any, *, input_tokens: int | None = None) -> Any:
+        """Count a streamed response's usage into this scope as it arrives.
+
+        Iterate what this returns (with `for` or `async for`, as the SDK's
+        stream) instead of the stream. Until the provider's final usage
+        arrives the usage is marked incomplete, so a stream cut off, broken
+        out of or failing settles incomplete: the daemon charges the larger
+        of what was measured and the hold (SPEC 12.6).
+
+        Args:
+            stream: An OpenAI or Anthropic stream, sync or async.
+            input_tokens: Input tokens to settle if the stream is cut off
+                before the provider counted them; `usage.input_tokens` (as
+                recorded so far) when None.
+
+        Returns:
+            A `MeteredStream` or `AsyncMeteredStream` over it.
+        """
+        from ._meter import AsyncMeteredStream, MeteredStream, UsageMeter
+
+        if input_tokens is None:
+            input_tokens = self.usage.input_tokens
+        meter = UsageMeter(input_tokens=input_tokens)
+        self._meter = meter
+        self.usage.incomplete = True
+
+        def on_end(usage: Usage, failed: bool) -> None:
+            self._meter = None
+            self._record_tokens(usage)
+
+        async def on_end_async(usage: Usage, failed: bool) -> None:
+            on_end(usage, failed)
+
+        if hasattr(stream, "__aiter__"):
+            return AsyncMeteredStream(stream, meter, on_end_async)
+        return MeteredStream(stream, meter, on_end)
 
 
 @dataclass(frozen=True, slots=True)
