@@ -9,7 +9,7 @@ DEMO_DIR := deploy/demo
 TS_DIR := clients/typescript
 TS_STAMP := $(TS_DIR)/node_modules/.installed
 
-.PHONY: venv demo test test-typescript crash-test soak proto lint typecheck clean
+.PHONY: venv bench-env bench demo test test-typescript crash-test soak proto lint typecheck clean
 
 # pip's output goes to a log, shown only when the install fails.
 $(STAMP): pyproject.toml clients/python/pyproject.toml constraints.txt
@@ -49,6 +49,13 @@ test-typescript: $(STAMP)
 $(TS_STAMP): $(TS_DIR)/package.json $(TS_DIR)/package-lock.json
 	cd $(TS_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
+
+# The benchmarks are not part of `make test` (docs/performance.md).
+bench-env: $(STAMP)
+	@$(PY) -m pip install -q -c constraints.txt -e '.[bench]'
+
+bench: bench-env
+	$(PY) bench/pairs.py --seconds 4 --json bench-pairs.json
 
 # The long forms of the fault tests, run on demand (docs/reliability.md).
 crash-test: $(STAMP)

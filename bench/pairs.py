@@ -21,7 +21,7 @@ warm-up. Printed per run: pairs per second, pair latency p50/p95/p99 and
 server CPU per pair; then the ratios (daemon time per pair over two echo
 calls; session pairs per second over Redis). Usage:
 
-    .venv/bin/pip install redis   # once; plus `apt-get install redis-server`
+    make bench-env   # once: the asyncio Redis client; plus Debian's redis-server
     .venv/bin/python bench/pairs.py [--seconds 5] [--concurrency 1 16 64]
 """
 
@@ -374,7 +374,7 @@ def _redis_missing() -> str | None:
     except ImportError:
         return (
             "the Python redis client is not installed: scenario (c) is skipped. "
-            "Install it with `.venv/bin/pip install redis`."
+            "Install it with `make bench-env`."
         )
     return None
 
