@@ -241,7 +241,7 @@ class PoolPausedError(InsufficientTokensError):
             else "was paused by an operator and grants nothing until it is resumed"
         )
         super().__init__(
-            f"Pool {pool!r} of budget {budget!r} {what}; retry later, use a "
+            f"Pool {str(pool)!r} of budget {budget!r} {what}; retry later, use a "
             "fallback budget, or ask the operator to resume it.",
             reason=reason,
             budget=budget,
