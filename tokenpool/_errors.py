@@ -19,6 +19,7 @@
     │   └── AccessDeniedError       the credentials do not allow this call
     ├── RefusalError                not enough tokens for the request
     │   ├── InsufficientTokensError retryable: wait and try again
+    │   │   └── PoolPausedError     an operator paused or is draining the pool
     │   └── RequestTooLargeError    never grantable as asked
     ├── LedgerError
     │   ├── LedgerUnavailableError  the ledger cannot be written now
@@ -214,6 +215,42 @@ class RefusalError(TokenPoolError):
 
 class InsufficientTokensError(RefusalError):
     """Raised when the tokens are not there now; a later retry may succeed."""
+
+
+class PoolPausedError(InsufficientTokensError):
+    """Raised when an operator paused or is draining the pool a request needs.
+
+    Its `reason` is POOL_PAUSED or POOL_DRAINING; `state` is the pool's
+    state ("paused" or "draining").
+    """
+
+    def __init__(
+        self,
+        *,
+        reason: str,
+        state: str,
+        budget: str,
+        pool: str,
+        requested: int,
+        retry_after_ns: int,
+    ) -> None:
+        what = (
+            "is being drained by an operator: new and waiting requests are "
+            "refused while open reservations finish"
+            if state == "draining"
+            else "was paused by an operator and grants nothing until it is resumed"
+        )
+        super().__init__(
+            f"Pool {str(pool)!r} of budget {budget!r} {what}; retry later, use a "
+            "fallback budget, or ask the operator to resume it.",
+            reason=reason,
+            budget=budget,
+            pool=pool,
+            requested=requested,
+            largest_grantable=0,
+            retry_after_ns=retry_after_ns,
+        )
+        self.state = state
 
 
 class RequestTooLargeError(RefusalError):

@@ -161,6 +161,36 @@ async def test_capacity_and_rebalance_change_the_budget(serve: ServeFactory) -> 
     assert all(e.actor.startswith("admin:") and "@" in e.actor for e in entries)
 
 
+async def test_pools_pause_drain_and_resume(serve: ServeFactory) -> None:
+    async with serve(config=BUDGET + AUTH) as s:
+        paused = ok(await cli(s, "pools", "pause", "b", "basic"))
+        drained = as_json(
+            await cli(s, "pools", "drain", "b", "burst", "--format", "json")
+        )
+        shown = as_json(await cli(s, "status", "--format", "json"))
+        table = ok(await cli(s, "status"))
+        resumed = as_json(
+            await cli(s, "pools", "resume", "b", "basic", "--format", "json")
+        )
+        unknown = await cli(s, "pools", "pause", "b", "gold")
+        as_tenant = await cli(s, "pools", "pause", "b", "basic", token="tpk_guessed")
+        entries = await s.ledger.entries(kinds=["pool_state"])
+
+    assert "paused" in paused
+    assert [(p["name"], p["state"]) for p in drained["pools"]] == [
+        ("basic", "paused"),
+        ("priority", "active"),
+        ("burst", "draining"),
+    ]
+    assert [p["state"] for p in shown[0]["pools"]] == ["paused", "active", "draining"]
+    assert "state" in table and "draining" in table
+    assert [p["state"] for p in resumed["pools"]] == ["active", "active", "draining"]
+    failed(unknown, "InvalidRequestError", ["'gold' is not a pool"])
+    assert as_tenant.exit_code == 1
+    assert [e.detail["state"] for e in entries] == ["paused", "draining", "active"]
+    assert all(e.actor.startswith("admin:") for e in entries)
+
+
 async def test_tenants_and_teams_are_managed(serve: ServeFactory) -> None:
     async with serve(config=BUDGET + AUTH) as s:
         team = ok(await cli(s, "teams", "set", "red", "--daily-tokens", "5000"))

@@ -101,6 +101,10 @@ ADMIN_CALLS: dict[str, Call] = {
     "ReloadConfig": lambda s, md, rid: s.admin.ReloadConfig(
         pb.ReloadConfigRequest(), metadata=md
     ),
+    "SetPoolState": lambda s, md, rid: s.admin.SetPoolState(
+        pb.SetPoolStateRequest(budget="b", pool="burst", state=pb.POOL_STATE_PAUSED),
+        metadata=md,
+    ),
 }
 
 

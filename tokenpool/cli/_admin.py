@@ -1,4 +1,4 @@
-"""Admin commands over gRPC: status, capacity, shares, tenants, teams, keys, reload."""
+"""Admin commands over gRPC: status, capacity, shares, pools, tenants, keys, reload."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from tokenpool.cli._connection import (
     as_dict,
     connected,
     console,
+    enum_name,
     output_format,
     print_json,
 )
@@ -42,17 +43,21 @@ reservations_app = typer.Typer(help="Open reservations.", no_args_is_help=True)
 autoscale_app = typer.Typer(
     help="A budget's autoscaler: status, mode, decisions.", no_args_is_help=True
 )
+pools_app = typer.Typer(
+    help="Pause, drain or resume one pool of a budget.", no_args_is_help=True
+)
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(teams_app, name="teams")
 app.add_typer(keys_app, name="keys")
 app.add_typer(reservations_app, name="reservations")
 app.add_typer(autoscale_app, name="autoscale")
+app.add_typer(pools_app, name="pools")
 
 _TABLE_JSON = ("table", "json")
 
 _POOL_COLUMNS = (
-    "pool", "share %", "capacity", "available", "in flight", "debt",
-    "waiting", "lent", "borrowed", "utilisation",
+    "pool", "state", "share %", "capacity", "available", "in flight", "debt",
+    "waiting", "lent", "borrowed", "utilisation", "open",
 )  # fmt: skip
 
 
@@ -73,6 +78,7 @@ def _budget_table(budget: pb.BudgetStatus) -> Table:
     for pool in budget.pools:
         table.add_row(
             pool.name,
+            enum_name(pb.PoolState.DESCRIPTOR, pool.state),
             str(pool.share_percent),
             f"{pool.capacity_tokens:,}",
             f"{pool.available_tokens:,}",
@@ -82,6 +88,7 @@ def _budget_table(budget: pb.BudgetStatus) -> Table:
             f"{pool.lent_tokens:,}",
             f"{pool.borrowed_tokens:,}",
             f"{pool.utilization:.0%}",
+            str(pool.open_reservations),
         )
     return table
 
@@ -234,6 +241,64 @@ def reload(target: Target, output: FormatOption = "table") -> None:
     for line in done.message.splitlines():
         if done.changes:
             typer.echo(f"  {line}")
+
+
+# Pool states.
+
+_PoolArgument = Annotated[str, typer.Argument(help="basic, priority or burst.")]
+
+
+def _set_pool_state(
+    target: Target,
+    budget: str,
+    pool: str,
+    state: pb.PoolState,
+    output: str,
+) -> None:
+    chosen = output_format(output, _TABLE_JSON)
+    request = pb.SetPoolStateRequest(budget=budget, pool=pool, state=state)
+    with target.admin() as call:
+        found = call("SetPoolState", request)
+    _show_budget(found, chosen)
+
+
+@pools_app.command("pause")
+@connected
+def pools_pause(
+    target: Target,
+    budget: Annotated[str, typer.Argument(help="The budget.")],
+    pool: _PoolArgument,
+    output: FormatOption = "table",
+) -> None:
+    """Pause a pool: it grants and lends nothing; its requests wait, open ones end."""
+    _set_pool_state(target, budget, pool, pb.POOL_STATE_PAUSED, output)
+
+
+@pools_app.command("drain")
+@connected
+def pools_drain(
+    target: Target,
+    budget: Annotated[str, typer.Argument(help="The budget.")],
+    pool: _PoolArgument,
+    output: FormatOption = "table",
+) -> None:
+    """Drain a pool: paused, and its waiting and new requests refused at once.
+
+    `status` shows how many open reservations the pool still has to finish.
+    """
+    _set_pool_state(target, budget, pool, pb.POOL_STATE_DRAINING, output)
+
+
+@pools_app.command("resume")
+@connected
+def pools_resume(
+    target: Target,
+    budget: Annotated[str, typer.Argument(help="The budget.")],
+    pool: _PoolArgument,
+    output: FormatOption = "table",
+) -> None:
+    """Resume a paused or draining pool: it grants and serves its queue again."""
+    _set_pool_state(target, budget, pool, pb.POOL_STATE_ACTIVE, output)
 
 
 # Tenants and teams.

@@ -24,6 +24,7 @@ from typing import Annotated, Any, TypeVar
 
 import grpc
 import typer
+from google.protobuf.descriptor import EnumDescriptor
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import Console
@@ -220,7 +221,9 @@ def console() -> Console:
 def as_dict(message: Message) -> dict[str, Any]:
     """A response as JSON-ready data: the proto's field names, numbers as numbers.
 
-    Timestamps become ISO 8601 UTC strings; an unset optional field is None.
+    Timestamps become ISO 8601 UTC strings; an unset optional field is None;
+    an enum is its value's name in lower case, without the enum's prefix
+    (`POOL_STATE_PAUSED` is "paused").
     """
     data: dict[str, Any] = {}
     for field in message.DESCRIPTOR.fields:
@@ -233,9 +236,25 @@ def as_dict(message: Message) -> dict[str, Any]:
             data[field.name] = {key: _value(item) for key, item in value.items()}
         elif field.is_repeated:
             data[field.name] = [_value(item) for item in value]
+        elif field.enum_type is not None:
+            data[field.name] = enum_name(field.enum_type, value)
         else:
             data[field.name] = _value(value)
     return data
+
+
+def enum_name(enum: EnumDescriptor, number: int) -> str:
+    """An enum value's name in lower case, without its enum's common prefix."""
+    words = [str(value.name).split("_") for value in enum.values]
+    shared = 0
+    while len(words) > 1 and all(
+        len(name) > shared + 1 and name[shared] == words[0][shared] for name in words
+    ):
+        shared += 1
+    found = enum.values_by_number.get(number)
+    if found is None:
+        return str(number)
+    return "_".join(str(found.name).split("_")[shared:]).lower()
 
 
 def _value(value: Any) -> Any:

@@ -72,6 +72,7 @@ from tokenpool.core._overrides import (
     StoredField,
     autoscale_key,
     capacity_key,
+    pool_states_key,
     resolve,
     shares_key,
     team_key,
@@ -87,7 +88,14 @@ from tokenpool.core._policy import (
     TeamPolicy,
     TenantPolicy,
 )
-from tokenpool.core._pools import DEFAULT_SHARES, POOL_ORDER, Pool, Tier, split_capacity
+from tokenpool.core._pools import (
+    DEFAULT_SHARES,
+    POOL_ORDER,
+    Pool,
+    PoolState,
+    Tier,
+    split_capacity,
+)
 from tokenpool.core._pricing import (
     DEFAULT_PRICE_MODEL,
     ModelPrice,
@@ -171,6 +179,7 @@ __all__ = [
     "Periods",
     "Pool",
     "PoolReading",
+    "PoolState",
     "PriceTable",
     "ProviderSignal",
     "Reach",
@@ -217,6 +226,7 @@ __all__ = [
     "plan_draws",
     "plan_overrun",
     "plan_refund",
+    "pool_states_key",
     "projected_reach",
     "prompt_cache_savings",
     "refilled_level",

@@ -97,6 +97,11 @@ def shares_key(budget: str) -> str:
     return f"budget/{budget}/shares"
 
 
+def pool_states_key(budget: str) -> str:
+    """The field of a budget's paused and draining pools (never in the file)."""
+    return f"budget/{budget}/pool_states"
+
+
 def autoscale_key(budget: str) -> str:
     """The field of a budget's autoscaler switch (enabled and mode)."""
     return f"budget/{budget}/autoscale"

@@ -14,6 +14,20 @@ class Pool(enum.StrEnum):
     BURST = "burst"
 
 
+class PoolState(enum.StrEnum):
+    """Whether a pool grants: an operator may pause or drain it (SPEC 8).
+
+    A pool that is not active grants nothing new: not to its own tenants,
+    not as a loan, not as burst. Open reservations end as usual and refill
+    goes on. A paused pool's tenants wait, up to their wait limit; a
+    draining pool's are refused at once, its waiters included.
+    """
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    DRAINING = "draining"
+
+
 class Tier(enum.StrEnum):
     """A tenant's tier, which names its own pool."""
 

@@ -155,6 +155,7 @@ class Daemon:
                     prices=config.prices,
                     calendar_timezone=settings.calendar_timezone,
                     observer=telemetry.observer,
+                    pool_states=config.pool_states,
                 )
                 await engine.restore()
                 await _record_start(ledger, applied, self._clock.wall_ns())

@@ -17,12 +17,15 @@ from pydantic import ValidationError
 
 from tokenpool.core import (
     BudgetPolicy,
+    Pool,
+    PoolState,
     Shares,
     StoredField,
     TeamPolicy,
     TenantPolicy,
     autoscale_key,
     capacity_key,
+    pool_states_key,
     resolve,
     shares_key,
     team_key,
@@ -139,6 +142,7 @@ def apply_overrides(
         for key, value in resolution.file_values.items()
     ]
     config = EngineConfig(
+        pool_states=_pool_states(budgets, values, notes),
         budgets=budgets,
         tenants=tenants,
         teams=teams,
@@ -146,6 +150,26 @@ def apply_overrides(
         limits=settings.limits,
     )
     return Applied(config, rows, notes)
+
+
+def _pool_states(
+    budgets: list[BudgetPolicy], values: Mapping[str, object], notes: list[str]
+) -> dict[str, dict[Pool, PoolState]]:
+    """Pools an operator paused or is draining; the file never names these."""
+    found: dict[str, dict[Pool, PoolState]] = {}
+    for policy in budgets:
+        key = pool_states_key(policy.name)
+        value = values.get(key)
+        if not isinstance(value, dict):
+            continue
+        try:
+            found[policy.name] = {
+                Pool(pool): PoolState(state) for pool, state in value.items()
+            }
+        except ValueError as exc:
+            logger.warning("stored override unreadable key=%s error=%s", key, exc)
+            notes.append(f"run-time value unreadable, skipped: {key}")
+    return found
 
 
 def _policies(

@@ -1,4 +1,4 @@
-"""Operator changes to a budget: its capacity and how it splits into pools."""
+"""Operator changes to a budget: its capacity, its split, its pools' states."""
 
 from __future__ import annotations
 
@@ -6,15 +6,18 @@ import json
 import logging
 from collections.abc import Awaitable, Mapping
 
-from tokenpool._errors import InvalidFieldError
+from tokenpool._errors import InvalidFieldError, LedgerUnavailableError
+from tokenpool._fields import log_event
 from tokenpool.core import (
     POOL_ORDER,
     BudgetPolicy,
     Pool,
+    PoolState,
     Shares,
     capacity_key,
     check_count,
     check_range,
+    pool_states_key,
     shares_key,
     split_capacity,
 )
@@ -36,14 +39,132 @@ def shares_value(shares: Shares) -> dict[str, int]:
     return {pool.value: percent for pool, percent in shares.by_pool().items()}
 
 
-class Administering(EngineBase):
-    """SetCapacity and Rebalance: each pool's level moves by its capacity's change.
+def pool_states_value(states: Mapping[Pool, PoolState]) -> dict[str, str]:
+    """A budget's paused and draining pools as a stored value; active ones left out."""
+    return {
+        pool.value: state.value
+        for pool, state in states.items()
+        if state is not PoolState.ACTIVE
+    }
 
-    A shrunk pool whose level falls below zero is in debt (SPEC 12.3), so
-    open holds are never lost; a grown pool has the new tokens at once.
-    Each change is stored as a run-time override of the configuration
-    (SPEC 8) in the same commit as its ledger entry.
+
+def _pool(name: str) -> Pool:
+    known = {pool.value for pool in POOL_ORDER}
+    if name not in known:
+        raise InvalidFieldError(
+            "pool", f"{name[:64]!r} is not a pool; use basic, priority or burst"
+        )
+    return Pool(name)
+
+
+class Administering(EngineBase):
+    """SetCapacity, Rebalance and pool states, each kept as a run-time override.
+
+    A capacity change or rebalance moves each pool's level by its
+    capacity's change: a shrunk pool whose level falls below zero is in
+    debt (SPEC 12.3), so open holds are never lost; a grown pool has the
+    new tokens at once. Each change is stored as a run-time override of the
+    configuration (SPEC 8) in the same commit as its ledger entry.
     """
+
+    async def set_pool_state(
+        self, name: str, pool_name: str, state: PoolState, *, actor: str = ""
+    ) -> PoolState:
+        """Pauses, drains or resumes one pool of a budget (SPEC 8).
+
+        Paused or draining, the pool grants nothing new (see `PoolState`);
+        draining also refuses its waiters at once. Resumed, its queue is
+        served again. Setting the state a pool already has changes nothing
+        and writes no entry. Returns the state before the change.
+
+        Raises:
+            InvalidFieldError: `pool` names no pool.
+            UnknownBudgetError: no budget has that name.
+        """
+        self._check_serving()
+        budget = self._budget(name)
+        pool = _pool(pool_name)
+        previous = budget.pool_states[pool]
+        if state is previous:
+            logger.debug(
+                "pool state unchanged budget=%s pool=%s state=%s",
+                name,
+                pool.value,
+                state.value,
+            )
+            return previous
+
+        now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()
+        budget.pool_states[pool] = state
+        refused = (
+            self._refuse_drained(budget, pool) if state is PoolState.DRAINING else 0
+        )
+        detail: dict[str, object] = {
+            "state": state.value,
+            "previous_state": previous.value,
+            "waiters_refused": refused,
+            "open_reservations": budget.open_by_pool[pool],
+            "in_flight_tokens": budget.in_flight[pool],
+        }
+        entry = Entry(
+            kind=EntryKind.POOL_STATE,
+            at_wall_ns=wall,
+            budget=name,
+            pool=pool.value,
+            actor=actor,
+            detail=detail,
+        )
+        override = OverrideRow(
+            pool_states_key(name),
+            to_json(pool_states_value(budget.pool_states)),
+            actor,
+            wall,
+        )
+        commit = self._submit(
+            LedgerBatch(
+                entries=[entry],
+                pools=self._pool_rows(name, now, wall),
+                overrides=[override],
+            )
+        )
+        # Waiters held back by this pool (or its tokens) may go now.
+        self._serve_queues(budget)
+        log_event(
+            logger,
+            logging.INFO,
+            "pool state changed",
+            {"budget": name, "pool": pool.value, "actor": actor or "-", **detail},
+        )
+        try:
+            await self._settled(commit)
+        except LedgerUnavailableError:
+            # Not recorded, so not in force: memory is rebuilt from the ledger.
+            budget.pool_states[pool] = previous
+            raise
+        self._observer.budget_changed(
+            BudgetChange(
+                budget=name,
+                kind=EntryKind.POOL_STATE.value,
+                actor=actor,
+                capacity_tokens=budget.policy.capacity_tokens,
+                capacities=budget.capacities,
+                detail={"pool": pool.value, **detail},
+            )
+        )
+        return previous
+
+    def _refuse_drained(self, budget: BudgetState, pool: Pool) -> int:
+        """Refuses every request waiting in a draining pool's queue; how many."""
+        queue = budget.queues.get(pool)
+        if queue is None:
+            return 0
+        waiters = queue.drain()
+        for waiter in waiters:
+            waiter.refusal = self._stopped(
+                budget, waiter.tenant, pool, waiter.sizing.tokens
+            )
+            waiter.event.set()
+        return len(waiters)
 
     async def set_capacity(
         self, name: str, capacity: int, *, actor: str = ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import Counter, deque
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Protocol
 
 import anyio
@@ -15,6 +15,7 @@ from tokenpool._errors import (
     InvalidFieldError,
     LedgerUnavailableError,
     NotOwnerError,
+    PoolPausedError,
     RefusalError,
     RequestTooLargeError,
     ShuttingDownError,
@@ -38,6 +39,7 @@ from tokenpool.core import (
     ModelPrice,
     Outcome,
     Pool,
+    PoolState,
     PriceTable,
     Reach,
     Reservation,
@@ -102,6 +104,8 @@ _CAP_RETRY_NS = 1_000_000_000
 POOL_EXHAUSTED = "POOL_EXHAUSTED"
 QUEUE_FULL = "QUEUE_FULL"
 REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
+POOL_PAUSED = "POOL_PAUSED"
+POOL_DRAINING = "POOL_DRAINING"
 
 # Refusals for want of tokens (not a cap): what the autoscaler counts.
 _SHORTAGES = frozenset({POOL_EXHAUSTED, QUEUE_FULL})
@@ -147,6 +151,7 @@ class EngineBase:
         prices: Sequence[ModelPrice] = (),
         calendar_timezone: str = "UTC",
         observer: Observer | None = None,
+        pool_states: Mapping[str, Mapping[Pool, PoolState]] | None = None,
     ) -> None:
         self._clock = clock
         self._observer = observer or Observer()
@@ -155,6 +160,9 @@ class EngineBase:
         self._store = store or MemoryPoolStore()
         self._limits = limits
         self._budgets = {policy.name: BudgetState.new(policy) for policy in budgets}
+        for name, states in (pool_states or {}).items():
+            if name in self._budgets:
+                self._budgets[name].pool_states.update(states)
         self._tenants = {tenant.name: tenant for tenant in tenants}
         self._teams = {team.name: team for team in teams}
         self._prices = PriceTable(prices)
@@ -268,7 +276,16 @@ class EngineBase:
         sizing: Sizing,
         now: int,
     ) -> Reach:
-        """What a request may draw now: own pool, burst and lenders (SPEC 3)."""
+        """What a request may draw now: own pool, burst and lenders (SPEC 3).
+
+        A pool an operator paused or is draining gives nothing: not to its
+        own tenants (they reach nothing at all), not as burst, not as a loan.
+        """
+        states = budget.pool_states
+        if states[pool] is not PoolState.ACTIVE:
+            return Reach(
+                own_pool=pool, own_available=0, burst_available=0, burst_room=0
+            )
         levels = self._store.levels(budget.policy.name, now)
         limit = burst_limit(
             budget.capacities[Pool.BURST], _burst_percent(budget, sizing)
@@ -284,6 +301,7 @@ class EngineBase:
                 or borrower.never_borrow
                 or rules.never_lend
                 or len(budget.queues[lender])
+                or states[lender] is not PoolState.ACTIVE
             ):
                 continue
             lenders.append(
@@ -301,7 +319,11 @@ class EngineBase:
         return Reach(
             own_pool=pool,
             own_available=levels[pool].available,
-            burst_available=levels[Pool.BURST].available,
+            burst_available=(
+                levels[Pool.BURST].available
+                if states[Pool.BURST] is PoolState.ACTIVE
+                else 0
+            ),
             burst_room=limit - budget.burst_by_tenant[tenant.name],
             lenders=tuple(lenders),
         )
@@ -366,8 +388,11 @@ class EngineBase:
 
         `held` is what an Extend's reservation holds already: its refusal
         speaks in totals, as Extend's argument does (the total asked, and
-        the largest total it could have now).
+        the largest total it could have now). A tenant whose pool is paused
+        or draining is told so.
         """
+        if budget.pool_states[pool] is not PoolState.ACTIVE:
+            return self._stopped(budget, tenant, pool, sizing.tokens + held)
         name = budget.policy.name
         reach = self._reach(budget, tenant, pool, sizing, now)
         queued = budget.queues[pool]
@@ -415,6 +440,25 @@ class EngineBase:
             requested=requested,
             largest_grantable=largest,
             retry_after_ns=min(max(retry_ns or 0, NS_PER_MS), _MAX_RETRY_AFTER_NS),
+        )
+
+    def _stopped(
+        self, budget: BudgetState, tenant: TenantPolicy, pool: Pool, requested: int
+    ) -> PoolPausedError:
+        """The refusal for a tenant whose pool an operator paused or is draining.
+
+        No refill helps, so the retry hint is the budget's window.
+        """
+        state = budget.pool_states[pool]
+        reason = POOL_DRAINING if state is PoolState.DRAINING else POOL_PAUSED
+        self._count_refusal(budget.policy.name, tenant.name, reason)
+        return PoolPausedError(
+            reason=reason,
+            state=state.value,
+            budget=budget.policy.name,
+            pool=pool,
+            requested=requested,
+            retry_after_ns=min(budget.policy.window_ns, _MAX_RETRY_AFTER_NS),
         )
 
     def _ask(
@@ -560,6 +604,7 @@ class EngineBase:
     def _hold(self, budget: BudgetState, reservation: Reservation) -> None:
         """Counts an open reservation's draws in its budget's tallies."""
         budget.open_reservations += 1
+        budget.open_by_pool.update({pool for pool, _ in reservation.sources})
         for pool, tokens in reservation.sources:
             budget.in_flight[pool] += tokens
             if pool is not reservation.pool:
@@ -578,6 +623,7 @@ class EngineBase:
 
     def _unhold(self, budget: BudgetState, reservation: Reservation) -> None:
         budget.open_reservations -= 1
+        budget.open_by_pool.subtract({pool for pool, _ in reservation.sources})
         for pool, tokens in reservation.sources:
             budget.in_flight[pool] -= tokens
             if pool is not reservation.pool:

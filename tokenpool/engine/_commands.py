@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tokenpool.core import PeriodUsage, Pool, Reading
+from tokenpool.core import PeriodUsage, Pool, PoolState, Reading
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +73,10 @@ class PoolView:
     borrowed_tokens: int
     charged_tokens: int
     """Charged to this pool since the daemon started."""
+    state: PoolState = PoolState.ACTIVE
+    """Active, or paused or draining by an operator."""
+    open_reservations: int = 0
+    """Open reservations holding tokens from this pool: what a drain waits for."""
 
     @property
     def utilization(self) -> float:

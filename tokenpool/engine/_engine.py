@@ -268,7 +268,12 @@ class Engine(Shadowing, Closing, Reconfiguring):
                 for waiter in queue.drain():
                     waiter.event.set()
         policies = [budget.policy for budget in self._budgets.values()]
+        # Pool states are not rebuilt from reservations: a change whose
+        # commit failed was already taken back by its caller.
+        states = {name: budget.pool_states for name, budget in self._budgets.items()}
         self._budgets = {policy.name: BudgetState.new(policy) for policy in policies}
+        for name, budget in self._budgets.items():
+            budget.pool_states.update(states[name])
         self._store = MemoryPoolStore() if self._owns_store else self._store
         calendar = CalendarPeriods(self._calendar_timezone)
         if self._limit_book.calendar.latest_wall_ns > 0:
@@ -314,6 +319,8 @@ class Engine(Shadowing, Closing, Reconfiguring):
                 lent_tokens=budget.lent[pool],
                 borrowed_tokens=budget.borrowed[pool],
                 charged_tokens=budget.charged[pool],
+                state=budget.pool_states[pool],
+                open_reservations=budget.open_by_pool[pool],
             )
             for pool in POOL_ORDER
         )

@@ -76,7 +76,7 @@ class Ending:
 
 @dataclass(frozen=True, slots=True)
 class BudgetChange:
-    """An operator's SetCapacity or Rebalance of one budget."""
+    """An operator's SetCapacity, Rebalance or SetPoolState of one budget."""
 
     budget: str
     kind: str
@@ -131,7 +131,7 @@ class Observer:
         """A hold ended, or a late settle charged an overrun."""
 
     def budget_changed(self, change: BudgetChange) -> None:
-        """An operator changed a budget's capacity or shares."""
+        """An operator changed a budget's capacity, shares or a pool's state."""
 
     def budget_alert(self, alert: BudgetAlert) -> None:
         """Charged usage reached a soft threshold of a calendar budget."""

@@ -10,7 +10,7 @@ be dropped only while nothing is held or waiting in it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel
@@ -22,6 +22,7 @@ from tokenpool.core import (
     InputLimits,
     ModelPrice,
     Pool,
+    PoolState,
     PriceTable,
     TeamPolicy,
     TenantPolicy,
@@ -46,6 +47,8 @@ class EngineConfig:
     teams: Sequence[TeamPolicy] = ()
     prices: Sequence[ModelPrice] = ()
     limits: InputLimits = field(default_factory=InputLimits)
+    pool_states: Mapping[str, Mapping[Pool, PoolState]] = field(default_factory=dict)
+    """Pools an operator paused or is draining, by budget (run-time only)."""
 
 
 def _shown(value: object) -> str:
@@ -132,7 +135,7 @@ class Reconfiguring(Autoscaling, Tenancy):
             changes += _field_changes("limits", self._limits, config.limits)
 
         now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()
-        pools = self._apply_budgets(config.budgets, now, wall)
+        pools = self._apply_budgets(config.budgets, now, wall, config.pool_states)
         self._tenants = new_tenants
         self._teams = new_teams
         self._admitted.clear()
@@ -166,9 +169,17 @@ class Reconfiguring(Autoscaling, Tenancy):
         return changes
 
     def _apply_budgets(
-        self, budgets: Sequence[BudgetPolicy], now: int, wall: int
+        self,
+        budgets: Sequence[BudgetPolicy],
+        now: int,
+        wall: int,
+        pool_states: Mapping[str, Mapping[Pool, PoolState]],
     ) -> list[PoolRow]:
-        """Adds, changes and drops budgets; the pool rows that moved."""
+        """Adds, changes and drops budgets; the pool rows that moved.
+
+        A running budget keeps its pools' states (the ledger holds the same
+        ones); a budget the file adds takes the stored ones, if any.
+        """
         rows: list[PoolRow] = []
         wanted = {policy.name: policy for policy in budgets}
         for name in [name for name in self._budgets if name not in wanted]:
@@ -182,6 +193,7 @@ class Reconfiguring(Autoscaling, Tenancy):
             budget = self._budgets.get(name)
             if budget is None:
                 budget = BudgetState.new(policy)
+                budget.pool_states.update(pool_states.get(name, {}))
                 self._store.add_budget(name, budget.capacities, policy.window_ns, now)
                 rows += self._pool_rows(name, now, wall)
             elif budget.policy != policy:

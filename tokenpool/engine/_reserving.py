@@ -24,6 +24,7 @@ from tokenpool.core import (
     LimitReason,
     Outcome,
     Pool,
+    PoolState,
     Reach,
     Reservation,
     Sizing,
@@ -265,6 +266,10 @@ class Reserving(EngineBase):
                 retry_after_ns=None,
             )
 
+        if budget.pool_states[pool] is PoolState.DRAINING:
+            # A draining pool takes no new work, waiting or not (SPEC 8).
+            raise self._stopped(budget, tenant, pool, sizing.tokens)
+
         now = self._clock.monotonic_ns()
         waiter = Waiter(command, tenant, sizing, lease_ns, fingerprint, arrived_ns)
         queue = budget.queues[pool]
@@ -395,6 +400,9 @@ class Reserving(EngineBase):
         self, budget: BudgetState, waiter: Waiter, now: int, reason: str | None
     ) -> RefusalError:
         """The refusal for a request that got nothing: which limit, and when."""
+        pool = waiter.tenant.tier.pool
+        if budget.pool_states[pool] is not PoolState.ACTIVE:
+            return self._stopped(budget, waiter.tenant, pool, waiter.sizing.tokens)
         if reason is None and waiter.breach is not None:
             return self._limit_refusal(
                 budget, waiter.tenant, waiter.breach, requested=waiter.sizing.tokens
@@ -500,7 +508,11 @@ class Reserving(EngineBase):
         """
         for pool, queue in budget.queues.items():
             head = queue.first()
-            if head is None or head.item is waiter:
+            if (
+                head is None
+                or head.item is waiter
+                or budget.pool_states[pool] is not PoolState.ACTIVE
+            ):
                 continue
             ahead = head.item
             if self._fits_by_deadline(
@@ -544,10 +556,13 @@ class Reserving(EngineBase):
         (burst, lenders). Within a queue, a tenant held back by its own
         limits is passed over, but a request short of tokens holds its queue
         (fair order is strict), and once a queue is held, later queues may
-        only use their own pools, so the shared tokens are left for it.
+        only use their own pools, so the shared tokens are left for it. A
+        paused pool's queue is passed over whole: it holds nothing back.
         """
         shared_open = True
         for pool in self._precedence(budget, now):
+            if budget.pool_states[pool] is not PoolState.ACTIVE:
+                continue
             for ticket in budget.queues[pool].in_order():
                 waiter = ticket.item
                 reach = self._reach(budget, waiter.tenant, pool, waiter.sizing, now)
@@ -661,7 +676,8 @@ class Reserving(EngineBase):
         name = budget.policy.name
         for pool, queue in budget.queues.items():
             head = queue.first()
-            if head is None:
+            if head is None or budget.pool_states[pool] is not PoolState.ACTIVE:
+                # A paused queue moves only when it is resumed.
                 continue
             waiter = head.item
             reach = self._reach(budget, waiter.tenant, pool, waiter.sizing, now)

@@ -17,6 +17,7 @@ from tokenpool.core import (
     EstimateBook,
     FairQueue,
     Pool,
+    PoolState,
     Reading,
     Reservation,
     Sizing,
@@ -71,6 +72,12 @@ class BudgetState:
     unknown_task_types: int = 0
     """Reserves that named a task type the scoring does not know."""
     open_reservations: int = 0
+    pool_states: dict[Pool, PoolState] = field(
+        default_factory=lambda: dict.fromkeys(POOL_ORDER, PoolState.ACTIVE)
+    )
+    """Which pools an operator paused or is draining (SPEC 8)."""
+    open_by_pool: Counter[Pool] = field(default_factory=Counter)
+    """Open reservations holding tokens from each pool."""
     largest_capacity: int = 0
     """The most capacity set since start; with no configured maximum, the
     budget's maximum for what it could ever grant (SPEC 12.1)."""

@@ -36,6 +36,8 @@ class EntryKind(enum.StrEnum):
     TEAM = "team"
     KEY = "key"
     """A tenant API key created, rotated or revoked (never the key itself)."""
+    POOL_STATE = "pool_state"
+    """An operator paused, drained or resumed one pool."""
     AUTOSCALE = "autoscale"
     """An autoscaler decision, applied or only recommended."""
     RELOAD = "reload"

@@ -187,6 +187,22 @@ class AdminServicer(pb_grpc.AdminServicer):
 
         return convert.budget_status(await answer("SetCapacity", context, set_capacity))
 
+    async def SetPoolState(
+        self, request: pb.SetPoolStateRequest, context: grpc.aio.ServicerContext
+    ) -> pb.BudgetStatus:
+        async def set_pool_state() -> BudgetView:
+            await self._engine.set_pool_state(
+                request.budget,
+                request.pool,
+                convert.pool_state(request.state),
+                actor=actor_of(context),
+            )
+            return self._engine.budget_status(request.budget)
+
+        return convert.budget_status(
+            await answer("SetPoolState", context, set_pool_state)
+        )
+
     async def Estimates(
         self, request: pb.EstimatesRequest, context: grpc.aio.ServicerContext
     ) -> pb.EstimatesResponse:

@@ -6,7 +6,7 @@ from google.protobuf import timestamp_pb2
 from tokenpool_client.v1 import tokenpool_pb2 as pb
 
 from tokenpool._errors import InvalidFieldError
-from tokenpool.core import EstimateRow, PeriodUsage, Reservation
+from tokenpool.core import EstimateRow, PeriodUsage, PoolState, Reservation
 from tokenpool.engine import (
     BudgetView,
     ExtendCommand,
@@ -19,6 +19,30 @@ from tokenpool.engine import (
 # Counters that sum usage can pass what an int64 field holds (each usage
 # figure may be up to 2^62, SPEC 12.9); they are sent saturated at its ends.
 _INT64_MAX = 2**63 - 1
+
+
+# A pool's state on the wire; UNSPECIFIED is not a state.
+POOL_STATES: dict[PoolState, pb.PoolState] = {
+    PoolState.ACTIVE: pb.POOL_STATE_ACTIVE,
+    PoolState.PAUSED: pb.POOL_STATE_PAUSED,
+    PoolState.DRAINING: pb.POOL_STATE_DRAINING,
+}
+_FROM_WIRE = {wire: state for state, wire in POOL_STATES.items()}
+
+
+def pool_state(wire: pb.PoolState) -> PoolState:
+    """The engine's pool state for a SetPoolState request's `state`.
+
+    Raises:
+        InvalidFieldError: the state is unspecified or unknown.
+    """
+    state = _FROM_WIRE.get(wire)
+    if state is None:
+        shown = pb.PoolState.Name(wire) if wire in pb.PoolState.values() else wire
+        raise InvalidFieldError(
+            "state", f"{shown} is not a pool state; use ACTIVE, PAUSED or DRAINING"
+        )
+    return state
 
 
 def saturated(value: int) -> int:
@@ -137,6 +161,8 @@ def budget_status(view: BudgetView) -> pb.BudgetStatus:
                 borrowed_tokens=pool.borrowed_tokens,
                 utilization=pool.utilization,
                 charged_tokens=saturated(pool.charged_tokens),
+                state=POOL_STATES[pool.state],
+                open_reservations=pool.open_reservations,
             )
             for pool in view.pools
         ],

@@ -76,7 +76,7 @@ METRICS = (
     _spec("tokenpool.cache.saved_cost", "counter", "USD",
           "Money not spent thanks to a cache."),
     _spec("tokenpool.budget.changes", "counter", "{change}",
-          "Capacity changes and rebalances of a budget."),
+          "Capacity changes, rebalances and pool state changes of a budget."),
     _spec("tokenpool.autoscale.decisions", "counter", "{decision}",
           "Autoscaler decisions by action and whether they were applied."),
     _spec("tokenpool.shadow.refusals", "counter", "{request}",

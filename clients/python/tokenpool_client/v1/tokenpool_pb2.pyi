@@ -3,12 +3,24 @@ import datetime
 from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class PoolState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    POOL_STATE_UNSPECIFIED: _ClassVar[PoolState]
+    POOL_STATE_ACTIVE: _ClassVar[PoolState]
+    POOL_STATE_PAUSED: _ClassVar[PoolState]
+    POOL_STATE_DRAINING: _ClassVar[PoolState]
+POOL_STATE_UNSPECIFIED: PoolState
+POOL_STATE_ACTIVE: PoolState
+POOL_STATE_PAUSED: PoolState
+POOL_STATE_DRAINING: PoolState
 
 class ReserveRequest(_message.Message):
     __slots__ = ("budget", "tenant", "tokens", "input_tokens", "max_output_tokens", "model", "task_type", "output_detail", "structured_output", "context_items", "urgency", "max_wait_ms", "lease_ms", "idempotency_key", "fallback_budgets", "labels", "input_chars")
@@ -170,7 +182,7 @@ class GetBudgetRequest(_message.Message):
     def __init__(self, budget: _Optional[str] = ...) -> None: ...
 
 class PoolStatus(_message.Message):
-    __slots__ = ("name", "share_percent", "capacity_tokens", "available_tokens", "in_flight_tokens", "debt_tokens", "waiting", "lent_tokens", "borrowed_tokens", "utilization", "charged_tokens")
+    __slots__ = ("name", "share_percent", "capacity_tokens", "available_tokens", "in_flight_tokens", "debt_tokens", "waiting", "lent_tokens", "borrowed_tokens", "utilization", "charged_tokens", "state", "open_reservations")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SHARE_PERCENT_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -182,6 +194,8 @@ class PoolStatus(_message.Message):
     BORROWED_TOKENS_FIELD_NUMBER: _ClassVar[int]
     UTILIZATION_FIELD_NUMBER: _ClassVar[int]
     CHARGED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    OPEN_RESERVATIONS_FIELD_NUMBER: _ClassVar[int]
     name: str
     share_percent: int
     capacity_tokens: int
@@ -193,7 +207,9 @@ class PoolStatus(_message.Message):
     borrowed_tokens: int
     utilization: float
     charged_tokens: int
-    def __init__(self, name: _Optional[str] = ..., share_percent: _Optional[int] = ..., capacity_tokens: _Optional[int] = ..., available_tokens: _Optional[int] = ..., in_flight_tokens: _Optional[int] = ..., debt_tokens: _Optional[int] = ..., waiting: _Optional[int] = ..., lent_tokens: _Optional[int] = ..., borrowed_tokens: _Optional[int] = ..., utilization: _Optional[float] = ..., charged_tokens: _Optional[int] = ...) -> None: ...
+    state: PoolState
+    open_reservations: int
+    def __init__(self, name: _Optional[str] = ..., share_percent: _Optional[int] = ..., capacity_tokens: _Optional[int] = ..., available_tokens: _Optional[int] = ..., in_flight_tokens: _Optional[int] = ..., debt_tokens: _Optional[int] = ..., waiting: _Optional[int] = ..., lent_tokens: _Optional[int] = ..., borrowed_tokens: _Optional[int] = ..., utilization: _Optional[float] = ..., charged_tokens: _Optional[int] = ..., state: _Optional[_Union[PoolState, str]] = ..., open_reservations: _Optional[int] = ...) -> None: ...
 
 class BudgetStatus(_message.Message):
     __slots__ = ("name", "capacity_tokens", "window_seconds", "pools", "open_reservations")
@@ -305,6 +321,16 @@ class SetCapacityRequest(_message.Message):
     budget: str
     capacity_tokens: int
     def __init__(self, budget: _Optional[str] = ..., capacity_tokens: _Optional[int] = ...) -> None: ...
+
+class SetPoolStateRequest(_message.Message):
+    __slots__ = ("budget", "pool", "state")
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    budget: str
+    pool: str
+    state: PoolState
+    def __init__(self, budget: _Optional[str] = ..., pool: _Optional[str] = ..., state: _Optional[_Union[PoolState, str]] = ...) -> None: ...
 
 class UpsertTenantRequest(_message.Message):
     __slots__ = ("name", "tier", "weight", "team", "caps", "clear")

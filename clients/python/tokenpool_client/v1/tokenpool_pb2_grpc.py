@@ -575,6 +575,11 @@ class AdminStub:
                 request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.ListKeysRequest.SerializeToString,
                 response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.ListKeysResponse.FromString,
                 _registered_method=True)
+        self.SetPoolState = channel.unary_unary(
+                '/tokenpool.v1.Admin/SetPoolState',
+                request_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.SetPoolStateRequest.SerializeToString,
+                response_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.BudgetStatus.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -733,6 +738,15 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetPoolState(self, request, context):
+        """Pauses, drains or resumes one pool of a budget. A paused or draining
+        pool grants nothing new (own requests, loans, burst); draining also
+        refuses its waiting requests at once. Open reservations end as usual.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -840,6 +854,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ListKeys,
                     request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.ListKeysRequest.FromString,
                     response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.ListKeysResponse.SerializeToString,
+            ),
+            'SetPoolState': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPoolState,
+                    request_deserializer=tokenpool_dot_v1_dot_tokenpool__pb2.SetPoolStateRequest.FromString,
+                    response_serializer=tokenpool_dot_v1_dot_tokenpool__pb2.BudgetStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1413,6 +1432,33 @@ class Admin:
             '/tokenpool.v1.Admin/ListKeys',
             tokenpool_dot_v1_dot_tokenpool__pb2.ListKeysRequest.SerializeToString,
             tokenpool_dot_v1_dot_tokenpool__pb2.ListKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPoolState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenpool.v1.Admin/SetPoolState',
+            tokenpool_dot_v1_dot_tokenpool__pb2.SetPoolStateRequest.SerializeToString,
+            tokenpool_dot_v1_dot_tokenpool__pb2.BudgetStatus.FromString,
             options,
             channel_credentials,
             insecure,
