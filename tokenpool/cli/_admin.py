@@ -243,6 +243,37 @@ def reload(target: Target, output: FormatOption = "table") -> None:
             typer.echo(f"  {line}")
 
 
+@app.command()
+@connected
+def health(
+    target: Target,
+    timeout_s: Annotated[
+        float,
+        typer.Option(
+            "--timeout", help="Seconds to wait for the answer.", min=0.001, max=3600
+        ),
+    ] = 3.0,
+) -> None:
+    """Exit 0 when the daemon answers SERVING to a gRPC health check.
+
+    Health checks need no credential; with TLS on the daemon give the TLS options
+    (or their TOKENPOOL_TLS* variables), as for any other command.
+    """
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with target.channel() as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
+        except grpc.RpcError as exc:
+            _stderr.print(f"[red]not serving:[/red] {exc.code().name}", soft_wrap=True)
+            raise typer.Exit(code=1) from None
+    serving = answer.status == health_pb2.HealthCheckResponse.SERVING
+    typer.echo("SERVING" if serving else "NOT_SERVING")
+    raise typer.Exit(code=0 if serving else 1)
+
+
 # Pool states.
 
 _PoolArgument = Annotated[str, typer.Argument(help="basic, priority or burst.")]

@@ -1,4 +1,4 @@
-"""The `tokenpool` command: serve, status, replay and --version."""
+"""The `tokenpool` command: serve, replay and --version; the rest register here."""
 
 from __future__ import annotations
 
@@ -43,9 +43,6 @@ ConfigOption = Annotated[
         dir_okay=False,
         readable=True,
     ),
-]
-AddressOption = Annotated[
-    str, typer.Option("--address", "-a", help="Daemon address, host:port.")
 ]
 LogFormat = Annotated[
     str,
@@ -159,32 +156,6 @@ def _with_metrics_address(settings: Settings, address: str) -> Settings:
         reason = exc.errors()[0]["msg"]
         raise typer.BadParameter(reason, param_hint="--metrics-address") from exc
     return settings.model_copy(update={"telemetry": telemetry})
-
-
-@app.command()
-def health(
-    address: AddressOption = "127.0.0.1:50051",
-    timeout_s: Annotated[
-        float,
-        typer.Option(
-            "--timeout", help="Seconds to wait for the answer.", min=0.001, max=3600
-        ),
-    ] = 3.0,
-) -> None:
-    """Exit 0 when the daemon answers SERVING to a gRPC health check."""
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        try:
-            answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
-        except grpc.RpcError as exc:
-            _stderr.print(f"[red]not serving:[/red] {exc.code().name}", soft_wrap=True)
-            raise typer.Exit(code=1) from None
-    serving = answer.status == health_pb2.HealthCheckResponse.SERVING
-    typer.echo("SERVING" if serving else "NOT_SERVING")
-    raise typer.Exit(code=0 if serving else 1)
 
 
 def _token(token_file: Path | None) -> str | None:

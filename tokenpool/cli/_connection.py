@@ -48,8 +48,10 @@ _OPERATOR_METADATA = "tokenpool-operator"
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def _pem(help_text: str) -> Any:
-    return typer.Option(help=help_text, exists=True, dir_okay=False, readable=True)
+def _pem(help_text: str, envvar: str) -> Any:
+    return typer.Option(
+        help=help_text, envvar=envvar, exists=True, dir_okay=False, readable=True
+    )
 
 
 # The options every connected command gets, as (name, annotation, default).
@@ -85,22 +87,43 @@ _OPTIONS: tuple[tuple[str, Any, Any], ...] = (
     (
         "tls",
         Annotated[
-            bool, typer.Option("--tls", help="Connect over TLS (system CA roots).")
+            bool,
+            typer.Option(
+                "--tls", envvar="TOKENPOOL_TLS", help="Connect over TLS (system CA roots)."
+            ),
         ],
         False,
     ),
-    ("tls_ca", Annotated[Path | None, _pem("CA to trust; implies --tls.")], None),
     (
-        "tls_cert",
-        Annotated[Path | None, _pem("Client certificate, for mutual TLS.")],
+        "tls_ca",
+        Annotated[
+            Path | None, _pem("CA to trust; implies --tls.", "TOKENPOOL_TLS_CA")
+        ],
         None,
     ),
-    ("tls_key", Annotated[Path | None, _pem("Private key of --tls-cert.")], None),
+    (
+        "tls_cert",
+        Annotated[
+            Path | None,
+            _pem("Client certificate, for mutual TLS.", "TOKENPOOL_TLS_CERT"),
+        ],
+        None,
+    ),
+    (
+        "tls_key",
+        Annotated[
+            Path | None, _pem("Private key of --tls-cert.", "TOKENPOOL_TLS_KEY")
+        ],
+        None,
+    ),
     (
         "tls_server_name",
         Annotated[
             str | None,
-            typer.Option(help="Name the server certificate carries, if not the host."),
+            typer.Option(
+                envvar="TOKENPOOL_TLS_SERVER_NAME",
+                help="Name the server certificate carries, if not the host.",
+            ),
         ],
         None,
     ),
@@ -119,13 +142,13 @@ class Target:
     @contextmanager
     def admin(self) -> Iterator[AdminCalls]:
         """An Admin stub over a fresh channel; the channel closes after."""
-        with self._channel() as channel:
+        with self.channel() as channel:
             yield AdminCalls(pb_grpc.AdminStub(channel), self._metadata())  # type: ignore[no-untyped-call]
 
     @contextmanager
     def api(self) -> Iterator[AdminCalls]:
         """A TokenPool stub (status reads), called like the Admin one."""
-        with self._channel() as channel:
+        with self.channel() as channel:
             yield AdminCalls(pb_grpc.TokenPoolStub(channel), self._metadata())  # type: ignore[no-untyped-call]
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
@@ -135,7 +158,8 @@ class Target:
         return tuple(metadata)
 
     @contextmanager
-    def _channel(self) -> Iterator[grpc.Channel]:
+    def channel(self) -> Iterator[grpc.Channel]:
+        """A fresh channel to the daemon, TLS as configured; closed after."""
         options = []
         if self.server_name:
             options.append(("grpc.ssl_target_name_override", self.server_name))
