@@ -133,6 +133,10 @@ def _option_problems(unit: Unit) -> list[str]:
     for key, wanted in HARDENING.items():
         if _last(unit, key) != wanted:
             problems.append(f"{key}={_last(unit, key)!r}, not {wanted!r}")
+    # The daemon reloads on SIGHUP (ExecReload): forcing a restart on it would
+    # turn `systemctl reload` back into a restart, should it ever exit on one.
+    if _values(unit, "RestartForceExitStatus"):
+        problems.append("RestartForceExitStatus: SIGHUP reloads, it is no exit")
     if "@system-service" not in _values(unit, "SystemCallFilter"):
         problems.append("SystemCallFilter does not allow only @system-service")
     if _last(unit, "DynamicUser") != "yes" and _last(unit, "User") in (None, "root"):
@@ -202,6 +206,11 @@ def _replace(key: str, value: str | None) -> Callable[[Unit], Unit]:
             _replace("SystemCallFilter", "@default"), "@system-service", id="syscalls"
         ),
         pytest.param(_replace("DynamicUser", None), "runs as root", id="root"),
+        pytest.param(
+            _replace("RestartForceExitStatus", "SIGHUP"),
+            "RestartForceExitStatus",
+            id="restart-on-hup",
+        ),
     ],
 )
 def test_broken_unit_is_reported(
