@@ -102,6 +102,9 @@ def _response(status: str, usage: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
+# The installed openai SDK declares input_tokens_details.cache_write_tokens
+# (required in ResponseUsage, optional in chat's PromptTokensDetails), so the
+# recorded shape carries it; CHAT_COMPLETION leaves it out, read as 0.
 RESPONSE_USAGE: dict[str, Any] = {
     "input_tokens": 2000,
     "input_tokens_details": {"cached_tokens": 1536, "cache_write_tokens": 64},

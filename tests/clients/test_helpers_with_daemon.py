@@ -361,3 +361,100 @@ async def test_sync_metered_stream_to_the_end_settles_exact(
     assert settle.detail["incomplete"] is False
     assert (settle.detail["input_tokens"], settle.detail["output_tokens"]) == (25, 9)
     assert settle.detail["cached_input_tokens"] == 1800
+
+
+async def test_scope_record_openai_chat_settles_cached_split(
+    serve: ServeFactory,
+) -> None:
+    fake = p.FakeProvider()
+    fake.json(p.CHAT_COMPLETION)
+    llm = fake.async_openai_client()
+
+    async with serve(**BUDGET) as s, AsyncClient(s.address) as pool:
+        async with pool.reservation("b", "svc", input_tokens=1300) as scope:
+            answer = await llm.chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES, max_tokens=300
+            )
+            scope.record_openai(answer)
+        entries = await _entries(s)
+
+    [settle] = entries["settle"]
+    assert settle.detail["input_tokens"] == 1300 - 1024
+    assert settle.detail["cached_input_tokens"] == 1024
+    # Chat completions here carry no cache_write_tokens: read as 0.
+    assert settle.detail["cache_write_tokens"] == 0
+    assert settle.detail["output_tokens"] == 40
+    assert settle.detail["incomplete"] is False
+    assert settle.detail["model"] == "gpt-4o-mini-2024-07-18"
+
+
+async def test_sync_scope_record_openai_responses_settles_cache_writes(
+    serve: ServeFactory,
+) -> None:
+    fake = p.FakeProvider()
+    fake.json(p.RESPONSE)
+
+    async with serve(**BUDGET) as s:
+
+        def call() -> None:
+            llm = fake.openai_client()
+            with (
+                Client(s.address) as pool,
+                pool.reservation("b", "svc", input_tokens=2000) as scope,
+            ):
+                scope.record_openai(
+                    llm.responses.create(model="gpt-4.1-mini", input="Hi")
+                )
+
+        await anyio.to_thread.run_sync(call)
+        entries = await _entries(s)
+
+    [settle] = entries["settle"]
+    assert settle.detail["input_tokens"] == 2000 - 1536 - 64
+    assert settle.detail["cached_input_tokens"] == 1536
+    assert settle.detail["cache_write_tokens"] == 64
+    assert settle.detail["output_tokens"] == 50
+    assert settle.detail["model"] == "gpt-4.1-mini-2025-04-14"
+
+
+async def test_scope_record_anthropic_settles_cache_reads_and_writes(
+    serve: ServeFactory,
+) -> None:
+    fake = p.FakeProvider()
+    fake.json(p.MESSAGE)
+    llm = fake.async_anthropic_client()
+
+    async with serve(**BUDGET) as s, AsyncClient(s.address) as pool:
+        async with pool.reservation("b", "svc", input_tokens=2600) as scope:
+            message = await llm.messages.create(
+                model="claude-sonnet-4-5", max_tokens=100, messages=MESSAGES
+            )
+            scope.record_anthropic(message)
+        # The JSON of a message, as a plain dict, settles the same way.
+        async with pool.reservation("b", "svc", input_tokens=2600) as scope:
+            scope.record_anthropic(p.MESSAGE)
+        entries = await _entries(s)
+
+    assert len(entries["settle"]) == 2
+    for settle in entries["settle"]:
+        assert settle.detail["input_tokens"] == 30
+        assert settle.detail["cached_input_tokens"] == 2000
+        assert settle.detail["cache_write_tokens"] == 500
+        assert settle.detail["output_tokens"] == 60
+        assert settle.detail["model"] == "claude-sonnet-4-5-20250929"
+
+
+async def test_scope_record_openai_without_usage_raises_and_releases(
+    serve: ServeFactory,
+) -> None:
+    no_usage = {**p.CHAT_COMPLETION, "usage": None}
+
+    async with serve(**BUDGET) as s, AsyncClient(s.address) as pool:
+        with pytest.raises(ValueError, match="include_usage"):
+            async with pool.reservation("b", "svc", input_tokens=100) as scope:
+                scope.record_openai(no_usage)
+        entries = await _entries(s)
+        status = await pool.get_budget("b")
+
+    assert sorted(entries) == ["release", "reserve"]
+    assert status.open_reservations == 0
