@@ -16,6 +16,7 @@ import type { TenantStatus__Output } from "./generated/tokenpool/v1/TenantStatus
 import type { TokenPoolClient as TokenPoolStub } from "./generated/tokenpool/v1/TokenPool";
 import { tokenpool } from "./proto";
 import { ReservationScope } from "./scope";
+import { traceMetadata } from "./trace";
 import type {
   BudgetStatus,
   ExtendChange,
@@ -157,6 +158,11 @@ export class TokenPoolClient {
       Date.now() + positiveMs("timeoutMs", timeoutMs ?? call.timeoutMs ?? this.timeoutMs);
     // grpc-js may add to the metadata it is given; each call gets a copy.
     const metadata = this.metadata.clone();
+    // The caller's trace context, when @opentelemetry/api is installed;
+    // metadata given for the call wins over it.
+    for (const [key, value] of Object.entries(traceMetadata())) {
+      metadata.set(key, value);
+    }
     for (const [key, value] of Object.entries(call.metadata ?? {})) {
       metadata.set(key, value);
     }

@@ -1,7 +1,13 @@
 /** The client against a real daemon: each RPC, refusals, withReservation. */
 
 import * as assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { after, before, test } from "node:test";
+
+import * as grpc from "@grpc/grpc-js";
 
 import {
   ConflictError,
@@ -12,9 +18,11 @@ import {
   TokenPoolClient,
   TokenPoolError,
   TooLargeError,
+  UnauthenticatedError,
   UnavailableError,
 } from "@tokenpool/client";
 
+import { selfSigned } from "./support/certs";
 import { basicBudget, Daemon, freePort } from "./support/daemon";
 
 // Each test draws on a budget of its own, so one daemon serves them all.
@@ -222,3 +230,97 @@ test("listBudgets and getTenant read the daemon's state", async () => {
   assert.equal(tenant.tier, "basic");
   assert.equal(tenant.configured, false);
 });
+
+/** A new API key and the `[[auth.tenant_keys]]` table that accepts it for tenant. */
+function tenantKey(tenant: string): { key: string; table: string } {
+  const key = randomBytes(24).toString("hex");
+  const digest = createHash("sha256").update(key).digest("hex");
+  return {
+    key,
+    table: `[[auth.tenant_keys]]\ntenant = "${tenant}"\nsha256 = "${digest}"\n`,
+  };
+}
+
+async function withClient<T>(
+  options: ConstructorParameters<typeof TokenPoolClient>[0],
+  fn: (client: TokenPoolClient) => Promise<T>,
+): Promise<T> {
+  const client = new TokenPoolClient(options);
+  try {
+    return await fn(client);
+  } finally {
+    client.close();
+  }
+}
+
+test("with [auth] tenant keys a key acts as its tenant, others are UNAUTHENTICATED", async () => {
+  const { key, table } = tenantKey("search");
+  const guarded = await Daemon.start(basicBudget("keys", 1000), { tables: table });
+  try {
+    await withClient({ address: guarded.address, token: key }, async (tenant) => {
+      const held = await tenant.reserve({ budget: "keys", tenant: "search", tokens: 100 });
+      const settled = await tenant.settle(held.reservationId, "search", { outputTokens: 40 });
+      assert.equal(settled.chargedTokens, 40);
+    });
+    const strangers: [string | undefined, RegExp][] = [
+      [undefined, /authorization: Bearer <key>/],
+      ["not-a-key", /neither a known tenant API key nor the admin token/],
+    ];
+    for (const [token, message] of strangers) {
+      await withClient({ address: guarded.address, token }, async (stranger) => {
+        const error = await stranger.reserve({ budget: "keys", tenant: "search", tokens: 1 }).then(
+          () => assert.fail(`token ${String(token)} must be refused`),
+          (e: unknown) => e,
+        );
+        assert.ok(error instanceof UnauthenticatedError, String(error));
+        assert.equal(error.codeName, "UNAUTHENTICATED");
+        assert.match(error.message, message);
+      });
+    }
+  } finally {
+    await guarded.stop();
+  }
+});
+
+const tlsDir = fs.mkdtempSync(path.join(os.tmpdir(), "tokenpool-ts-tls-"));
+const certificate = selfSigned(tlsDir);
+after(() => fs.rmSync(tlsDir, { recursive: true, force: true }));
+
+test(
+  "with [server.tls] and mutual TLS a client with the certificate and key gets through",
+  { skip: certificate === undefined ? "openssl could not make a test certificate" : false },
+  async () => {
+    const cert = certificate!;
+    const { key, table } = tenantKey("search");
+    const secure = await Daemon.start(basicBudget("tls", 1000), {
+      server:
+        `[server.tls]\ncert_file = ${JSON.stringify(cert.certFile)}\n` +
+        `key_file = ${JSON.stringify(cert.keyFile)}\n` +
+        `client_ca_file = ${JSON.stringify(cert.certFile)}\nrequire_client_cert = true\n`,
+      tables: table,
+      healthCredentials: grpc.credentials.createSsl(cert.cert, cert.key, cert.cert),
+    });
+    try {
+      const tls = { rootCerts: cert.cert, privateKey: cert.key, certChain: cert.cert };
+      await withClient({ address: secure.address, token: key, tls }, async (tenant) => {
+        const held = await tenant.reserve({ budget: "tls", tenant: "search", tokens: 10 });
+        await tenant.release(held.reservationId, "search");
+        assert.equal((await tenant.getBudget("tls")).openReservations, 0);
+      });
+      const refused = [
+        { address: secure.address, token: key, timeoutMs: 5000 },
+        { address: secure.address, token: key, timeoutMs: 5000, tls: { rootCerts: cert.cert } },
+      ];
+      for (const options of refused) {
+        await withClient(options, (client) =>
+          assert.rejects(
+            client.getBudget("tls"),
+            (error: unknown) => error instanceof UnavailableError,
+          ),
+        );
+      }
+    } finally {
+      await secure.stop();
+    }
+  },
+);

@@ -60,8 +60,22 @@ export function basicBudget(name: string, capacityTokens: number): string {
   ].join("\n");
 }
 
-function healthCheck(address: string, timeoutMs: number): Promise<boolean> {
-  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+/** What a test daemon runs with beyond its budgets. */
+export interface DaemonOptions {
+  /** TOML keys and tables of [server], e.g. a `[server.tls]` table. */
+  server?: string;
+  /** More TOML tables, e.g. `[auth]` and `[[auth.tenant_keys]]`. */
+  tables?: string;
+  /** How the start-up health check connects; plaintext by default. */
+  healthCredentials?: grpc.ChannelCredentials;
+}
+
+function healthCheck(
+  address: string,
+  timeoutMs: number,
+  credentials: grpc.ChannelCredentials,
+): Promise<boolean> {
+  const client = new grpc.Client(address, credentials);
   return new Promise((resolve) => {
     client.makeUnaryRequest(
       "/grpc.health.v1.Health/Check",
@@ -109,7 +123,7 @@ export class Daemon {
   }
 
   /** Starts a daemon serving `budgets` (TOML tables) and waits until it serves. */
-  static async start(budgets: string): Promise<Daemon> {
+  static async start(budgets: string, options: DaemonOptions = {}): Promise<Daemon> {
     if (!fs.existsSync(DAEMON_BIN)) {
       throw new Error(
         `${DAEMON_BIN} not found: run \`make venv\` in ${REPO_ROOT}, or set TOKENPOOL_BIN.`,
@@ -120,8 +134,9 @@ export class Daemon {
     const config = path.join(dir, "tokenpool.toml");
     fs.writeFileSync(
       config,
-      `[server]\naddress = "127.0.0.1:${port}"\ngrace_seconds = 2\n\n` +
-        `[ledger]\npath = ${JSON.stringify(path.join(dir, "ledger.db"))}\n\n${budgets}`,
+      `[server]\naddress = "127.0.0.1:${port}"\ngrace_seconds = 2\n${options.server ?? ""}\n\n` +
+        `[ledger]\npath = ${JSON.stringify(path.join(dir, "ledger.db"))}\n\n${budgets}\n` +
+        (options.tables ?? ""),
     );
 
     const log = fs.openSync(path.join(dir, "daemon.log"), "a");
@@ -131,11 +146,11 @@ export class Daemon {
     });
     fs.closeSync(log);
     const daemon = new Daemon(`127.0.0.1:${port}`, child, dir);
-    await daemon.waitServing();
+    await daemon.waitServing(options.healthCredentials ?? grpc.credentials.createInsecure());
     return daemon;
   }
 
-  private async waitServing(): Promise<void> {
+  private async waitServing(credentials: grpc.ChannelCredentials): Promise<void> {
     const deadline = Date.now() + START_TIMEOUT_MS;
     while (Date.now() < deadline) {
       if (this.spawnError !== undefined) {
@@ -148,7 +163,7 @@ export class Daemon {
         await this.stop();
         throw new Error(`The daemon exited at start; its log:\n${log}`);
       }
-      if (await healthCheck(this.address, 500)) {
+      if (await healthCheck(this.address, 500, credentials)) {
         return;
       }
       await new Promise((resolve) => setTimeout(resolve, 100));
