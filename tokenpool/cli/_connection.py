@@ -89,16 +89,16 @@ _OPTIONS: tuple[tuple[str, Any, Any], ...] = (
         Annotated[
             bool,
             typer.Option(
-                "--tls", envvar="TOKENPOOL_TLS", help="Connect over TLS (system CA roots)."
+                "--tls",
+                envvar="TOKENPOOL_TLS",
+                help="Connect over TLS (system CA roots).",
             ),
         ],
         False,
     ),
     (
         "tls_ca",
-        Annotated[
-            Path | None, _pem("CA to trust; implies --tls.", "TOKENPOOL_TLS_CA")
-        ],
+        Annotated[Path | None, _pem("CA to trust; implies --tls.", "TOKENPOOL_TLS_CA")],
         None,
     ),
     (
@@ -111,9 +111,7 @@ _OPTIONS: tuple[tuple[str, Any, Any], ...] = (
     ),
     (
         "tls_key",
-        Annotated[
-            Path | None, _pem("Private key of --tls-cert.", "TOKENPOOL_TLS_KEY")
-        ],
+        Annotated[Path | None, _pem("Private key of --tls-cert.", "TOKENPOOL_TLS_KEY")],
         None,
     ),
     (
