@@ -37,6 +37,7 @@ from tokenpool.ledger._records import (
     StoredState,
 )
 from tokenpool.ledger._reports import ReportQuery, ReportRow, replay_rows, usage_report
+from tokenpool.ledger._retention import RollUp, roll_up_chunk
 from tokenpool.ledger._schema import (
     ADD_REFUSALS,
     INSERT_ENTRY,
@@ -717,6 +718,36 @@ class Ledger:
                 until_wall_ns=until_wall_ns,
                 budget=budget,
             )
+
+    async def roll_up(self, *, before_wall_ns: int, now_wall_ns: int) -> RollUp:
+        """Rolls entries older than `before_wall_ns` up into per-day summaries.
+
+        SPEC 5's retention: each run of entries is summed per UTC day, kind,
+        budget, tenant and pool into `entry_rollups` and removed, in one
+        transaction per chunk, so commits go on between chunks. Totals and
+        reports read the summaries with the entries and stay the same.
+
+        Raises:
+            LedgerError: the database is unreachable or refused the roll-up.
+        """
+        total = RollUp()
+        while True:
+            # Shielded: a chunk is short, and must end in COMMIT or ROLLBACK.
+            with anyio.CancelScope(shield=True):
+                async with self._reading("roll_up") as conn:
+                    await conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        step = await roll_up_chunk(conn, before_wall_ns, now_wall_ns)
+                        await conn.execute("COMMIT")
+                    finally:
+                        await self._rollback(conn)
+            total = RollUp(
+                total.entries + step.entries,
+                total.summaries + step.summaries,
+                step.through_id,
+            )
+            if not step.entries:
+                return total
 
     async def backup(self, target: str | os.PathLike[str]) -> int:
         """Copies the database to a new file with SQLite's online backup.

@@ -175,6 +175,57 @@ _V3_OPERATIONS = (
     """,
 )
 
+# Version 4: retention (SPEC 5). Entries older than the retention period are
+# rolled up into per-day summaries and removed. The summaries are as
+# append-only as the entries, and an entry may be deleted only once a
+# summary covers its id: that is the one removal the database allows.
+_V4_RETENTION = (
+    """
+    CREATE TABLE entry_rollups (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        first_id INTEGER NOT NULL,
+        through_id INTEGER NOT NULL,
+        day_wall_ns INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        budget TEXT NOT NULL,
+        tenant TEXT NOT NULL DEFAULT '',
+        pool TEXT NOT NULL DEFAULT '',
+        entries INTEGER NOT NULL,
+        tokens_high INTEGER NOT NULL,
+        tokens_low INTEGER NOT NULL,
+        charged_high INTEGER NOT NULL,
+        charged_low INTEGER NOT NULL,
+        refunded_high INTEGER NOT NULL,
+        refunded_low INTEGER NOT NULL,
+        overrun_high INTEGER NOT NULL,
+        overrun_low INTEGER NOT NULL,
+        rolled_wall_ns INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX entry_rollups_through ON entry_rollups (through_id)",
+    "CREATE INDEX entry_rollups_budget_tenant ON entry_rollups (budget, tenant)",
+    """
+    CREATE TRIGGER entry_rollups_no_update BEFORE UPDATE ON entry_rollups
+    BEGIN
+        SELECT RAISE(ABORT, 'ledger roll-ups are append-only; UPDATE is refused');
+    END
+    """,
+    """
+    CREATE TRIGGER entry_rollups_no_delete BEFORE DELETE ON entry_rollups
+    BEGIN
+        SELECT RAISE(ABORT, 'ledger roll-ups are append-only; DELETE is refused');
+    END
+    """,
+    "DROP TRIGGER entries_no_delete",
+    """
+    CREATE TRIGGER entries_no_delete BEFORE DELETE ON entries
+    WHEN OLD.id > (SELECT COALESCE(MAX(through_id), 0) FROM entry_rollups)
+    BEGIN
+        SELECT RAISE(ABORT, 'ledger entries are append-only; DELETE needs a roll-up');
+    END
+    """,
+)
+
 # Append a step to extend the schema; never edit a released one, because
 # databases already at that version will not run it again.
 MIGRATIONS: tuple[Migration, ...] = (
@@ -193,6 +244,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         summary="configuration overrides, tenant API keys, cache savings and "
         "shadow refusals",
         statements=_V3_OPERATIONS,
+    ),
+    Migration(
+        version=4,
+        summary="retention: per-day roll-ups of old entries, which alone may "
+        "be deleted",
+        statements=_V4_RETENTION,
     ),
 )
 
@@ -407,7 +464,8 @@ def joined_sum(high: int | None, low: int | None) -> int:
 
 
 # Entries without a tenant (capacity changes, rebalances) are not usage. Each
-# token figure comes as the two half sums of exact_sum.
+# token figure comes as the two half sums of exact_sum; entries rolled up by
+# retention count through their summaries, which keep the same half sums.
 TOTALS_SQL = """
 SELECT budget, tenant, SUM(reservations),
        SUM(reserved_high), SUM(reserved_low), SUM(charged_high), SUM(charged_low),
@@ -428,6 +486,17 @@ FROM (
            SUM(overrun & 4294967295) AS overrun_low,
            0 AS refusals
     FROM entries WHERE tenant != '' {budget_filter}
+    GROUP BY budget, tenant
+    UNION ALL
+    SELECT budget, tenant,
+           SUM(CASE WHEN kind = :reserve THEN entries ELSE 0 END),
+           SUM(CASE WHEN kind = :reserve THEN tokens_high ELSE 0 END),
+           SUM(CASE WHEN kind = :reserve THEN tokens_low ELSE 0 END),
+           SUM(charged_high), SUM(charged_low),
+           SUM(refunded_high), SUM(refunded_low),
+           SUM(overrun_high), SUM(overrun_low),
+           0
+    FROM entry_rollups WHERE tenant != '' {budget_filter}
     GROUP BY budget, tenant
     UNION ALL
     SELECT budget, tenant, 0, 0, 0, 0, 0, 0, 0, 0, 0, SUM(count)
