@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import replace
 from typing import NoReturn
@@ -279,6 +280,7 @@ class Engine(Shadowing, Closing, Reconfiguring):
         self._idempotency.clear()
         self._leases.clear()
         self._ended.clear()
+        self._ended_keys.clear()
         self._install(*stored)
 
     async def _write_back(self) -> None:
@@ -329,19 +331,17 @@ class Engine(Shadowing, Closing, Reconfiguring):
         """A tenant's tier and what it holds now."""
         check_name("tenant", name)
         tenant = self._tenants.get(name) or TenantPolicy(name=name)
-        held = [
-            r for r in self._reservations.values() if r.is_open and r.tenant == name
-        ]
-        usage = self._limit_book.usage(
-            Subject(SubjectKind.TENANT, name), self._clock.wall_ns()
-        )
+        subject = Subject(SubjectKind.TENANT, name)
+        # Counted per tenant as holds begin and end: no scan of reservations.
+        holds, in_flight = self._limit_book.holding(subject)
+        usage = self._limit_book.usage(subject, self._clock.wall_ns())
         return TenantView(
             name=name,
             tier=tenant.tier.value,
             weight=tenant.weight,
             configured=name in self._tenants,
-            open_reservations=len(held),
-            in_flight_tokens=sum(r.hold for r in held),
+            open_reservations=holds,
+            in_flight_tokens=in_flight,
             team=tenant.team or "",
             day=usage.day,
             month=usage.month,
@@ -367,14 +367,14 @@ class Engine(Shadowing, Closing, Reconfiguring):
         self, *, budget: str = "", tenant: str = "", limit: int = 100
     ) -> list[Reservation]:
         """Open reservations, newest first, optionally of one budget or tenant."""
-        found = [
+        found = (
             r
             for r in reversed(self._reservations.values())
             if r.is_open
             and (not budget or r.budget == budget)
             and (not tenant or r.tenant == tenant)
-        ]
-        return found[:limit]
+        )
+        return list(itertools.islice(found, limit))
 
     def estimates(
         self, *, budget: str = "", tenant: str = ""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
 import aiosqlite
@@ -632,14 +634,77 @@ def pool_from_row(row: Row) -> PoolRow:
     return PoolRow(*row)
 
 
+# Decoded label maps and source lists, shared by the rows that store the same
+# JSON text (most reservations carry one of a few), up to this many distinct
+# texts; past it the cache starts afresh, so hostile labels cannot grow it.
+_SHARED_LIMIT = 4096
+_shared_labels: dict[str, Mapping[str, str]] = {}
+_shared_sources: dict[str, tuple[tuple[str, int], ...]] = {}
+
+
+def _labels_of(text: str) -> Mapping[str, str]:
+    labels = _shared_labels.get(text)
+    if labels is None:
+        if len(_shared_labels) >= _SHARED_LIMIT:
+            _shared_labels.clear()
+        # Read-only: one map may back many reservations.
+        labels = _shared_labels[text] = MappingProxyType(
+            {sys.intern(k): sys.intern(v) for k, v in json.loads(text).items()}
+        )
+    return labels
+
+
+def _sources_of(text: str) -> tuple[tuple[str, int], ...]:
+    sources = _shared_sources.get(text)
+    if sources is None:
+        if len(_shared_sources) >= _SHARED_LIMIT:
+            _shared_sources.clear()
+        sources = _shared_sources[text] = tuple(
+            (sys.intern(str(pool)), int(tokens)) for pool, tokens in json.loads(text)
+        )
+    return sources
+
+
 def reservation_from_row(row: Row) -> ReservationRow:
-    """Rebuild a reservation from `SELECT <reservation columns>`."""
-    values = dict(zip(RESERVATION_COLUMNS, row, strict=True))
-    values["state"] = ReservationState(values["state"])
-    values["sources"] = tuple(
-        (str(pool), int(tokens)) for pool, tokens in json.loads(values["sources"])
+    """Rebuild a reservation from `SELECT <reservation columns>`.
+
+    Restarts read a million of these, so the row is taken apart by position,
+    and the names and texts many rows repeat (budget, tenant, pool, model,
+    task type, team, labels, sources) are shared instead of copied per row.
+    """
+    intern = sys.intern
+    return ReservationRow(
+        row[0],
+        intern(row[1]),
+        intern(row[2]),
+        intern(row[3]),
+        ReservationState(row[4]),
+        row[5],
+        _sources_of(row[6]),
+        row[7],
+        row[8],
+        row[9],
+        row[10],
+        row[11],
+        row[12],
+        row[13],
+        row[14],
+        row[15],
+        row[16],
+        row[17],
+        row[18],
+        row[19],
+        intern(row[20]),
+        _labels_of(row[21]),
+        intern(row[22]),
+        row[23],
+        intern(row[24]),
+        row[25],
+        bool(row[26]),
+        bool(row[27]),
+        intern(row[28]),
+        row[29],
+        row[30],
+        row[31],
+        intern(row[32]),
     )
-    values["labels"] = json.loads(values["labels"])
-    values["incomplete"] = bool(values["incomplete"])
-    values["response_cache_hit"] = bool(values["response_cache_hit"])
-    return ReservationRow(**values)
