@@ -187,6 +187,18 @@ class Ask:
             )
 
 
+class RestoredHold(NamedTuple):
+    """An open reservation as a restart reopens it in the limit book."""
+
+    budget: str
+    tenant: str
+    team: str | None
+    draws: tuple[tuple[Pool, int], ...]
+    tokens: int
+    micros: int
+    granted_wall_ns: int
+
+
 @dataclass(frozen=True, slots=True)
 class Breach:
     """Why a limit refused a request, and what the caller can do about it."""
@@ -391,6 +403,31 @@ class LimitBook:
             counters.rate = _rate(counters.rate, ask.requests_per_minute, now_ns)
             counters.rate.take(1)
         return held.target
+
+    def restore_hold(
+        self,
+        key: str,
+        held: RestoredHold,
+        wall_ns: int,
+    ) -> None:
+        """Counts a reservation reopened at start, as `hold` with `restoring`.
+
+        A restart reopens every open reservation, so this takes what the
+        ledger stored as it is, without an `Ask`: the request was checked
+        when it was granted, and the request rate is not charged again.
+
+        Raises:
+            ValueError: the key is already held.
+        """
+        if key in self._held:
+            raise ValueError(f"Reservation {key!r} is already held.")
+        self._roll(wall_ns)
+
+        periods = self.calendar.of(held.granted_wall_ns)
+        target = self._target(held.tenant, held.team, periods)
+        counted = self._held[key] = _Held(held.budget, target, (), 0, 0)
+        self._resize(counted, held.draws, held.tokens, held.micros, holds=1)
+        self._budgets.setdefault(held.budget, _BudgetCounters()).open += 1
 
     def check_change(self, key: str, ask: Ask, wall_ns: int) -> Breach | None:
         """The limit an Extend to `ask`'s new totals breaks, or None.

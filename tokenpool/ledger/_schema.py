@@ -639,7 +639,32 @@ def pool_from_row(row: Row) -> PoolRow:
 # texts; past it the cache starts afresh, so hostile labels cannot grow it.
 _SHARED_LIMIT = 4096
 _shared_labels: dict[str, Mapping[str, str]] = {}
+# States by their stored text: a dict lookup is cheaper than the enum's call.
+_STATES = {state.value: state for state in ReservationState}
 _shared_sources: dict[str, tuple[tuple[str, int], ...]] = {}
+
+
+_shared_ints: dict[int, int] = {}
+_shared_floats: dict[float, float] = {}
+
+
+def _int(value: int) -> int:
+    """One object per repeated token count (Python keeps only -5..256 so)."""
+    shared = _shared_ints.get(value)
+    if shared is None:
+        if len(_shared_ints) >= _SHARED_LIMIT:
+            _shared_ints.clear()
+        shared = _shared_ints[value] = value
+    return shared
+
+
+def _float(value: float) -> float:
+    shared = _shared_floats.get(value)
+    if shared is None:
+        if len(_shared_floats) >= _SHARED_LIMIT:
+            _shared_floats.clear()
+        shared = _shared_floats[value] = value
+    return shared
 
 
 def _labels_of(text: str) -> Mapping[str, str]:
@@ -669,8 +694,9 @@ def reservation_from_row(row: Row) -> ReservationRow:
     """Rebuild a reservation from `SELECT <reservation columns>`.
 
     Restarts read a million of these, so the row is taken apart by position,
-    and the names and texts many rows repeat (budget, tenant, pool, model,
-    task type, team, labels, sources) are shared instead of copied per row.
+    and the names, texts and counts many rows repeat (budget, tenant, pool,
+    model, task type, team, labels, sources, hold, allowance, multiplier)
+    are shared instead of copied per row.
     """
     intern = sys.intern
     return ReservationRow(
@@ -678,12 +704,12 @@ def reservation_from_row(row: Row) -> ReservationRow:
         intern(row[1]),
         intern(row[2]),
         intern(row[3]),
-        ReservationState(row[4]),
-        row[5],
+        _STATES[row[4]],
+        _int(row[5]),
         _sources_of(row[6]),
-        row[7],
+        _int(row[7]),
         row[8],
-        row[9],
+        _float(row[9]),
         row[10],
         row[11],
         row[12],
@@ -697,7 +723,7 @@ def reservation_from_row(row: Row) -> ReservationRow:
         intern(row[20]),
         _labels_of(row[21]),
         intern(row[22]),
-        row[23],
+        _int(row[23]),
         intern(row[24]),
         row[25],
         bool(row[26]),
