@@ -49,7 +49,7 @@ import anyio
 from tokenpool.core import BudgetPolicy, InputLimits
 from tokenpool.engine import Engine, ReserveCommand, SettleCommand, SystemClock
 from tokenpool.ledger import Ledger
-from tokenpool.ledger._schema import INSERT_ENTRY, UPSERT_RESERVATION
+from tokenpool.ledger._schema import INSERT_ENTRY, UPSERT_RESERVATION, Row
 
 NS_PER_S = 1_000_000_000
 DAY_NS = 86_400 * NS_PER_S
@@ -125,7 +125,7 @@ def _reservation(
     )
 
 
-def _entry(kind: str, at: int, tenant: str, rid: str, **amounts: int) -> tuple:  # type: ignore[type-arg]
+def _entry(kind: str, at: int, tenant: str, rid: str, **amounts: int) -> Row:
     """One entries row, in INSERT_ENTRY's order."""
     detail = '{"sources":[["basic",1000]],"model":"gpt-4o","task_type":"generation"}'
     return (
@@ -144,16 +144,16 @@ def _entry(kind: str, at: int, tenant: str, rid: str, **amounts: int) -> tuple: 
     )
 
 
-def _rows(args: argparse.Namespace, now: int) -> Iterator[tuple[str, list[tuple]]]:  # type: ignore[type-arg]
+def _rows(args: argparse.Namespace, now: int) -> Iterator[tuple[str, list[Row]]]:
     """Chunks of (statement, rows): history, recent ended, then open ones."""
     recent = int(args.open * RECENT_ENDED_SHARE)
     history_pairs = max(0, (args.entries - args.open - 2 * recent) // 2)
     sequence = 0
 
-    def ended(count: int, start: int, step: int) -> Iterator[tuple[str, list[tuple]]]:  # type: ignore[type-arg]
+    def ended(count: int, start: int, step: int) -> Iterator[tuple[str, list[Row]]]:
         nonlocal sequence
-        entries: list[tuple] = []  # type: ignore[type-arg]
-        rows: list[tuple] = []  # type: ignore[type-arg]
+        entries: list[Row] = []
+        rows: list[Row] = []
         for n in range(count):
             sequence += 1
             rid, tenant = uuid.uuid4().hex, f"tenant-{sequence % args.tenants}"
@@ -178,8 +178,8 @@ def _rows(args: argparse.Namespace, now: int) -> Iterator[tuple[str, list[tuple]
     # Recent: within the idempotency window, remembered at restart.
     yield from ended(recent, now - DAY_NS // 2, max(1, DAY_NS // 4 // max(1, recent)))
 
-    entries: list[tuple] = []  # type: ignore[type-arg]
-    rows: list[tuple] = []  # type: ignore[type-arg]
+    entries: list[Row] = []
+    rows: list[Row] = []
     for n in range(args.open):
         sequence += 1
         rid, tenant = uuid.uuid4().hex, f"tenant-{n % args.tenants}"
@@ -410,7 +410,8 @@ def main() -> None:
         )
         if kind == "memory":
             print(out.stderr, end="")
-        return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+        found: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+        return found
 
     timed = [child("time") for _ in range(2)]
     restart = min(run["restart_s"] for run in timed)
