@@ -218,6 +218,12 @@ _V4_RETENTION = (
         SELECT RAISE(ABORT, 'ledger roll-ups are append-only; DELETE is refused');
     END
     """,
+    # A restart reads the open reservations; this keeps that read from
+    # walking every reservation ever made.
+    """
+    CREATE INDEX reservations_open ON reservations (created_wall_ns)
+    WHERE state = 'open'
+    """,
     "DROP TRIGGER entries_no_delete",
     """
     CREATE TRIGGER entries_no_delete BEFORE DELETE ON entries
@@ -250,7 +256,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=4,
         summary="retention: per-day roll-ups of old entries, which alone may "
-        "be deleted",
+        "be deleted; an index of open reservations",
         statements=_V4_RETENTION,
     ),
 )
