@@ -28,7 +28,6 @@ from tokenpool.ledger._records import (
     CHARGE_SLOT_NS,
     ChargedSlot,
     Entry,
-    EntryKind,
     KeyRow,
     LedgerBatch,
     ReservationRow,
@@ -36,7 +35,13 @@ from tokenpool.ledger._records import (
     StoredOverride,
     StoredState,
 )
-from tokenpool.ledger._reports import ReportQuery, ReportRow, replay_rows, usage_report
+from tokenpool.ledger._reports import (
+    ReportQuery,
+    ReportRow,
+    entry_totals,
+    replay_rows,
+    usage_report,
+)
 from tokenpool.ledger._retention import RollUp, roll_up_chunk
 from tokenpool.ledger._schema import (
     ADD_REFUSALS,
@@ -48,8 +53,6 @@ from tokenpool.ledger._schema import (
     SELECT_OVERRIDES,
     SELECT_POOLS,
     SELECT_RESERVATIONS,
-    TOTALS_KEYS,
-    TOTALS_SQL,
     UPSERT_KEY,
     UPSERT_POOL,
     UPSERT_RESERVATION,
@@ -619,22 +622,8 @@ class Ledger:
         tokens_charged, tokens_refunded, tokens_overrun and refusals.
         Entries without a tenant (capacity changes, rebalances) are left out.
         """
-        budget_filter = "" if budget is None else "AND budget = :budget"
-        params = {"reserve": str(EntryKind.RESERVE), "budget": budget}
-
         async with self._reading("totals") as conn:
-            rows = await conn.execute_fetchall(
-                TOTALS_SQL.format(budget_filter=budget_filter), params
-            )
-
-        totals = []
-        for budget_name, tenant, reservations, *halves, refusals in rows:
-            # Token figures come as (high, low) half sums: see exact_sum.
-            pairs = zip(halves[0::2], halves[1::2], strict=True)
-            sums = [joined_sum(high, low) for high, low in pairs]
-            values = (budget_name, tenant, reservations, *sums, refusals)
-            totals.append(dict(zip(TOTALS_KEYS, values, strict=True)))
-        return totals
+            return await entry_totals(conn, budget)
 
     async def entry_count(self) -> int:
         """Count the entries in the ledger."""
