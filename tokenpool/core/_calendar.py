@@ -49,6 +49,7 @@ class CalendarPeriods:
         self.timezone = timezone
         self.latest_wall_ns = _DAWN_NS
         self._current: Periods | None = None
+        self._last_of: Periods | None = None
 
     def at(self, wall_ns: int) -> Periods:
         """The current periods; never earlier than for a previous reading."""
@@ -61,6 +62,15 @@ class CalendarPeriods:
 
     def of(self, wall_ns: int) -> Periods:
         """The periods a past reading fell in, such as a restored grant's."""
+        # A restart asks this for every open reservation, mostly of one day.
+        last = self._last_of
+        if last is not None and last.day_start_ns <= wall_ns < last.day_end_ns:
+            return last
+
+        self._last_of = self._periods(wall_ns)
+        return self._last_of
+
+    def _periods(self, wall_ns: int) -> Periods:
         today = datetime.fromtimestamp(wall_ns // _NS_PER_S, self._zone).date()
         next_month = date(today.year + today.month // 12, today.month % 12 + 1, 1)
         return Periods(

@@ -140,16 +140,21 @@ class _Window:
         "hold",
         "next",
         "output_used",
+        "size",
         "used",
     )
 
     def __init__(self, size: int) -> None:
-        self.hold = array("q", [0]) * size
-        self.used = array("q", [0]) * size
-        self.output_used = array("q", [0]) * size
-        self.allowance = array("q", [0]) * size
+        # The arrays grow to `size` as settlements come: with many tenants,
+        # most keys see a few settlements, and a full window each would
+        # cost kilobytes per tenant.
+        self.size = size
+        self.hold = array("q")
+        self.used = array("q")
+        self.output_used = array("q")
+        self.allowance = array("q")
         """The uncorrected output allowance."""
-        self.flags = array("B", [0]) * size
+        self.flags = array("B")
         self.next = 0
         self.count = 0
         self.corrected = 0
@@ -161,17 +166,25 @@ class _Window:
         self, hold: int, used: int, output_used: int, allowance: int, flags: int
     ) -> None:
         slot = self.next
-        if self.count == len(self.flags):
+        if self.count == self.size:
             self._count_corrected(slot, -1)
-        self.hold[slot] = hold
-        self.used[slot] = used
-        self.output_used[slot] = output_used
-        self.allowance[slot] = allowance
-        self.flags[slot] = flags
+        if slot == len(self.flags):
+            # Still filling: slots are taken in order from 0.
+            self.hold.append(hold)
+            self.used.append(used)
+            self.output_used.append(output_used)
+            self.allowance.append(allowance)
+            self.flags.append(flags)
+        else:
+            self.hold[slot] = hold
+            self.used[slot] = used
+            self.output_used[slot] = output_used
+            self.allowance[slot] = allowance
+            self.flags[slot] = flags
         self._count_corrected(slot, 1)
 
-        self.next = (slot + 1) % len(self.flags)
-        self.count = min(self.count + 1, len(self.flags))
+        self.next = (slot + 1) % self.size
+        self.count = min(self.count + 1, self.size)
 
     def _count_corrected(self, slot: int, sign: int) -> None:
         learnable = self.allowance[slot] > 0 and not self.flags[slot] & _INCOMPLETE
@@ -181,7 +194,7 @@ class _Window:
 
     def slots(self) -> Iterator[int]:
         """Slot numbers from the oldest settlement to the newest."""
-        size = len(self.flags)
+        size = self.size
         start = self.next - self.count
         return ((start + k) % size for k in range(self.count))
 

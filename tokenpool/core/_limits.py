@@ -34,6 +34,9 @@ _MINUTE_NS = 60 * 1_000_000_000
 
 _NS_PER_S = 1_000_000_000
 
+# Charge targets cached beyond the open holds before the cache is emptied.
+_SPARE_TARGETS = 10_000
+
 # Highest soft threshold, in percent of a calendar budget: ten times over.
 _MAX_ALERT_PERCENT = 1000
 
@@ -184,6 +187,18 @@ class Ask:
             )
 
 
+class RestoredHold(NamedTuple):
+    """An open reservation as a restart reopens it in the limit book."""
+
+    budget: str
+    tenant: str
+    team: str | None
+    draws: tuple[tuple[Pool, int], ...]
+    tokens: int
+    micros: int
+    granted_wall_ns: int
+
+
 @dataclass(frozen=True, slots=True)
 class Breach:
     """Why a limit refused a request, and what the caller can do about it."""
@@ -264,6 +279,8 @@ class BudgetUsage:
 class _Flight:
     tokens: int = 0
     pools: dict[Pool, int] = field(default_factory=dict)
+    holds: int = 0
+    """Open reservations counted here."""
 
 
 @dataclass(slots=True)
@@ -282,9 +299,13 @@ class _BudgetCounters:
 
 @dataclass(slots=True)
 class _Held:
+    """One open reservation's counts; one per open reservation, so kept small."""
+
     budget: str
     target: ChargeTarget
-    draws: dict[Pool, int]
+    """Shared by the holds of one tenant (and team) granted in one period."""
+    draws: tuple[tuple[Pool, int], ...]
+    """As the allocator drew them: often the very tuple the reservation keeps."""
     tokens: int
     micros: int
 
@@ -316,10 +337,12 @@ class LimitBook:
     def __init__(self, calendar: CalendarPeriods | None = None) -> None:
         """Counts calendar budgets in `calendar`'s timezone (UTC by default)."""
         self.calendar = calendar or CalendarPeriods()
-        self._flights: dict[tuple[Subject, str], _Flight] = {}
+        # Per subject, then per budget: a subject's reads touch only its own.
+        self._flights: dict[Subject, dict[str, _Flight]] = {}
         self._usage: dict[Subject, dict[str, _Period]] = {}
         self._budgets: dict[str, _BudgetCounters] = {}
         self._held: dict[str, _Held] = {}
+        self._targets: dict[tuple[str, str | None, str, str], ChargeTarget] = {}
         self._current = ("", "")
 
     def check(self, ask: Ask, now_ns: int, wall_ns: int) -> Breach | None:
@@ -368,12 +391,9 @@ class LimitBook:
         if granted_wall_ns is not None:
             periods = self.calendar.of(granted_wall_ns)
 
-        subjects = [Subject(SubjectKind.TENANT, ask.tenant)]
-        if ask.team is not None:
-            subjects.append(Subject(SubjectKind.TEAM, ask.team))
-        target = ChargeTarget(tuple(subjects), periods.day, periods.month)
-        held = self._held[key] = _Held(ask.budget, target, {}, 0, 0)
-        self._resize(held, dict(ask.draws), ask.tokens, ask.cost_micros or 0)
+        target = self._target(ask.tenant, ask.team, periods)
+        held = self._held[key] = _Held(ask.budget, target, (), 0, 0)
+        self._resize(held, ask.draws, ask.tokens, ask.cost_micros or 0, holds=1)
 
         counters = self._budgets.setdefault(ask.budget, _BudgetCounters())
         counters.open += 1
@@ -383,6 +403,31 @@ class LimitBook:
             counters.rate = _rate(counters.rate, ask.requests_per_minute, now_ns)
             counters.rate.take(1)
         return held.target
+
+    def restore_hold(
+        self,
+        key: str,
+        held: RestoredHold,
+        wall_ns: int,
+    ) -> None:
+        """Counts a reservation reopened at start, as `hold` with `restoring`.
+
+        A restart reopens every open reservation, so this takes what the
+        ledger stored as it is, without an `Ask`: the request was checked
+        when it was granted, and the request rate is not charged again.
+
+        Raises:
+            ValueError: the key is already held.
+        """
+        if key in self._held:
+            raise ValueError(f"Reservation {key!r} is already held.")
+        self._roll(wall_ns)
+
+        periods = self.calendar.of(held.granted_wall_ns)
+        target = self._target(held.tenant, held.team, periods)
+        counted = self._held[key] = _Held(held.budget, target, (), 0, 0)
+        self._resize(counted, held.draws, held.tokens, held.micros, holds=1)
+        self._budgets.setdefault(held.budget, _BudgetCounters()).open += 1
 
     def check_change(self, key: str, ask: Ask, wall_ns: int) -> Breach | None:
         """The limit an Extend to `ask`'s new totals breaks, or None.
@@ -413,7 +458,7 @@ class LimitBook:
         current = (periods.day, periods.month)
         growth = _Growth(
             ask,
-            held.draws,
+            dict(held.draws),
             held.tokens,
             held.micros,
             tuple(window for window in windows if window[1] in current),
@@ -428,7 +473,7 @@ class LimitBook:
         """
         self._roll(wall_ns)
         held = self._held[key]
-        self._resize(held, dict(ask.draws), ask.tokens, ask.cost_micros or 0)
+        self._resize(held, ask.draws, ask.tokens, ask.cost_micros or 0)
 
     def end(
         self, key: str, charged_tokens: int, charged_micros: int, wall_ns: int
@@ -443,7 +488,7 @@ class LimitBook:
         """
         self._roll(wall_ns)
         held = self._held.pop(key)
-        self._resize(held, {}, 0, 0)
+        self._resize(held, (), 0, 0, holds=-1)
 
         counters = self._budgets[held.budget]
         counters.open -= 1
@@ -486,8 +531,7 @@ class LimitBook:
         periods = self.calendar.at(wall_ns)
         in_flight = {
             budget: (flight.tokens, dict(flight.pools))
-            for (who, budget), flight in self._flights.items()
-            if who == subject
+            for budget, flight in self._flights.get(subject, {}).items()
         }
         counted = self._usage.get(subject, {})
         day = counted.get(periods.day, _Period())
@@ -498,6 +542,11 @@ class LimitBook:
             PeriodUsage(periods.day, periods.day_end_ns, *astuple(day)),
             PeriodUsage(periods.month, periods.month_end_ns, *astuple(month)),
         )
+
+    def holding(self, subject: Subject) -> tuple[int, int]:
+        """A subject's open reservations and tokens they hold, over all budgets."""
+        flights = self._flights.get(subject, {}).values()
+        return sum(f.holds for f in flights), sum(f.tokens for f in flights)
 
     def budget_usage(
         self, budget: str, requests_per_minute: int | None, now_ns: int
@@ -513,8 +562,9 @@ class LimitBook:
         """Every counter as plain values: equal snapshots mean nothing changed."""
         return {
             "in_flight": {
-                key: (flight.tokens, dict(flight.pools))
-                for key, flight in self._flights.items()
+                (subject, budget): (flight.tokens, dict(flight.pools), flight.holds)
+                for subject, flights in self._flights.items()
+                for budget, flight in flights.items()
             },
             "calendar": {
                 subject: {key: astuple(period) for key, period in periods.items()}
@@ -533,7 +583,7 @@ class LimitBook:
     def counter_count(self) -> int:
         """How many counters the book keeps; for memory checks and a gauge."""
         return (
-            len(self._flights)
+            sum(len(flights) for flights in self._flights.values())
             + sum(len(periods) for periods in self._usage.values())
             + len(self._budgets)
             + len(self._held)
@@ -585,7 +635,7 @@ class LimitBook:
         self, subject: Subject, caps: Caps, growth: _Growth
     ) -> list[_Verdict]:
         ask, prefix = growth.ask, subject.kind.value.upper()
-        flight = self._flights.get((subject, ask.budget), _Flight())
+        flight = self._flights.get(subject, {}).get(ask.budget, _Flight())
         verdicts: list[_Verdict] = []
 
         cap = caps.max_in_flight_tokens
@@ -728,26 +778,58 @@ class LimitBook:
                     self._add(subject, key, 0, 0, 0, 0)
         return periods
 
+    def _target(self, tenant: str, team: str | None, periods: Periods) -> ChargeTarget:
+        """Where a grant charges, shared by the grants alike (memory per hold).
+
+        The cache is emptied when it grows past the holds it serves: a
+        target is a small tuple, and its holds keep their own reference.
+        """
+        key = (tenant, team, periods.day, periods.month)
+        target = self._targets.get(key)
+        if target is None:
+            if len(self._targets) > len(self._held) + _SPARE_TARGETS:
+                self._targets.clear()
+            subjects = [Subject(SubjectKind.TENANT, tenant)]
+            if team is not None:
+                subjects.append(Subject(SubjectKind.TEAM, team))
+            target = ChargeTarget(tuple(subjects), periods.day, periods.month)
+            self._targets[key] = target
+        return target
+
     def _resize(
-        self, held: _Held, draws: dict[Pool, int], tokens: int, micros: int
+        self,
+        held: _Held,
+        new_draws: tuple[tuple[Pool, int], ...],
+        tokens: int,
+        micros: int,
+        *,
+        holds: int = 0,
     ) -> None:
-        """Moves every counter of a hold from its old size to the new one."""
+        """Moves every counter of a hold from its old size to the new one.
+
+        `holds` is 1 when the hold begins, -1 when it ends.
+        """
+        draws, old_draws = dict(new_draws), dict(held.draws)
         for subject in held.target.subjects:
-            flight = self._flights.setdefault((subject, held.budget), _Flight())
+            flights = self._flights.setdefault(subject, {})
+            flight = flights.setdefault(held.budget, _Flight())
+            flight.holds += holds
             flight.tokens += tokens - held.tokens
-            for pool in set(held.draws) | set(draws):
-                change = draws.get(pool, 0) - held.draws.get(pool, 0)
+            for pool in old_draws.keys() | draws.keys():
+                change = draws.get(pool, 0) - old_draws.get(pool, 0)
                 flight.pools[pool] = flight.pools.get(pool, 0) + change
                 if not flight.pools[pool]:
                     del flight.pools[pool]
-            if not flight.tokens and not flight.pools:
-                del self._flights[(subject, held.budget)]
+            if not (flight.tokens or flight.pools or flight.holds):
+                del flights[held.budget]
+                if not flights:
+                    del self._flights[subject]
 
             for key in (held.target.day, held.target.month):
                 self._add(
                     subject, key, 0, 0, tokens - held.tokens, micros - held.micros
                 )
-        held.draws, held.tokens, held.micros = draws, tokens, micros
+        held.draws, held.tokens, held.micros = new_draws, tokens, micros
 
     def _add(
         self,

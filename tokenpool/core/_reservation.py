@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -50,7 +51,8 @@ class Reservation:
     refunded: int = 0
     overrun: int = 0
     model: str = ""
-    labels: dict[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Free labels; never changed in place, so reservations may share one."""
     task_type: str = ""
     output_allowance: int = 0
     """Output allowance before the learned correction (0: explicit tokens)."""

@@ -77,6 +77,11 @@ class LedgerSettings(BaseModel):
     """normal survives the daemon being killed; power also a power loss."""
     timeout_ms: int = Field(5000, ge=1, le=600_000)
     """Longest a write waits on a database lock."""
+    retention_days: int | None = Field(None, ge=1, le=36_500)
+    """Entries older than this many days are rolled up into per-day summaries
+    (per kind, budget, tenant and pool) and removed; unset, the default, keeps
+    every entry. Reports and totals read the summaries, so they do not change;
+    reservations, pools and refusal counts are kept either way."""
 
 
 def _default_budgets() -> list[BudgetPolicy]:

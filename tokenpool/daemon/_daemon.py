@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -26,7 +27,7 @@ from tokenpool.daemon._config import Settings, load_settings
 from tokenpool.daemon._keys import KeyRing
 from tokenpool.daemon._overrides import Applied, apply_overrides
 from tokenpool.engine import Clock, Engine, SystemClock
-from tokenpool.ledger import Entry, EntryKind, Ledger, LedgerBatch
+from tokenpool.ledger import Entry, EntryKind, Ledger, LedgerBatch, run_retention
 from tokenpool.service import (
     AdminServicer,
     AuthInterceptor,
@@ -171,6 +172,15 @@ class Daemon:
                 telemetry.watch(engine, settings.tenants, settings.teams)
                 await tasks.start(engine.run_sweeper)
                 await tasks.start(engine.run_autoscaler)
+                if settings.ledger.retention_days is not None:
+                    await tasks.start(
+                        partial(
+                            run_retention,
+                            ledger,
+                            retention_days=settings.ledger.retention_days,
+                            wall_ns=self._clock.wall_ns,
+                        )
+                    )
                 running = Running(bound, engine, ledger, telemetry.metrics_address)
                 await self._serve(server, running, task_status)
                 await engine.flush_refusals()

@@ -91,6 +91,10 @@ _REPEATED_LINE_INTERVAL_NS = 10 * 1_000_000_000
 # to this many, so that hostile names cannot grow memory without bound.
 _ADMITTED_CACHE_LIMIT = 10_000
 
+# How long an ended reservation stays whole in memory (wall time): repeats
+# that come at once are answered from memory, later ones from the ledger.
+ENDED_KEPT_NS = 60 * 1_000_000_000
+
 # Reservation ids are 32 hex digits; anything much longer is not one of ours.
 _MAX_RESERVATION_ID_LENGTH = 64
 
@@ -177,7 +181,10 @@ class EngineBase:
         self._idempotency: dict[tuple[str, str], str] = {}
         self._idempotency_busy: dict[tuple[str, str], anyio.Event] = {}
         self._leases: list[tuple[int, str]] = []
+        # Ended reservations stay whole only briefly (for repeats that come
+        # at once); their idempotency keys stay for the idempotency window.
         self._ended: deque[tuple[int, str]] = deque()
+        self._ended_keys: deque[tuple[int, str, str, str]] = deque()
         self._refusals: Counter[tuple[str, str, int, str]] = Counter()
         self._sweep_wake = anyio.Event()
         self._sweep_at: int | None = None
@@ -247,6 +254,9 @@ class EngineBase:
         commit = self._commits.get(reservation_id)
         if commit is not None:
             await self._settled(commit)
+            # Kept: nothing left to wait for.
+            if self._commits.get(reservation_id) is commit:
+                del self._commits[reservation_id]
 
     async def _settled(self, commit: Awaitable[int]) -> None:
         """Waits for a commit; a failed one stops new work until state is rebuilt.
@@ -588,18 +598,54 @@ class EngineBase:
             key = (reservation.tenant, reservation.idempotency_key)
             self._idempotency[key] = reservation.reservation_id
         if not reservation.is_open:
-            self._ended.append((reservation.ended_wall_ns, reservation.reservation_id))
+            self._note_ended(reservation, reservation.ended_wall_ns)
+
+    def _note_ended(self, reservation: Reservation, wall: int) -> None:
+        """Schedules an ended reservation, and later its key, to be forgotten."""
+        self._ended.append((wall, reservation.reservation_id))
+        if reservation.idempotency_key:
+            self._ended_keys.append(
+                (
+                    wall,
+                    reservation.tenant,
+                    reservation.idempotency_key,
+                    reservation.reservation_id,
+                )
+            )
 
     def _forget_old(self, wall: int) -> None:
-        """Drops ended reservations older than the idempotency window."""
-        horizon = wall - self._limits.idempotency_ttl_seconds * 1_000_000_000
+        """Keeps memory for ended reservations small and bounded.
+
+        An ended reservation is dropped from memory `ENDED_KEPT_NS` after it
+        ended (a later repeat of its Settle or Release reads it back from
+        the ledger); its idempotency key, all a repeated Reserve needs to
+        find it, is dropped after the idempotency window.
+        """
+        horizon = wall - ENDED_KEPT_NS
         while self._ended and self._ended[0][0] < horizon:
             _, reservation_id = self._ended.popleft()
-            reservation = self._reservations.pop(reservation_id, None)
-            self._commits.pop(reservation_id, None)
-            if reservation is not None and reservation.idempotency_key:
-                key = (reservation.tenant, reservation.idempotency_key)
-                self._idempotency.pop(key, None)
+            reservation = self._reservations.get(reservation_id)
+            if reservation is not None and not reservation.is_open:
+                del self._reservations[reservation_id]
+                self._commits.pop(reservation_id, None)
+
+        horizon = wall - self._limits.idempotency_ttl_seconds * 1_000_000_000
+        while self._ended_keys and self._ended_keys[0][0] < horizon:
+            _, tenant, idempotency_key, reservation_id = self._ended_keys.popleft()
+            if self._idempotency.get((tenant, idempotency_key)) == reservation_id:
+                del self._idempotency[(tenant, idempotency_key)]
+
+    async def _recall(self, reservation_id: str) -> Reservation | None:
+        """An ended reservation, from memory or else from the ledger."""
+        reservation = self._reservations.get(reservation_id)
+        if reservation is not None:
+            return reservation
+
+        row = await self._ledger.get_reservation(reservation_id)
+        if row is None or row.budget not in self._budgets:
+            return None
+        now, wall = self._clock.monotonic_ns(), self._clock.wall_ns()
+        return reservation_from_row(row, now, wall)
 
     def _hold(self, budget: BudgetState, reservation: Reservation) -> None:
         """Counts an open reservation's draws in its budget's tallies."""
@@ -691,7 +737,7 @@ class EngineBase:
         reservation.refunded = outcome.refunded
         reservation.overrun = outcome.overrun
         reservation.ended_wall_ns = wall
-        self._ended.append((wall, reservation.reservation_id))
+        self._note_ended(reservation, wall)
 
     def _charge_overrun(
         self, budget: BudgetState, pool: Pool, overrun: int, now: int

@@ -33,7 +33,7 @@ def reservation_row(reservation: Reservation) -> ReservationRow:
         overrun=reservation.overrun,
         waited_ms=reservation.waited_ms,
         model=reservation.model,
-        labels=dict(reservation.labels),
+        labels=reservation.labels,
         task_type=reservation.task_type,
         output_allowance=reservation.output_allowance,
         output_factor=str(reservation.output_factor or ""),
@@ -48,15 +48,36 @@ def reservation_row(reservation: Reservation) -> ReservationRow:
     )
 
 
+# Source lists as pools, shared by the reservations that drew alike, up to
+# this many distinct lists (then the cache starts afresh).
+_SHARED_LIMIT = 4096
+_shared_sources: dict[tuple[tuple[str, int], ...], tuple[tuple[Pool, int], ...]] = {}
+# Pools by their stored name: a dict lookup is cheaper than the enum's call.
+_POOLS = {pool.value: pool for pool in Pool}
+
+
+def _sources(stored: tuple[tuple[str, int], ...]) -> tuple[tuple[Pool, int], ...]:
+    sources = _shared_sources.get(stored)
+    if sources is None:
+        if len(_shared_sources) >= _SHARED_LIMIT:
+            _shared_sources.clear()
+        sources = tuple((_POOLS[pool], tokens) for pool, tokens in stored)
+        _shared_sources[stored] = sources
+    return sources
+
+
 def reservation_from_row(row: ReservationRow, now_ns: int, wall_ns: int) -> Reservation:
-    """A live reservation from its row; its lease keeps its stored wall time."""
+    """A live reservation from its row; its lease keeps its stored wall time.
+
+    The labels map is the row's own, read-only and shared between rows.
+    """
     return Reservation(
         reservation_id=row.reservation_id,
         budget=row.budget,
         tenant=row.tenant,
-        pool=Pool(row.pool),
+        pool=_POOLS[row.pool],
         hold=row.hold,
-        sources=tuple((Pool(pool), tokens) for pool, tokens in row.sources),
+        sources=_sources(row.sources),
         requested=row.requested,
         complexity_score=row.complexity_score,
         multiplier=row.multiplier,
@@ -73,7 +94,7 @@ def reservation_from_row(row: ReservationRow, now_ns: int, wall_ns: int) -> Rese
         refunded=row.refunded,
         overrun=row.overrun,
         model=row.model,
-        labels=dict(row.labels),
+        labels=row.labels,
         task_type=row.task_type,
         output_allowance=row.output_allowance,
         output_factor=Fraction(row.output_factor) if row.output_factor else None,

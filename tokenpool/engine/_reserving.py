@@ -161,24 +161,22 @@ class Reserving(EngineBase):
             return await self._reserve_anywhere(command, fingerprint, deadline_s), False
         while key in self._idempotency_busy:
             await self._idempotency_busy[key].wait()
-        earlier = self._idempotency.get(key)
-        # An undone grant never reached its caller, like a refused attempt:
-        # the retry is decided afresh instead of getting a dead reservation.
-        if earlier is not None and self._reservations[earlier].state is not (
-            State.UNDONE
-        ):
-            return await self._repeat_reserve(earlier, command, fingerprint), True
-
         self._idempotency_busy[key] = anyio.Event()
         try:
+            earlier_id = self._idempotency.get(key)
+            earlier = None if earlier_id is None else await self._recall(earlier_id)
+            # An undone grant never reached its caller, like a refused attempt:
+            # the retry is decided afresh instead of getting a dead reservation.
+            if earlier is not None and earlier.state is not State.UNDONE:
+                return await self._repeat_reserve(earlier, command, fingerprint), True
             return await self._reserve_anywhere(command, fingerprint, deadline_s), False
         finally:
             self._idempotency_busy.pop(key).set()
 
     async def _repeat_reserve(
-        self, reservation_id: str, command: ReserveCommand, fingerprint: str
+        self, reservation: Reservation, command: ReserveCommand, fingerprint: str
     ) -> Reservation:
-        reservation = self._reservations[reservation_id]
+        reservation_id = reservation.reservation_id
         if reservation.request_fingerprint != fingerprint:
             raise ConflictError(
                 f"idempotency_key {command.idempotency_key!r} was used for a "

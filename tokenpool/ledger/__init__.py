@@ -20,6 +20,7 @@ from tokenpool.ledger._records import (
     StoredState,
 )
 from tokenpool.ledger._reports import ReportQuery, ReportRow, read_replay_rows
+from tokenpool.ledger._retention import RollUp, run_retention
 
 __all__ = [
     "CHARGE_SLOT_NS",
@@ -37,7 +38,9 @@ __all__ = [
     "ReportRow",
     "ReservationRow",
     "ReservationState",
+    "RollUp",
     "StoredOverride",
     "StoredState",
     "read_replay_rows",
+    "run_retention",
 ]

@@ -28,7 +28,6 @@ from tokenpool.ledger._records import (
     CHARGE_SLOT_NS,
     ChargedSlot,
     Entry,
-    EntryKind,
     KeyRow,
     LedgerBatch,
     ReservationRow,
@@ -36,18 +35,24 @@ from tokenpool.ledger._records import (
     StoredOverride,
     StoredState,
 )
-from tokenpool.ledger._reports import ReportQuery, ReportRow, replay_rows, usage_report
+from tokenpool.ledger._reports import (
+    ReportQuery,
+    ReportRow,
+    entry_totals,
+    replay_rows,
+    usage_report,
+)
+from tokenpool.ledger._retention import RollUp, roll_up_chunk
 from tokenpool.ledger._schema import (
     ADD_REFUSALS,
     INSERT_ENTRY,
+    RESERVATION_COLUMNS,
     SCHEMA_VERSION,
     SELECT_ENTRIES,
     SELECT_KEYS,
     SELECT_OVERRIDES,
     SELECT_POOLS,
     SELECT_RESERVATIONS,
-    TOTALS_KEYS,
-    TOTALS_SQL,
     UPSERT_KEY,
     UPSERT_POOL,
     UPSERT_RESERVATION,
@@ -60,6 +65,14 @@ from tokenpool.ledger._schema import (
 )
 
 logger = logging.getLogger(__name__)
+
+# SQLite's page cache per connection, in KiB (its default is 2 MiB). A big
+# ledger's index pages are touched at random by tenant and reservation id;
+# a cache this size keeps them in memory instead of re-read per commit.
+_CACHE_KIB = 64 * 1024
+
+# Where a reservation row holds its grant time.
+_CREATED = RESERVATION_COLUMNS.index("created_wall_ns")
 
 # A group that waited less than this before its write keeps the whole
 # busy timeout: shortening it costs a statement, so only a real wait does.
@@ -238,6 +251,7 @@ class Ledger:
         # Pragmas take no parameters; both values come from checked inputs.
         await conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[durability]}")
         await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        await conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
 
         return await migrate(conn, path=where)
 
@@ -490,18 +504,26 @@ class Ledger:
         """
         async with self._reading("load_state") as conn:
             pool_rows = await conn.execute_fetchall(SELECT_POOLS)
-            reservation_rows = await conn.execute_fetchall(
-                f"{SELECT_RESERVATIONS} WHERE state = ? OR ended_wall_ns >= ? "
-                "ORDER BY created_wall_ns, reservation_id",
-                (str(ReservationState.OPEN), keep_ended_after_wall_ns),
+            # Two indexed reads (open ones by a partial index, recently ended
+            # ones by end time), joined in grant order here: one query with
+            # OR and ORDER BY walks every reservation ever stored.
+            open_rows = await conn.execute_fetchall(
+                f"{SELECT_RESERVATIONS} INDEXED BY reservations_open "
+                "WHERE state = 'open'"
+            )
+            ended_rows = await conn.execute_fetchall(
+                f"{SELECT_RESERVATIONS} INDEXED BY reservations_ended "
+                "WHERE ended_wall_ns >= ? AND state != 'open'",
+                (max(1, keep_ended_after_wall_ns),),
             )
 
-            return StoredState(
-                pools=tuple(pool_from_row(tuple(row)) for row in pool_rows),
-                reservations=tuple(
-                    reservation_from_row(tuple(row)) for row in reservation_rows
-                ),
-            )
+        # Plain tuples: the connection has no row factory.
+        rows: list[Any] = [*open_rows, *ended_rows]
+        rows.sort(key=_grant_order)
+        return StoredState(
+            pools=tuple(pool_from_row(tuple(row)) for row in pool_rows),
+            reservations=tuple(reservation_from_row(row) for row in rows),
+        )
 
     async def charged_since(self, wall_ns: int) -> list[ChargedSlot]:
         """Charged tokens and cost of ended reservations granted since `wall_ns`.
@@ -514,8 +536,11 @@ class Ledger:
             rows = await conn.execute_fetchall(
                 "SELECT tenant, team, created_wall_ns / :slot * :slot, "
                 f"{exact_sum('charged')}, {exact_sum('cost_micros')} "
-                "FROM reservations "
-                "WHERE state != :open AND created_wall_ns >= :since "
+                # Ended after it was granted: the end-time index bounds the
+                # read to the period, open reservations (ended 0) left out.
+                "FROM reservations INDEXED BY reservations_ended "
+                "WHERE ended_wall_ns >= :since AND created_wall_ns >= :since "
+                "AND state != :open "
                 "GROUP BY tenant, team, created_wall_ns / :slot",
                 {
                     "slot": CHARGE_SLOT_NS,
@@ -572,22 +597,8 @@ class Ledger:
         tokens_charged, tokens_refunded, tokens_overrun and refusals.
         Entries without a tenant (capacity changes, rebalances) are left out.
         """
-        budget_filter = "" if budget is None else "AND budget = :budget"
-        params = {"reserve": str(EntryKind.RESERVE), "budget": budget}
-
         async with self._reading("totals") as conn:
-            rows = await conn.execute_fetchall(
-                TOTALS_SQL.format(budget_filter=budget_filter), params
-            )
-
-        totals = []
-        for budget_name, tenant, reservations, *halves, refusals in rows:
-            # Token figures come as (high, low) half sums: see exact_sum.
-            pairs = zip(halves[0::2], halves[1::2], strict=True)
-            sums = [joined_sum(high, low) for high, low in pairs]
-            values = (budget_name, tenant, reservations, *sums, refusals)
-            totals.append(dict(zip(TOTALS_KEYS, values, strict=True)))
-        return totals
+            return await entry_totals(conn, budget)
 
     async def entry_count(self) -> int:
         """Count the entries in the ledger."""
@@ -687,6 +698,36 @@ class Ledger:
                 budget=budget,
             )
 
+    async def roll_up(self, *, before_wall_ns: int, now_wall_ns: int) -> RollUp:
+        """Rolls entries older than `before_wall_ns` up into per-day summaries.
+
+        SPEC 5's retention: each run of entries is summed per UTC day, kind,
+        budget, tenant and pool into `entry_rollups` and removed, in one
+        transaction per chunk, so commits go on between chunks. Totals and
+        reports read the summaries with the entries and stay the same.
+
+        Raises:
+            LedgerError: the database is unreachable or refused the roll-up.
+        """
+        total = RollUp()
+        while True:
+            # Shielded: a chunk is short, and must end in COMMIT or ROLLBACK.
+            with anyio.CancelScope(shield=True):
+                async with self._reading("roll_up") as conn:
+                    await conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        step = await roll_up_chunk(conn, before_wall_ns, now_wall_ns)
+                        await conn.execute("COMMIT")
+                    finally:
+                        await self._rollback(conn)
+            total = RollUp(
+                total.entries + step.entries,
+                total.summaries + step.summaries,
+                step.through_id,
+            )
+            if not step.entries:
+                return total
+
     async def backup(self, target: str | os.PathLike[str]) -> int:
         """Copies the database to a new file with SQLite's online backup.
 
@@ -735,6 +776,11 @@ class Ledger:
                     await anyio.to_thread.run_sync(remove_quietly, where)
                 raise
             await anyio.to_thread.run_sync(dest.close)
+
+
+def _grant_order(row: Any) -> tuple[int, str]:
+    """Rows by grant time, then id: the order a restart rebuilds them in."""
+    return (row[_CREATED], row[0])
 
 
 def _probe_open(where: str) -> None:

@@ -20,9 +20,11 @@ import aiosqlite
 import anyio
 
 from tokenpool._errors import InvalidFieldError, LedgerError
-from tokenpool.ledger._records import ReservationRow
+from tokenpool.ledger._records import EntryKind, ReservationRow
 from tokenpool.ledger._schema import (
     RESERVATION_COLUMNS,
+    TOTALS_KEYS,
+    TOTALS_SQL,
     exact_sum,
     joined_sum,
     reservation_from_row,
@@ -321,3 +323,23 @@ async def read_replay_rows(
         raise LedgerError(
             f"Cannot read ledger {path!r} ({exc}); name a tokenpool ledger file."
         ) from exc
+
+
+async def entry_totals(
+    conn: aiosqlite.Connection, budget: str | None
+) -> list[dict[str, object]]:
+    """Usage and refusals per budget and tenant from entries and roll-ups."""
+    budget_filter = "" if budget is None else "AND budget = :budget"
+    params = {"reserve": str(EntryKind.RESERVE), "budget": budget}
+    rows = await conn.execute_fetchall(
+        TOTALS_SQL.format(budget_filter=budget_filter), params
+    )
+
+    totals = []
+    for budget_name, tenant, reservations, *halves, refusals in rows:
+        # Token figures come as (high, low) half sums: see exact_sum.
+        pairs = zip(halves[0::2], halves[1::2], strict=True)
+        sums = [joined_sum(high, low) for high, low in pairs]
+        values = (budget_name, tenant, reservations, *sums, refusals)
+        totals.append(dict(zip(TOTALS_KEYS, values, strict=True)))
+    return totals

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
 import aiosqlite
@@ -175,6 +177,63 @@ _V3_OPERATIONS = (
     """,
 )
 
+# Version 4: retention (SPEC 5). Entries older than the retention period are
+# rolled up into per-day summaries and removed. The summaries are as
+# append-only as the entries, and an entry may be deleted only once a
+# summary covers its id: that is the one removal the database allows.
+_V4_RETENTION = (
+    """
+    CREATE TABLE entry_rollups (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        first_id INTEGER NOT NULL,
+        through_id INTEGER NOT NULL,
+        day_wall_ns INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        budget TEXT NOT NULL,
+        tenant TEXT NOT NULL DEFAULT '',
+        pool TEXT NOT NULL DEFAULT '',
+        entries INTEGER NOT NULL,
+        tokens_high INTEGER NOT NULL,
+        tokens_low INTEGER NOT NULL,
+        charged_high INTEGER NOT NULL,
+        charged_low INTEGER NOT NULL,
+        refunded_high INTEGER NOT NULL,
+        refunded_low INTEGER NOT NULL,
+        overrun_high INTEGER NOT NULL,
+        overrun_low INTEGER NOT NULL,
+        rolled_wall_ns INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX entry_rollups_through ON entry_rollups (through_id)",
+    "CREATE INDEX entry_rollups_budget_tenant ON entry_rollups (budget, tenant)",
+    """
+    CREATE TRIGGER entry_rollups_no_update BEFORE UPDATE ON entry_rollups
+    BEGIN
+        SELECT RAISE(ABORT, 'ledger roll-ups are append-only; UPDATE is refused');
+    END
+    """,
+    """
+    CREATE TRIGGER entry_rollups_no_delete BEFORE DELETE ON entry_rollups
+    BEGIN
+        SELECT RAISE(ABORT, 'ledger roll-ups are append-only; DELETE is refused');
+    END
+    """,
+    # A restart reads the open reservations; this keeps that read from
+    # walking every reservation ever made.
+    """
+    CREATE INDEX reservations_open ON reservations (created_wall_ns)
+    WHERE state = 'open'
+    """,
+    "DROP TRIGGER entries_no_delete",
+    """
+    CREATE TRIGGER entries_no_delete BEFORE DELETE ON entries
+    WHEN OLD.id > (SELECT COALESCE(MAX(through_id), 0) FROM entry_rollups)
+    BEGIN
+        SELECT RAISE(ABORT, 'ledger entries are append-only; DELETE needs a roll-up');
+    END
+    """,
+)
+
 # Append a step to extend the schema; never edit a released one, because
 # databases already at that version will not run it again.
 MIGRATIONS: tuple[Migration, ...] = (
@@ -193,6 +252,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         summary="configuration overrides, tenant API keys, cache savings and "
         "shadow refusals",
         statements=_V3_OPERATIONS,
+    ),
+    Migration(
+        version=4,
+        summary="retention: per-day roll-ups of old entries, which alone may "
+        "be deleted; an index of open reservations",
+        statements=_V4_RETENTION,
     ),
 )
 
@@ -407,7 +472,8 @@ def joined_sum(high: int | None, low: int | None) -> int:
 
 
 # Entries without a tenant (capacity changes, rebalances) are not usage. Each
-# token figure comes as the two half sums of exact_sum.
+# token figure comes as the two half sums of exact_sum; entries rolled up by
+# retention count through their summaries, which keep the same half sums.
 TOTALS_SQL = """
 SELECT budget, tenant, SUM(reservations),
        SUM(reserved_high), SUM(reserved_low), SUM(charged_high), SUM(charged_low),
@@ -428,6 +494,17 @@ FROM (
            SUM(overrun & 4294967295) AS overrun_low,
            0 AS refusals
     FROM entries WHERE tenant != '' {budget_filter}
+    GROUP BY budget, tenant
+    UNION ALL
+    SELECT budget, tenant,
+           SUM(CASE WHEN kind = :reserve THEN entries ELSE 0 END),
+           SUM(CASE WHEN kind = :reserve THEN tokens_high ELSE 0 END),
+           SUM(CASE WHEN kind = :reserve THEN tokens_low ELSE 0 END),
+           SUM(charged_high), SUM(charged_low),
+           SUM(refunded_high), SUM(refunded_low),
+           SUM(overrun_high), SUM(overrun_low),
+           0
+    FROM entry_rollups WHERE tenant != '' {budget_filter}
     GROUP BY budget, tenant
     UNION ALL
     SELECT budget, tenant, 0, 0, 0, 0, 0, 0, 0, 0, 0, SUM(count)
@@ -563,14 +640,103 @@ def pool_from_row(row: Row) -> PoolRow:
     return PoolRow(*row)
 
 
+# Decoded label maps and source lists, shared by the rows that store the same
+# JSON text (most reservations carry one of a few), up to this many distinct
+# texts; past it the cache starts afresh, so hostile labels cannot grow it.
+_SHARED_LIMIT = 4096
+_shared_labels: dict[str, Mapping[str, str]] = {}
+# States by their stored text: a dict lookup is cheaper than the enum's call.
+_STATES = {state.value: state for state in ReservationState}
+_shared_sources: dict[str, tuple[tuple[str, int], ...]] = {}
+
+
+_shared_ints: dict[int, int] = {}
+_shared_floats: dict[float, float] = {}
+
+
+def _int(value: int) -> int:
+    """One object per repeated token count (Python keeps only -5..256 so)."""
+    shared = _shared_ints.get(value)
+    if shared is None:
+        if len(_shared_ints) >= _SHARED_LIMIT:
+            _shared_ints.clear()
+        shared = _shared_ints[value] = value
+    return shared
+
+
+def _float(value: float) -> float:
+    shared = _shared_floats.get(value)
+    if shared is None:
+        if len(_shared_floats) >= _SHARED_LIMIT:
+            _shared_floats.clear()
+        shared = _shared_floats[value] = value
+    return shared
+
+
+def _labels_of(text: str) -> Mapping[str, str]:
+    labels = _shared_labels.get(text)
+    if labels is None:
+        if len(_shared_labels) >= _SHARED_LIMIT:
+            _shared_labels.clear()
+        # Read-only: one map may back many reservations.
+        labels = _shared_labels[text] = MappingProxyType(
+            {sys.intern(k): sys.intern(v) for k, v in json.loads(text).items()}
+        )
+    return labels
+
+
+def _sources_of(text: str) -> tuple[tuple[str, int], ...]:
+    sources = _shared_sources.get(text)
+    if sources is None:
+        if len(_shared_sources) >= _SHARED_LIMIT:
+            _shared_sources.clear()
+        sources = _shared_sources[text] = tuple(
+            (sys.intern(str(pool)), int(tokens)) for pool, tokens in json.loads(text)
+        )
+    return sources
+
+
 def reservation_from_row(row: Row) -> ReservationRow:
-    """Rebuild a reservation from `SELECT <reservation columns>`."""
-    values = dict(zip(RESERVATION_COLUMNS, row, strict=True))
-    values["state"] = ReservationState(values["state"])
-    values["sources"] = tuple(
-        (str(pool), int(tokens)) for pool, tokens in json.loads(values["sources"])
+    """Rebuild a reservation from `SELECT <reservation columns>`.
+
+    Restarts read a million of these, so the row is taken apart by position,
+    and the names, texts and counts many rows repeat (budget, tenant, pool,
+    model, task type, team, labels, sources, hold, allowance, multiplier)
+    are shared instead of copied per row.
+    """
+    intern = sys.intern
+    return ReservationRow(
+        row[0],
+        intern(row[1]),
+        intern(row[2]),
+        intern(row[3]),
+        _STATES[row[4]],
+        _int(row[5]),
+        _sources_of(row[6]),
+        _int(row[7]),
+        row[8],
+        _float(row[9]),
+        row[10],
+        row[11],
+        row[12],
+        row[13],
+        row[14],
+        row[15],
+        row[16],
+        row[17],
+        row[18],
+        row[19],
+        intern(row[20]),
+        _labels_of(row[21]),
+        intern(row[22]),
+        _int(row[23]),
+        intern(row[24]),
+        row[25],
+        bool(row[26]),
+        bool(row[27]),
+        intern(row[28]),
+        row[29],
+        row[30],
+        row[31],
+        intern(row[32]),
     )
-    values["labels"] = json.loads(values["labels"])
-    values["incomplete"] = bool(values["incomplete"])
-    values["response_cache_hit"] = bool(values["response_cache_hit"])
-    return ReservationRow(**values)
