@@ -124,20 +124,39 @@ async def test_reserve_invalid_argument_raises_invalid_request_error(
     assert caught.value.reason == ""
 
 
-async def test_refusal_without_details_leaves_attributes_unset(
+async def test_refusal_with_only_error_info_leaves_attributes_unset(
     fake_daemon: FakeDaemon,
 ) -> None:
-    refuse = _aborting_with(code_pb2.RESOURCE_EXHAUSTED, "No tokens free now.")
+    info = error_details_pb2.ErrorInfo(reason="POOL_EXHAUSTED", domain="tokenpool")
+    refuse = _aborting_with(code_pb2.RESOURCE_EXHAUSTED, "No tokens free now.", info)
 
     async with fake_daemon(Reserve=refuse) as address, AsyncClient(address) as client:
         with pytest.raises(RefusedError, match=r"No tokens free") as caught:
             await client.reserve("default", "team-a", tokens=10)
 
     error = caught.value
-    assert (error.reason, error.pool) == ("", "")
+    assert (error.reason, error.pool) == ("POOL_EXHAUSTED", "")
     assert error.retry_after_s is None
     assert error.largest_grantable_tokens is None
     assert error.requested_tokens is None
+
+
+async def test_resource_exhausted_without_refusal_is_an_invalid_request(
+    fake_daemon: FakeDaemon,
+) -> None:
+    # What gRPC itself answers to a message over its size limit: no details.
+    text = "Received message larger than max (5000050 vs. 4194304)"
+    refuse = _aborting_with(code_pb2.RESOURCE_EXHAUSTED, text)
+
+    async with fake_daemon(Reserve=refuse) as address, AsyncClient(address) as client:
+        with pytest.raises(InvalidRequestError, match=r"too large") as caught:
+            await client.reserve("default", "team-a", tokens=10)
+
+    error = caught.value
+    assert not isinstance(error, RefusedError)
+    assert error.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "5000050 bytes; gRPC accepts at most 4194304 bytes" in error.message
+    assert text in error.message
 
 
 async def test_unmapped_status_raises_unexpected_status_error(

@@ -8,6 +8,7 @@ from tokenpool_client import (
     AsyncClient,
     Client,
     ConflictError,
+    InvalidRequestError,
     NotFoundError,
     RefusedError,
     TooLargeError,
@@ -92,3 +93,38 @@ async def test_sync_client_round_trip(serve: ServeFactory) -> None:
                 return settled.charged_tokens, settled.refunded_tokens
 
         assert await anyio.to_thread.run_sync(use_sync_client) == (100, 200)
+
+
+async def test_request_over_grpc_size_limit_is_invalid_not_refused(
+    serve: ServeFactory,
+) -> None:
+    huge = "k" * 5_000_000
+    async with serve(**BUDGET) as s, AsyncClient(s.address) as client:
+        with pytest.raises(InvalidRequestError, match=r"too large") as by_key:
+            await client.reserve("b", "t", tokens=1, idempotency_key=huge)
+        with pytest.raises(InvalidRequestError, match=r"too large") as by_model:
+            await client.reserve("b", "t", tokens=1, model=huge)
+        # Nothing was reserved: the daemon never saw either request.
+        assert await _available(client) == 1000
+
+    for caught in (by_key, by_model):
+        assert not isinstance(caught.value, RefusedError)
+        assert "4194304 bytes" in caught.value.message
+
+
+async def test_sync_client_request_over_size_limit_is_invalid(
+    serve: ServeFactory,
+) -> None:
+    async with serve(**BUDGET) as s:
+
+        def reserve_huge_label() -> InvalidRequestError:
+            with Client(s.address) as client:
+                try:
+                    client.reserve("b", "t", tokens=1, labels={"l": "v" * 5_000_000})
+                except InvalidRequestError as exc:
+                    return exc
+            raise AssertionError("a 5 MB label must be refused as too large")
+
+        caught = await anyio.to_thread.run_sync(reserve_huge_label)
+
+    assert "too large" in caught.message

@@ -3,7 +3,8 @@
 Every failed call raises a subclass of one root, chosen by the status code::
 
     TokenPoolError
-    ├── InvalidRequestError     INVALID_ARGUMENT
+    ├── InvalidRequestError     INVALID_ARGUMENT; RESOURCE_EXHAUSTED without a
+    │                           tokenpool refusal (gRPC's message size limit)
     ├── NotFoundError           NOT_FOUND
     ├── ConflictError           FAILED_PRECONDITION
     ├── RefusedError            RESOURCE_EXHAUSTED (retryable)
@@ -19,6 +20,7 @@ Every failed call raises a subclass of one root, chosen by the status code::
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import TypeVar
 
@@ -33,6 +35,13 @@ from .v1 import tokenpool_pb2 as pb
 logger = logging.getLogger(__name__)
 
 _M = TypeVar("_M", bound=Message)
+
+# ErrorInfo.domain of the daemon's refusals (tokenpool.service._status).
+_TOKENPOOL_DOMAIN = "tokenpool"
+
+# gRPC's text when a message passes its size limit: "Received message larger
+# than max (5000050 vs. 4194304)"; the figures are bytes.
+_SIZE_LIMIT = re.compile(r"larger than max \((\d+) vs\. (\d+)\)")
 
 
 class TokenPoolError(Exception):
@@ -226,12 +235,38 @@ def _retry_after_s(
     return None
 
 
+def _is_refusal(
+    error_info: error_details_pb2.ErrorInfo | None, refusal: pb.RefusalDetail | None
+) -> bool:
+    """Whether a status carries the details the daemon sends with a refusal."""
+    if refusal is not None:
+        return True
+    return error_info is not None and error_info.domain == _TOKENPOOL_DOMAIN
+
+
+def _too_large_message(grpc_message: str) -> str:
+    """Say that gRPC refused an oversized message, and what to do about it."""
+    found = _SIZE_LIMIT.search(grpc_message)
+    size = (
+        f" ({found[1]} bytes; gRPC accepts at most {found[2]} bytes)"
+        if found
+        else " (gRPC's default limit is 4 MiB)"
+    )
+    return (
+        f"The request is too large{size}: shorten its idempotency key, labels "
+        f"or model name; retrying as it is cannot help. gRPC said: {grpc_message}"
+    )
+
+
 def error_from_rpc(exc: grpc.RpcError) -> TokenPoolError:
     """Translate a failed gRPC call into the matching client exception.
 
     Reads google.rpc RetryInfo and ErrorInfo and the tokenpool.v1
     RefusalDetail from the status details; attributes of details that were
-    not sent are None or "".
+    not sent are None or "". A RESOURCE_EXHAUSTED without the daemon's
+    refusal details comes from gRPC itself (a message over its size limit,
+    4 MiB by default) and is an InvalidRequestError, not a RefusedError:
+    waiting does not make the request smaller.
 
     Args:
         exc: The error raised by a sync or asyncio gRPC call.
@@ -249,11 +284,18 @@ def error_from_rpc(exc: grpc.RpcError) -> TokenPoolError:
     reason = error_info.reason if error_info else ""
     metadata = dict(error_info.metadata) if error_info else {}
 
+    refusal = _find(details, pb.RefusalDetail)
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED and not _is_refusal(
+        error_info, refusal
+    ):
+        return InvalidRequestError(
+            _too_large_message(message), code=code, reason=reason, metadata=metadata
+        )
+
     cls = _ERRORS_BY_CODE.get(code, UnexpectedStatusError)
     if not issubclass(cls, _RefusalError):
         return cls(message, code=code, reason=reason, metadata=metadata)
 
-    refusal = _find(details, pb.RefusalDetail)
     return cls(
         message,
         code=code,
