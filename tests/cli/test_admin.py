@@ -387,6 +387,25 @@ async def test_reload_and_autoscale_commands(serve: ServeFactory) -> None:
     failed(wrong, "InvalidRequestError", ["not one of off, act or recommend"])
 
 
+async def test_reload_prints_restart_only_changes(serve: ServeFactory) -> None:
+    async with serve(config=BUDGET + AUTH) as s:
+        assert s.config_path is not None
+        config = anyio.Path(s.config_path)
+        text = await config.read_text(encoding="utf-8")
+        assert "grace_seconds = 2\n" in text
+        await config.write_text(text.replace("grace_seconds = 2", "grace_seconds = 5"))
+        table = ok(await cli(s, "reload"))
+        data = as_json(await cli(s, "reload", "--format", "json"))
+
+    assert table == (
+        "reloaded: no changes\n"
+        "notes:\n"
+        "  server changed; it takes effect at the next restart\n"
+    )
+    assert data["changes"] == []
+    assert "server changed" in data["message"]
+
+
 async def test_installed_command_reaches_the_daemon(serve: ServeFactory) -> None:
     async with serve(config=BUDGET + AUTH) as s:
         command = [sys.executable, "-m", "tokenpool", "tenants", "list"]
@@ -598,3 +617,11 @@ async def test_status_watch_json_prints_a_line_per_snapshot(
     opened = [snap["budgets"][0]["open_reservations"] for snap in snapshots]
     assert opened[0] == 0 and opened[-1] == 1
     assert snapshots[0]["budgets"][0]["name"] == "b"
+
+
+def test_pools_pause_help_says_open_reservations_stay_open() -> None:
+    shown = CliRunner().invoke(app, ["pools", "pause", "--help"], env={"COLUMNS": "200"})
+
+    assert shown.exit_code == 0, shown.output
+    assert "Open reservations stay open" in shown.output
+    assert "open ones end" not in shown.output

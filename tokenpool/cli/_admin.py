@@ -237,10 +237,21 @@ def reload(target: Target, output: FormatOption = "table") -> None:
     if chosen == "json":
         print_json(as_dict(done))
         return
-    typer.echo("reloaded: " + ("no changes" if not done.changes else "changes:"))
-    for line in done.message.splitlines():
-        if done.changes:
-            typer.echo(f"  {line}")
+    changes = list(done.changes)
+    # The message holds the changes, then notes such as sections that only
+    # a restart applies; "no changes" alone when there is neither.
+    notes = [
+        line
+        for line in done.message.splitlines()
+        if line not in changes and line != "no changes"
+    ]
+    typer.echo("reloaded: " + ("changes:" if changes else "no changes"))
+    for line in changes:
+        typer.echo(f"  {line}")
+    if notes:
+        typer.echo("notes:")
+    for line in notes:
+        typer.echo(f"  {line}")
 
 
 @app.command()
@@ -301,7 +312,10 @@ def pools_pause(
     pool: _PoolArgument,
     output: FormatOption = "table",
 ) -> None:
-    """Pause a pool: it grants and lends nothing; its requests wait, open ones end."""
+    """Pause a pool: it grants and lends nothing new; its requests wait.
+
+    Open reservations stay open: they settle, release and expire as usual.
+    """
     _set_pool_state(target, budget, pool, pb.POOL_STATE_PAUSED, output)
 
 
