@@ -161,6 +161,26 @@ async def test_capacity_and_rebalance_change_the_budget(serve: ServeFactory) -> 
     assert all(e.actor.startswith("admin:") and "@" in e.actor for e in entries)
 
 
+async def test_capacity_out_of_range_is_a_usage_error(serve: ServeFactory) -> None:
+    async with serve(config=BUDGET + AUTH) as s:
+        huge = await cli(s, "capacity", "b", "99999999999999999999")
+        negative = await cli(s, "capacity", "b", "-5")
+        shown = as_json(await cli(s, "status", "--format", "json"))
+        entries = await s.ledger.entries(kinds=["capacity"])
+
+    assert huge.exit_code == 2, huge.output
+    assert "less than or equal to 4611686018427387904" in huge.output
+    assert negative.exit_code == 2, negative.output
+    assert "greater than or equal to 0" in negative.output
+    assert "No such option" not in negative.output
+    for result in (huge, negative):
+        assert "Traceback" not in result.output
+        assert not isinstance(result.exception, ValueError)
+    # Nothing changed.
+    assert shown[0]["capacity_tokens"] == 10000
+    assert entries == []
+
+
 async def test_pools_pause_drain_and_resume(serve: ServeFactory) -> None:
     async with serve(config=BUDGET + AUTH) as s:
         paused = ok(await cli(s, "pools", "pause", "b", "basic"))
@@ -335,6 +355,8 @@ async def test_ledger_export_streams_every_entry_and_backup_copies(
             await cli(s, "ledger", "export", "--format", "csv", "--kind", "settle")
         )
         exists = await cli(s, "ledger", "export", "--output", str(jsonl))
+        missing = tmp_path / "no-such-folder" / "x.jsonl"
+        no_folder = await cli(s, "ledger", "export", "-o", str(missing))
         copy = tmp_path / "copy.db"
         backed = as_json(
             await cli(s, "ledger", "backup", str(copy), "--format", "json")
@@ -349,6 +371,9 @@ async def test_ledger_export_streams_every_entry_and_backup_copies(
     rows = list(csv.DictReader(io.StringIO(as_csv)))
     assert [row["kind"] for row in rows] == ["settle"] * 3
     failed(exists, "FileExistsError")
+    failed(no_folder, "FileNotFoundError", ["no-such-folder", "name a new file"])
+    assert "Traceback" not in no_folder.output
+    assert not missing.parent.exists()
     assert backed["path"] == str(copy) and backed["bytes"] > 0
     with sqlite3.connect(copy) as conn:
         (copied,) = conn.execute("SELECT COUNT(*) FROM entries").fetchone()

@@ -28,6 +28,7 @@ from tokenpool.cli._connection import (
     output_format,
     print_json,
 )
+from tokenpool.core import MAX_TOKENS
 
 tenants_app = typer.Typer(
     help="List, add, change and remove tenants.", no_args_is_help=True
@@ -170,12 +171,20 @@ def _watch_json(target: Target, budget: str | None, interval: float) -> None:
         return
 
 
-@app.command()
+# Lets a negative number through as an argument, so it meets the range check
+# instead of being taken for an unknown option ("No such option: -5").
+_NEGATIVE_ARGUMENTS = {"ignore_unknown_options": True}
+
+
+@app.command(context_settings=_NEGATIVE_ARGUMENTS)
 @connected
 def capacity(
     target: Target,
     budget: Annotated[str, typer.Argument(help="The budget.")],
-    tokens: Annotated[int, typer.Argument(help="Capacity per window, in tokens.")],
+    tokens: Annotated[
+        int,
+        typer.Argument(help="Capacity per window, in tokens.", min=0, max=MAX_TOKENS),
+    ],
     output: FormatOption = "table",
 ) -> None:
     """Set a budget's capacity; pool levels move by the change (debt if short)."""

@@ -246,12 +246,21 @@ def _destination(path: Path | None) -> Iterator[IO[str]]:
         yield sys.stdout
         return
     try:
-        with path.open("x", encoding="utf-8", newline="") as stream:
-            yield stream
+        stream = path.open("x", encoding="utf-8", newline="")
     except FileExistsError:
         raise _fail(
             FileExistsError(f"{str(path)!r} exists already; name a new file")
         ) from None
+    except OSError as exc:
+        # A missing folder, no permission: say so in one line, not a traceback.
+        raise _fail(
+            type(exc)(
+                f"Cannot create {str(path)!r}: {exc.strerror or exc}; name a new "
+                "file in a folder that exists and is writable"
+            )
+        ) from None
+    with stream:
+        yield stream
 
 
 def _iso(stamp: Timestamp) -> str:
