@@ -645,7 +645,9 @@ async def test_status_watch_json_prints_a_line_per_snapshot(
 
 
 def test_pools_pause_help_says_open_reservations_stay_open() -> None:
-    shown = CliRunner().invoke(app, ["pools", "pause", "--help"], env={"COLUMNS": "200"})
+    shown = CliRunner().invoke(
+        app, ["pools", "pause", "--help"], env={"COLUMNS": "200"}
+    )
 
     assert shown.exit_code == 0, shown.output
     assert "Open reservations stay open" in shown.output

@@ -13,6 +13,7 @@ from tokenpool_client import (
     RefusedError,
     TooLargeError,
 )
+from tokenpool_client.v1 import tokenpool_pb2 as pb
 
 from tests.conftest import ServeFactory
 
@@ -128,3 +129,19 @@ async def test_sync_client_request_over_size_limit_is_invalid(
         caught = await anyio.to_thread.run_sync(reserve_huge_label)
 
     assert "too large" in caught.message
+
+
+async def test_pool_status_carries_state_and_open_reservations(
+    serve: ServeFactory,
+) -> None:
+    async with serve(**BUDGET) as s, AsyncClient(s.address) as client:
+        await client.reserve("b", "t", tokens=100)
+        before = {p.name: p for p in (await client.get_budget("b")).pools}
+        await s.admin.SetPoolState(
+            pb.SetPoolStateRequest(budget="b", pool="basic", state=pb.POOL_STATE_PAUSED)
+        )
+        after = {p.name: p for p in (await client.get_budget("b")).pools}
+
+    assert (before["basic"].state, before["basic"].open_reservations) == ("active", 1)
+    assert (after["basic"].state, after["basic"].open_reservations) == ("paused", 1)
+    assert (after["burst"].state, after["burst"].open_reservations) == ("active", 0)

@@ -282,6 +282,16 @@ def extension(response: pb.ExtendResponse) -> Extension:
     )
 
 
+# PoolStatus.state as the client names it; UNSPECIFIED comes from a daemon
+# older than pool states, whose pools all grant as usual.
+_POOL_STATES = {
+    pb.POOL_STATE_UNSPECIFIED: "active",
+    pb.POOL_STATE_ACTIVE: "active",
+    pb.POOL_STATE_PAUSED: "paused",
+    pb.POOL_STATE_DRAINING: "draining",
+}
+
+
 def _pool_status(pool: pb.PoolStatus) -> PoolStatus:
     return PoolStatus(
         name=pool.name,
@@ -295,6 +305,8 @@ def _pool_status(pool: pb.PoolStatus) -> PoolStatus:
         borrowed_tokens=pool.borrowed_tokens,
         utilization=pool.utilization,
         charged_tokens=pool.charged_tokens,
+        state=_POOL_STATES.get(pool.state, "unknown"),
+        open_reservations=pool.open_reservations,
     )
 
 

@@ -295,6 +295,10 @@ class PoolStatus:
     """(capacity - available) / capacity; 0 at capacity 0."""
     charged_tokens: int = 0
     """Tokens charged to this pool since the daemon started."""
+    state: str = "active"
+    """active, paused or draining, as an operator set it (SetPoolState)."""
+    open_reservations: int = 0
+    """Open reservations holding this pool's tokens; a drain waits for 0."""
 
 
 @dataclass(frozen=True, slots=True)
