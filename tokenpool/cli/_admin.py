@@ -17,7 +17,8 @@ from rich.markup import escape
 from rich.table import Table
 from tokenpool_client.v1 import tokenpool_pb2 as pb
 
-from tokenpool.cli._app import _stderr, app
+from tokenpool._errors import InvalidFieldError
+from tokenpool.cli._app import _fail, _stderr, app
 from tokenpool.cli._connection import (
     FormatOption,
     Target,
@@ -171,8 +172,8 @@ def _watch_json(target: Target, budget: str | None, interval: float) -> None:
         return
 
 
-# Lets a negative number through as an argument, so it meets the range check
-# instead of being taken for an unknown option ("No such option: -5").
+# Lets a negative number through as an argument, so the daemon's range check
+# answers it instead of "No such option: -5".
 _NEGATIVE_ARGUMENTS = {"ignore_unknown_options": True}
 
 
@@ -182,17 +183,20 @@ def capacity(
     target: Target,
     budget: Annotated[str, typer.Argument(help="The budget.")],
     tokens: Annotated[
-        int,
-        typer.Argument(help="Capacity per window, in tokens.", min=0, max=MAX_TOKENS),
+        int, typer.Argument(help=f"Capacity per window, in tokens (0 to {MAX_TOKENS}).")
     ],
     output: FormatOption = "table",
 ) -> None:
     """Set a budget's capacity; pool levels move by the change (debt if short)."""
     chosen = output_format(output, _TABLE_JSON)
+    try:
+        request = pb.SetCapacityRequest(budget=budget, capacity_tokens=tokens)
+    except ValueError:
+        # Past 64 bits: no request can carry it, so the daemon never sees it.
+        reason = f"{tokens} is outside 0 to {MAX_TOKENS}; give a count in that range"
+        raise _fail(InvalidFieldError("capacity_tokens", reason)) from None
     with target.admin() as call:
-        found = call(
-            "SetCapacity", pb.SetCapacityRequest(budget=budget, capacity_tokens=tokens)
-        )
+        found = call("SetCapacity", request)
     _show_budget(found, chosen)
 
 
