@@ -366,3 +366,106 @@ async def test_session_without_known_key_is_unauthenticated(
             await session.result(1)
 
         assert failed.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def _open_reservations(s: Served) -> int:
+    status = await s.api.GetBudget(pb.GetBudgetRequest(budget="b"))
+    return status.open_reservations
+
+
+async def test_session_half_close_answers_a_backlog_of_many_messages(
+    serve: ServeFactory,
+) -> None:
+    # More results than one message carries are decided before the close.
+    async with serve(**SPLIT_10K) as s, _session(s) as session:
+        await session.send(*(_reserve(tag, tokens=1) for tag in range(1, 1101)))
+        await session.call.done_writing()
+
+        answered = [await session.result(tag) for tag in range(1, 1101)]
+
+        assert all(r.reserve.granted_tokens == 1 for r in answered)
+        assert await session.call.read() is grpc.aio.EOF
+        assert await session.call.code() == grpc.StatusCode.OK
+        # Every grant held is one its caller was told about.
+        assert await _open_reservations(s) == len(answered)
+
+
+async def test_session_cancelled_stream_releases_grants_never_sent(
+    serve: ServeFactory,
+) -> None:
+    async with serve(**SPLIT_10K) as s:
+        async with _session(s) as session:
+            # The client reads nothing: answers pile up behind flow control.
+            await session.send(*(_reserve(tag, tokens=1) for tag in range(1, 5001)))
+            await wait_until(lambda: _has_in_flight(s, 5000))
+            # Long enough for the ledger to commit every grant and for the
+            # daemon to have tried to send them.
+            await anyio.sleep(0.5)
+            session.call.cancel()
+
+        # Nothing was read. The daemon cannot tell a message the transport
+        # took but never delivered (here the first, before flow control
+        # stopped the writes) from one delivered; every other grant is undone.
+        await wait_until(lambda: _released_all_but(s, 2 * 1024))
+
+
+async def _has_in_flight(s: Served, tokens: int) -> bool:
+    return await _in_flight(s) == tokens
+
+
+async def _released_all_but(s: Served, most: int) -> bool:
+    return await _open_reservations(s) <= most
+
+
+async def test_session_duplicate_tag_in_flight_is_refused(
+    serve: ServeFactory,
+) -> None:
+    async with serve(**SPLIT_10K) as s, _session(s) as session:
+        await session.send(_reserve(7, tokens=10), _reserve(7, tokens=20))
+
+        first = await session.result(7)
+        second = await session.result(7)
+
+        answers = sorted(
+            (first, second), key=lambda r: r.WhichOneof("result") == "reserve"
+        )
+        refused, granted = answers
+        assert _code(refused) == grpc.StatusCode.INVALID_ARGUMENT
+        assert "tag" in refused.error.message
+        assert granted.reserve.granted_tokens == 10
+        assert await _in_flight(s) == 10
+        assert await _open_reservations(s) == 1
+
+
+async def test_session_tag_may_be_reused_once_answered(serve: ServeFactory) -> None:
+    async with serve(**SPLIT_10K) as s, _session(s) as session:
+        await session.send(_reserve(7, tokens=10))
+        await session.result(7)
+        await session.send(_reserve(7, tokens=20))
+
+        again = await session.result(7)
+
+        assert again.reserve.granted_tokens == 20
+        assert await _in_flight(s) == 30
+
+
+async def test_session_negative_timeout_is_invalid(serve: ServeFactory) -> None:
+    async with serve(**SPLIT_10K) as s, _session(s) as session:
+        op = _reserve(1, tokens=10)
+        op.timeout_ms = -5
+        await session.send(op)
+
+        refused = await session.result(1)
+
+        assert _code(refused) == grpc.StatusCode.INVALID_ARGUMENT
+        assert "timeout_ms" in refused.error.message
+        assert await _open_reservations(s) == 0
+
+
+async def test_session_largest_timeout_is_accepted(serve: ServeFactory) -> None:
+    async with serve(**SPLIT_10K) as s, _session(s) as session:
+        op = _reserve(1, tokens=10)
+        op.timeout_ms = 2**63 - 1
+        await session.send(op)
+
+        assert (await session.result(1)).reserve.granted_tokens == 10

@@ -10,11 +10,10 @@ operation's `OpStatus` instead, so a failed operation never ends the stream.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 import anyio
 import grpc
@@ -154,39 +153,34 @@ class SessionHandler:
             return self._chain(name, (*metadata, *trace))
 
         send, receive = anyio.create_memory_object_stream[_Decided](math.inf)
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(_write_results, receive, context)
-            async with send:
-                await _Stream(chains, chain_of, context, send).run(requests)
+        stream = _Stream(chains, chain_of, context, send, receive)
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(stream.write_results, tasks.cancel_scope)
+                async with send:
+                    await stream.run(requests)
+        finally:
+            # Every operation has ended by now; a grant still unsent when the
+            # stream failed reached nobody, so it must not stay held.
+            with anyio.CancelScope(shield=True):
+                await stream.undo_unsent()
 
 
-# One decided operation: its tag, the SessionResult field and its message.
-_Decided = tuple[int, str, Message]
+class _Decided(NamedTuple):
+    """One decided operation, waiting to be sent."""
 
-
-async def _write_results(
-    receive: MemoryObjectReceiveStream[_Decided],
-    context: grpc.aio.ServicerContext[Any, Any],
-) -> None:
-    """Sends results as they are decided, those ready together in one message."""
-    async with receive:
-        async for first in receive:
-            response = pb.SessionResponse()
-            results = response.results
-            decided: _Decided | None = first
-            while decided is not None:
-                tag, kind, message = decided
-                # Copied once, straight into the message that is sent.
-                getattr(results.add(tag=tag), kind).CopyFrom(message)
-                decided = None
-                if len(results) < _MAX_RESULTS_PER_MESSAGE:
-                    with contextlib.suppress(anyio.WouldBlock):
-                        decided = receive.receive_nowait()
-            await context.write(response)
+    tag: int
+    kind: str
+    """The SessionResult field the answer goes in."""
+    message: Message
+    undo: pb.ReleaseRequest | None = None
+    """How to take back a grant whose answer was never sent, if it may be."""
+    registered: bool = True
+    """Whether the tag counts among the stream's unanswered ones until sent."""
 
 
 class _Stream:
-    """One stream's running operations, by tag."""
+    """One stream's operations, by tag, and the answers not yet sent."""
 
     def __init__(
         self,
@@ -194,12 +188,97 @@ class _Stream:
         chain_of: Callable[[str, Sequence[tuple[str, str]]], Behavior],
         context: grpc.aio.ServicerContext[Any, Any],
         send: MemoryObjectSendStream[_Decided],
+        receive: MemoryObjectReceiveStream[_Decided],
     ) -> None:
         self._chains = chains
         self._chain_of = chain_of
         self._context = context
         self._send = send
+        self._receive = receive
         self._running: dict[int, anyio.CancelScope] = {}
+        # Tags of operations started and not yet put in a sent message.
+        self._unanswered: set[int] = set()
+        # The message being written: unsent until the write returns.
+        self._writing: list[_Decided] = []
+
+    async def write_results(self, stream_scope: anyio.CancelScope) -> None:
+        """Sends results as they are decided, those ready together in one message.
+
+        A write that fails (the client is gone) ends the stream's work through
+        `stream_scope`; what is left unsent is for `undo_unsent`.
+        """
+        async for first in self._receive:
+            batch = [first]
+            while len(batch) < _MAX_RESULTS_PER_MESSAGE:
+                try:
+                    batch.append(self._receive.receive_nowait())
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+
+            response = pb.SessionResponse()
+            results = response.results
+            for decided in batch:
+                # Copied once, straight into the message that is sent.
+                added = results.add(tag=decided.tag)
+                getattr(added, decided.kind).CopyFrom(decided.message)
+                if decided.registered:
+                    self._unanswered.discard(decided.tag)
+            self._writing = batch
+            try:
+                await self._context.write(response)
+            except Exception as exc:
+                logger.debug("session write failed error=%r", exc)
+                stream_scope.cancel()
+                return
+            self._writing = []
+
+    async def undo_unsent(self) -> None:
+        """Releases the grants decided but never sent, once every operation ended.
+
+        A grant asked with an idempotency key is kept: the caller's retry with
+        that key gets it back (a released one would come back dead), and its
+        lease ends it otherwise.
+        """
+        unsent, self._writing = self._writing, []
+        while True:
+            try:
+                unsent.append(self._receive.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+        self._receive.close()
+
+        undos = [decided.undo for decided in unsent if decided.undo is not None]
+        if not undos:
+            return
+        async with anyio.create_task_group() as tasks:
+            for request in undos:
+                tasks.start_soon(self._undo, request)
+
+    async def _undo(self, request: pb.ReleaseRequest) -> None:
+        context = _OpContext(self._context, None)
+        try:
+            await self._chains["Release"](
+                request, cast(grpc.aio.ServicerContext[Any, Any], context)
+            )
+        except _OpFailed as failed:
+            logger.warning(
+                "unsent session grant not released reservation_id=%s error=%s",
+                request.reservation_id,
+                failed.status.message,
+            )
+            return
+        except Exception:
+            logger.exception(
+                "unsent session grant not released reservation_id=%s",
+                request.reservation_id,
+            )
+            return
+        logger.warning(
+            "session grant released, its answer was never sent "
+            "reservation_id=%s tenant=%s",
+            request.reservation_id,
+            request.tenant,
+        )
 
     async def run(self, requests: AsyncIterable[Any]) -> None:
         async with anyio.create_task_group() as ops:
@@ -223,19 +302,15 @@ class _Stream:
             if scope is not None:
                 scope.cancel()
             return
-        if kind is None:
-            self._answer(
-                op.tag,
-                "error",
-                _status(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    "A Session operation must set reserve, settle, release or cancel.",
-                ),
-            )
+        refusal = _refusal(op, kind, self._unanswered)
+        if refusal is not None:
+            # Not registered: the tag may belong to an operation in flight.
+            self._send.send_nowait(_Decided(op.tag, "error", refusal, registered=False))
             return
 
         scope = anyio.CancelScope()
         self._running[op.tag] = scope
+        self._unanswered.add(op.tag)
         ops.start_soon(self._run_op, op, kind, scope)
 
     async def _run_op(
@@ -255,7 +330,9 @@ class _Stream:
                     response = await behavior(
                         request, cast(grpc.aio.ServicerContext[Any, Any], context)
                     )
-                    self._answer(op.tag, kind, response)
+                    self._send.send_nowait(
+                        _Decided(op.tag, kind, response, _undo_of(op, response))
+                    )
                     return
                 self._answer(
                     op.tag,
@@ -281,7 +358,41 @@ class _Stream:
             self._running.pop(op.tag, None)
 
     def _answer(self, tag: int, kind: str, message: Message) -> None:
-        self._send.send_nowait((tag, kind, message))
+        self._send.send_nowait(_Decided(tag, kind, message))
+
+
+def _refusal(
+    op: pb.SessionOp, kind: str | None, unanswered: set[int]
+) -> pb.OpStatus | None:
+    """Why an operation is refused before it runs, if it is."""
+    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    if kind is None:
+        return _status(
+            invalid, "A Session operation must set reserve, settle, release or cancel."
+        )
+    if op.tag in unanswered:
+        return _status(
+            invalid,
+            f"tag {op.tag} belongs to an operation of this stream that is not "
+            "answered yet; give each unanswered operation its own tag.",
+        )
+    if op.timeout_ms < 0:
+        return _status(
+            invalid,
+            f"timeout_ms must be 0 (no timeout) or a positive number of "
+            f"milliseconds, got {op.timeout_ms}.",
+        )
+    return None
+
+
+def _undo_of(op: pb.SessionOp, response: Message) -> pb.ReleaseRequest | None:
+    """The Release that takes back op's grant should its answer go unsent."""
+    if op.WhichOneof("op") != "reserve" or op.reserve.idempotency_key:
+        return None
+    granted = cast(pb.ReserveResponse, response)
+    return pb.ReleaseRequest(
+        reservation_id=granted.reservation_id, tenant=op.reserve.tenant
+    )
 
 
 def _timeout(timeout_s: float | None) -> anyio.CancelScope:

@@ -104,6 +104,8 @@ class AsyncClient:
         self._stub = pb_grpc.TokenPoolStub(  # type: ignore[no-untyped-call]
             self._channel
         )
+        # Releases of grants whose caller was cancelled, kept until done.
+        self._undoing: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -117,7 +119,12 @@ class AsyncClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the channel, unless the caller passed it in."""
+        """Close the channel, unless the caller passed it in.
+
+        Releases of grants that reached cancelled callers finish first.
+        """
+        if self._undoing:
+            await asyncio.gather(*self._undoing, return_exceptions=True)
         if self._session is not None:
             await self._session.aclose()
         if self._owns_channel:
@@ -142,11 +149,62 @@ class AsyncClient:
                 answer: _R = await session.run(kind, request, timeout)
                 return answer
             try:
-                return await rpc(request, **self._options.kwargs(timeout_s))
+                call = rpc(request, **self._options.kwargs(timeout_s))
+                if isinstance(request, pb.ReserveRequest):
+                    granted: _R = await self._granted_or_undone(call, request.tenant)
+                    return granted
+                answer = await call
+                return answer
             except grpc.RpcError as exc:
                 raise error_from_rpc(exc) from exc
 
         return await self._retrier.acall(_codec.rpc_name(rpc), attempt)
+
+    async def _granted_or_undone(self, call: Any, tenant: str) -> Any:
+        """Awaits a Reserve call; a grant its cancelled caller missed is released.
+
+        The call is shielded from the caller's cancellation so that, when the
+        cancellation comes, the call can be asked whether it had already
+        ended: if not, cancelling it tells the daemon, which undoes the
+        Reserve; if so, its answer is read in the background and a grant is
+        released.
+        """
+        answer = asyncio.ensure_future(_answer_of(call))
+        try:
+            return await asyncio.shield(answer)
+        except asyncio.CancelledError:
+            if call.cancel():
+                answer.add_done_callback(_drop_outcome)
+            else:
+                undo = asyncio.get_running_loop().create_task(
+                    self._release_missed(answer, tenant)
+                )
+                self._undoing.add(undo)
+                undo.add_done_callback(self._undoing.discard)
+            raise
+
+    async def _release_missed(self, answer: asyncio.Future[Any], tenant: str) -> None:
+        """Releases the reservation a cancelled caller was granted, if it was."""
+        try:
+            granted = await answer
+        except Exception:
+            return
+
+        try:
+            await self.release(granted.reservation_id, tenant)
+        except Exception as exc:
+            logger.warning(
+                "grant to a cancelled caller not released reservation_id=%s error=%s",
+                granted.reservation_id,
+                exc,
+                extra={"reservation_id": granted.reservation_id},
+            )
+            return
+        logger.info(
+            "grant to a cancelled caller released reservation_id=%s",
+            granted.reservation_id,
+            extra={"reservation_id": granted.reservation_id},
+        )
 
     async def reserve(
         self,
@@ -323,3 +381,13 @@ class AsyncClient:
                 raise
             rpc = "Settle" if settles else "Release"
             self._fallback.note_lost_end(rpc, reservation_id, exc, after_error=failed)
+
+
+async def _answer_of(call: Any) -> Any:
+    return await call
+
+
+def _drop_outcome(answer: asyncio.Future[Any]) -> None:
+    """Reads a cancelled call's outcome, which nobody awaits any more."""
+    if not answer.cancelled():
+        answer.exception()
