@@ -141,13 +141,16 @@ class Target:
     def admin(self) -> Iterator[AdminCalls]:
         """An Admin stub over a fresh channel; the channel closes after."""
         with self.channel() as channel:
-            yield AdminCalls(pb_grpc.AdminStub(channel), self._metadata())  # type: ignore[no-untyped-call]
+            # The generated stub has no annotations.
+            stub = pb_grpc.AdminStub(channel)  # type: ignore[no-untyped-call]
+            yield AdminCalls(stub, self._metadata())
 
     @contextmanager
     def api(self) -> Iterator[AdminCalls]:
         """A TokenPool stub (status reads), called like the Admin one."""
         with self.channel() as channel:
-            yield AdminCalls(pb_grpc.TokenPoolStub(channel), self._metadata())  # type: ignore[no-untyped-call]
+            stub = pb_grpc.TokenPoolStub(channel)  # type: ignore[no-untyped-call]
+            yield AdminCalls(stub, self._metadata())
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
         metadata = [(_OPERATOR_METADATA, _operator())]
@@ -209,7 +212,8 @@ def connected(command: _F) -> _F:
         connection = {name: options.pop(name) for name, _, _ in _OPTIONS}
         return command(target=_target(**connection), **options)
 
-    run.__signature__ = signature.replace(parameters=[*kept, *added])  # type: ignore[attr-defined]
+    merged = signature.replace(parameters=[*kept, *added])
+    run.__signature__ = merged  # type: ignore[attr-defined]
     return run  # type: ignore[return-value]
 
 

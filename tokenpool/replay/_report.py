@@ -203,7 +203,8 @@ def print_capacity(
     table.add_column("")
     for point in points:
         width = round(40 * point["capacity_tokens"] / top)
-        table.add_row(point["at"][11:16], f"{point['capacity_tokens']:,}", "█" * width)
+        capacity = f"{point['capacity_tokens']:,}"
+        table.add_row(point["at"][11:16], capacity, "█" * width)
     console.print(table)
 
 
