@@ -162,6 +162,9 @@ class SessionHandler:
         finally:
             # Every operation has ended by now; a grant still unsent when the
             # stream failed reached nobody, so it must not stay held.
+            # TODO(#7): a client that stops reading and then cancels leaves
+            # a write waiting on flow control that nothing wakes, so the
+            # grants decided meanwhile stay held until their leases end.
             with anyio.CancelScope(shield=True):
                 await stream.undo_unsent()
 
