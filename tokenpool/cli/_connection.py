@@ -312,3 +312,15 @@ def output_format(value: str, allowed: tuple[str, ...], hint: str = "--format") 
 FormatOption = Annotated[
     str, typer.Option("--format", "-f", help="Output: table or json.")
 ]
+
+
+# The --format values of the commands that print a table or JSON.
+_TABLE_JSON = ("table", "json")
+
+
+def _when(stamp: Timestamp) -> str:
+    """A timestamp as UTC date and time, or "-" when it is unset."""
+    if not stamp.seconds and not stamp.nanos:
+        return "-"
+    at = datetime.fromtimestamp(stamp.ToNanoseconds() / 1e9, UTC)
+    return at.strftime("%Y-%m-%d %H:%M:%SZ")

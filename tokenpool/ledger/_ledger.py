@@ -7,7 +7,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import Any, Literal
 
 import aiosqlite
@@ -22,6 +22,7 @@ from tokenpool._errors import (
     LedgerUnavailableError,
 )
 from tokenpool.ledger._backup import backup_file, new_backup_file, remove_quietly
+from tokenpool.ledger._commit import on_worker, write_group
 from tokenpool.ledger._group import RESOLVED, Group
 from tokenpool.ledger._lock import LedgerLock
 from tokenpool.ledger._records import (
@@ -44,8 +45,6 @@ from tokenpool.ledger._reports import (
 )
 from tokenpool.ledger._retention import RollUp, roll_up_chunk
 from tokenpool.ledger._schema import (
-    ADD_REFUSALS,
-    INSERT_ENTRY,
     RESERVATION_COLUMNS,
     SCHEMA_VERSION,
     SELECT_ENTRIES,
@@ -53,9 +52,6 @@ from tokenpool.ledger._schema import (
     SELECT_OVERRIDES,
     SELECT_POOLS,
     SELECT_RESERVATIONS,
-    UPSERT_KEY,
-    UPSERT_POOL,
-    UPSERT_RESERVATION,
     entry_from_row,
     exact_sum,
     joined_sum,
@@ -426,7 +422,7 @@ class Ledger:
         """
         shortened = left_ms < self._busy_timeout_ms - _SHORTEN_AFTER_MS
         timeout_ms = int(left_ms) if shortened else None
-        await _on_worker(conn, _write_group, group, timeout_ms, self._busy_timeout_ms)
+        await on_worker(conn, write_group, group, timeout_ms, self._busy_timeout_ms)
 
     @staticmethod
     async def _rollback(conn: aiosqlite.Connection) -> None:
@@ -797,65 +793,3 @@ async def _close_quietly(conn: aiosqlite.Connection) -> None:
             logger.warning(
                 "ledger close failed error=%r", exc, extra={"error": repr(exc)}
             )
-
-
-async def _on_worker(
-    conn: aiosqlite.Connection, work: Callable[..., None], *args: object
-) -> None:
-    """Runs `work(raw_connection, *args)` on the connection's worker thread.
-
-    aiosqlite has no public call for this; `_execute` is how its own
-    methods queue work, and the version is pinned in constraints.txt.
-    """
-    raw: sqlite3.Connection = conn._conn
-    await conn._execute(work, raw, *args)  # type: ignore[no-untyped-call]
-
-
-def _write_group(
-    raw: sqlite3.Connection,
-    group: Group,
-    timeout_ms: int | None,
-    busy_timeout_ms: int,
-) -> None:
-    """One group's transaction, on the worker thread; rolled back on failure."""
-    if timeout_ms is not None:
-        raw.execute(f"PRAGMA busy_timeout = {timeout_ms}")
-    try:
-        # IMMEDIATE takes the write lock up front, waiting up to busy_timeout.
-        raw.execute("BEGIN IMMEDIATE")
-        if group.entries:
-            raw.executemany(INSERT_ENTRY, group.entries)
-        if group.reservations:
-            raw.executemany(UPSERT_RESERVATION, list(group.reservations.values()))
-        if group.pools:
-            raw.executemany(UPSERT_POOL, list(group.pools.values()))
-        if group.refusals:
-            raw.executemany(ADD_REFUSALS, group.refusal_values())
-        for statement, params in group.settings:
-            raw.execute(statement, params)
-        if group.keys:
-            raw.executemany(UPSERT_KEY, list(group.keys.values()))
-        raw.execute("COMMIT")
-    except BaseException:
-        if raw.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                # The next group's BEGIN fails and retries this rollback.
-                raw.execute("ROLLBACK")
-        raise
-    finally:
-        if timeout_ms is not None:
-            _restore_busy_timeout(raw, busy_timeout_ms)
-
-
-def _restore_busy_timeout(raw: sqlite3.Connection, busy_timeout_ms: int) -> None:
-    """Puts the whole busy timeout back after a shortened write."""
-    try:
-        raw.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-    except sqlite3.Error as exc:
-        # The next shortened write sets it again; a full one keeps the
-        # shorter wait, which errs on the side of answering sooner.
-        logger.warning(
-            "ledger busy timeout not restored error=%r",
-            exc,
-            extra={"error": repr(exc)},
-        )
