@@ -43,8 +43,10 @@ from tokenpool.core._autoscale import (
     ScaleDecision,
     ShareBounds,
 )
+from tokenpool.core._breach import Breach, LimitReason
 from tokenpool.core._bucket import TokenBucket
 from tokenpool.core._calendar import CalendarPeriods, Periods
+from tokenpool.core._caps import Caps, Subject, SubjectKind
 from tokenpool.core._fair import FairQueue, Ticket
 from tokenpool.core._learning import (
     FOLDED_KEY,
@@ -55,17 +57,12 @@ from tokenpool.core._learning import (
 )
 from tokenpool.core._limits import (
     Ask,
-    Breach,
     BudgetUsage,
-    Caps,
     ChargedRow,
     ChargeTarget,
     LimitBook,
-    LimitReason,
     PeriodUsage,
     RestoredHold,
-    Subject,
-    SubjectKind,
     SubjectUsage,
 )
 from tokenpool.core._overrides import (

@@ -5,7 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from tokenpool.core._limits import Caps, PeriodUsage, Subject, SubjectUsage
+from tokenpool.core._caps import Caps, Subject
+from tokenpool.core._limits import PeriodUsage, SubjectUsage
 
 
 class AlertWindow(enum.StrEnum):

@@ -1,4 +1,4 @@
-"""Caps, calendar budgets and request limits, and the book that counts them.
+"""Calendar budgets and request limits, and the book that counts them.
 
 Pools hold tokens; every other limit a reservation meets is counted here:
 tenant and team caps per budget, their calendar budgets across budgets
@@ -9,151 +9,28 @@ so a refusal changes no counter.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import astuple, dataclass, field, replace
-from decimal import Decimal
-from typing import Annotated, NamedTuple
+from typing import NamedTuple
 
-from pydantic import Field, field_validator, model_validator
-
+from tokenpool.core._breach import (
+    Breach,
+    LimitReason,
+    _decisive,
+    _Limit,
+    _usd,
+    _Verdict,
+)
 from tokenpool.core._bucket import TokenBucket
 from tokenpool.core._calendar import CalendarPeriods, Periods
-from tokenpool.core._model import FrozenModel
+from tokenpool.core._caps import Caps, Subject, SubjectKind
 from tokenpool.core._pools import Pool
-
-# Largest token cap: the usage bound of SPEC 12.9, restated because the
-# policy module (which defines MAX_TOKENS) imports this one.
-_MAX_COUNT = 2**62
-
-# Largest money cap in USD; its micro-dollars stay far inside 64 bits.
-_MAX_USD = 10**12
 
 # A requests-per-minute bucket refills its capacity once a minute.
 _MINUTE_NS = 60 * 1_000_000_000
 
-_NS_PER_S = 1_000_000_000
-
 # Charge targets cached beyond the open holds before the cache is emptied.
 _SPARE_TARGETS = 10_000
-
-# Highest soft threshold, in percent of a calendar budget: ten times over.
-_MAX_ALERT_PERCENT = 1000
-
-
-_Count = Annotated[int, Field(ge=0, le=_MAX_COUNT)]
-# At most six decimal places: a cap is a whole number of micro-dollars.
-_Usd = Annotated[Decimal, Field(ge=0, le=_MAX_USD, decimal_places=6)]
-
-
-class Caps(FrozenModel):
-    """Limits a tenant or a team is held to, beside the pools' own.
-
-    None means no limit; 0 means never (the request is out of range). Pool
-    and in-flight caps count per budget; calendar budgets count across all
-    budgets, in the daemon's calendar timezone.
-    """
-
-    max_pool_percent: int | None = Field(None, ge=0, le=100)
-    """Largest share of any one pool's capacity held at once, in percent."""
-    max_in_flight_tokens: _Count | None = None
-    """Largest total of open holds in one budget."""
-    daily_tokens: _Count | None = None
-    """Tokens charged plus held per calendar day."""
-    monthly_tokens: _Count | None = None
-    """Tokens charged plus held per calendar month."""
-    daily_cost_usd: _Usd | None = None
-    """Dollars charged plus held per day: a decimal string or a number."""
-    monthly_cost_usd: _Usd | None = None
-    """Dollars charged plus held per month: a decimal string or a number."""
-    alert_percent: tuple[int, ...] = ()
-    """Soft thresholds, in percent of each calendar budget above: reaching one
-    raises an alert (log, metric, operator hook) once per period, refusing
-    nothing."""
-
-    @field_validator("alert_percent")
-    @classmethod
-    def _sorted_thresholds(cls, percents: tuple[int, ...]) -> tuple[int, ...]:
-        for percent in percents:
-            if not 1 <= percent <= _MAX_ALERT_PERCENT:
-                raise ValueError(
-                    f"alert_percent {percent!r} is out of range; use whole "
-                    f"percents from 1 to {_MAX_ALERT_PERCENT}"
-                )
-        return tuple(sorted(set(percents)))
-
-    @model_validator(mode="after")
-    def _thresholds_need_a_budget(self) -> Caps:
-        calendar = (
-            self.daily_tokens,
-            self.monthly_tokens,
-            self.daily_cost_usd,
-            self.monthly_cost_usd,
-        )
-        if self.alert_percent and all(limit is None for limit in calendar):
-            raise ValueError(
-                "alert_percent is set but no calendar budget is: add daily_tokens, "
-                "monthly_tokens, daily_cost_usd or monthly_cost_usd for it to watch"
-            )
-        return self
-
-    @property
-    def daily_cost_micros(self) -> int | None:
-        """The daily money cap in micro-dollars."""
-        usd = self.daily_cost_usd
-        return None if usd is None else _micros(usd)
-
-    @property
-    def monthly_cost_micros(self) -> int | None:
-        """The monthly money cap in micro-dollars."""
-        usd = self.monthly_cost_usd
-        return None if usd is None else _micros(usd)
-
-    @property
-    def has_cost_caps(self) -> bool:
-        """Whether a money cap applies, so that calls need a price."""
-        return self.daily_cost_usd is not None or self.monthly_cost_usd is not None
-
-
-def _micros(usd: Decimal) -> int:
-    return int(usd.scaleb(6))
-
-
-class SubjectKind(enum.StrEnum):
-    """Whose caps: tenants and teams are named in separate namespaces."""
-
-    TENANT = "tenant"
-    TEAM = "team"
-
-
-class Subject(NamedTuple):
-    """A tenant or a team, as the limit book counts it."""
-
-    kind: SubjectKind
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.kind.value.capitalize()} {self.name!r}"
-
-
-class LimitReason(enum.StrEnum):
-    """Which limit refused a request; stable names for ErrorInfo and metrics."""
-
-    TENANT_IN_FLIGHT_CAP = "TENANT_IN_FLIGHT_CAP"
-    TENANT_POOL_SHARE_CAP = "TENANT_POOL_SHARE_CAP"
-    TENANT_DAILY_TOKENS = "TENANT_DAILY_TOKENS"
-    TENANT_MONTHLY_TOKENS = "TENANT_MONTHLY_TOKENS"
-    TENANT_DAILY_COST = "TENANT_DAILY_COST"
-    TENANT_MONTHLY_COST = "TENANT_MONTHLY_COST"
-    TEAM_IN_FLIGHT_CAP = "TEAM_IN_FLIGHT_CAP"
-    TEAM_POOL_SHARE_CAP = "TEAM_POOL_SHARE_CAP"
-    TEAM_DAILY_TOKENS = "TEAM_DAILY_TOKENS"
-    TEAM_MONTHLY_TOKENS = "TEAM_MONTHLY_TOKENS"
-    TEAM_DAILY_COST = "TEAM_DAILY_COST"
-    TEAM_MONTHLY_COST = "TEAM_MONTHLY_COST"
-    BUDGET_RATE_LIMIT = "BUDGET_RATE_LIMIT"
-    BUDGET_CONCURRENCY = "BUDGET_CONCURRENCY"
-    MODEL_UNPRICED = "MODEL_UNPRICED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,32 +74,6 @@ class RestoredHold(NamedTuple):
     tokens: int
     micros: int
     granted_wall_ns: int
-
-
-@dataclass(frozen=True, slots=True)
-class Breach:
-    """Why a limit refused a request, and what the caller can do about it."""
-
-    reason: LimitReason
-    subject: str
-    """The tenant, team or budget whose limit refused, or the model."""
-    limit: int
-    current: int
-    """What the limit counts now, without the request."""
-    requested: int
-    """What the request adds to it (the growth, for a change)."""
-    unit: str
-    """What `limit`, `current` and `requested` count."""
-    retry_after_ns: int | None
-    """When to retry: None once a reservation ends, or never."""
-    waitable: bool
-    """The request may wait in a queue for this limit (calendar ones: no)."""
-    never: bool
-    """The request can never pass: OUT_OF_RANGE, not retryable."""
-    largest_grantable: int
-    """The largest hold every limit of the book allows now, pools aside."""
-    message: str
-    pool: Pool | None = None
 
 
 class ChargeTarget(NamedTuple):
@@ -320,10 +171,6 @@ class _Growth:
     old_micros: int
     windows: tuple[tuple[str, str, int], ...]
     """(daily or monthly, period key, ns until the period ends) to check."""
-
-
-# A limit's verdict: the largest hold it allows now (None: any), and a refusal.
-_Verdict = tuple[int | None, Breach | None]
 
 
 class LimitBook:
@@ -861,86 +708,6 @@ class LimitBook:
             del self._usage[subject]
 
 
-@dataclass(frozen=True, slots=True)
-class _Limit:
-    """One limit as a check meets it, with what its message needs."""
-
-    reason: LimitReason
-    subject: Subject | str
-    """A tenant or team, or a budget's name."""
-    setting: str
-    """The configuration key, as the message names it."""
-    cap: int
-    unit: str = "tokens"
-    retry_after_ns: int | None = None
-    """Set for calendar budgets and the rate limit; None: wait for an end."""
-    waitable: bool = True
-    pool: Pool | None = None
-
-    @property
-    def who(self) -> str:
-        """The subject as a message names it."""
-        if isinstance(self.subject, Subject):
-            return str(self.subject)
-        return f"Budget {self.subject!r}"
-
-    def room(self, others: int) -> int:
-        """The largest amount one request may hold beside `others`."""
-        return max(0, self.cap - others)
-
-    def judge(
-        self,
-        others: int,
-        new: int,
-        old: int,
-        status: str,
-        room: int | None,
-        *,
-        never: bool | None = None,
-    ) -> _Verdict:
-        """Refuses growth from `old` to `new` past the cap, beside `others`.
-
-        `room` is the largest hold this limit allows (None: any, but none
-        when it refuses). `never` overrides "the cap is 0, or the request
-        alone is over it".
-        """
-        if new <= old:
-            return (room, None)
-        never = self.cap == 0 or new > self.cap if never is None else never
-        if not never and others + new <= self.cap:
-            return (room, None)
-
-        if never and self.cap == 0:
-            what = f"{self.who} has {self.setting} = 0"
-        elif never:
-            what = (
-                f"{self.who} needs {self._amount(new)}, more than its "
-                f"{self.setting} allows: {self._amount(self.cap)}"
-            )
-        else:
-            what = f"{status}, and its {self.setting} allows {self._amount(self.cap)}"
-        breach = Breach(
-            self.reason,
-            self.subject if isinstance(self.subject, str) else self.subject.name,
-            self.cap,
-            others + old,
-            new - old,
-            self.unit,
-            None if never else self.retry_after_ns,
-            self.waitable and not never,
-            never,
-            0,
-            what,
-            self.pool,
-        )
-        return (0 if room is None else room, breach)
-
-    def _amount(self, value: int) -> str:
-        if self.unit == "micro-dollars":
-            return _usd(value)
-        return f"{value} {self.unit}"
-
-
 def _copy(bucket: TokenBucket | None) -> TokenBucket | None:
     return None if bucket is None else replace(bucket)
 
@@ -953,34 +720,3 @@ def _rate(bucket: TokenBucket | None, rpm: int, now_ns: int) -> TokenBucket:
         bucket.resize(rpm)
     bucket.refill(now_ns)
     return bucket
-
-
-def _usd(micros: int) -> str:
-    return f"${Decimal(micros).scaleb(-6).normalize():f}"
-
-
-def _decisive(verdicts: list[_Verdict]) -> Breach | None:
-    """The refusal to report: never first, then calendar, then waitable ones."""
-    breaches = [breach for _, breach in verdicts if breach is not None]
-    if not breaches:
-        return None
-    largest = min((room for room, _ in verdicts if room is not None), default=0)
-    breach = min(breaches, key=lambda b: (not b.never, b.waitable))
-    return replace(
-        breach,
-        largest_grantable=largest,
-        message=f"{breach.message}; {_advice(breach, largest)}.",
-    )
-
-
-def _advice(breach: Breach, largest: int) -> str:
-    """What the caller can do about a refusal."""
-    if breach.reason is LimitReason.MODEL_UNPRICED:
-        return "add the model, or a 'default' entry, to the [[prices]] table"
-    if breach.never:
-        first = "raise the limit in the configuration"
-    elif breach.retry_after_ns is not None:
-        first = f"retry in {-(-breach.retry_after_ns // _NS_PER_S)} s"
-    else:
-        first = "wait for a reservation to end"
-    return f"{first}, or ask for at most {largest} tokens" if largest else first

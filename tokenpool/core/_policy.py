@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from tokenpool.core._autoscale import AutoscalePolicy
+from tokenpool.core._caps import Caps
 from tokenpool.core._learning import LearningPolicy
-from tokenpool.core._limits import Caps
 from tokenpool.core._model import FrozenModel
 from tokenpool.core._pools import DEFAULT_SHARES, Pool, Tier
 from tokenpool.core._scoring import ScoringPolicy

@@ -25,7 +25,6 @@ from tokenpool._errors import (
 )
 from tokenpool._fields import RepeatedLines, log_event
 from tokenpool.core import (
-    POOL_ORDER,
     AlertBook,
     Ask,
     Breach,
@@ -41,7 +40,6 @@ from tokenpool.core import (
     Pool,
     PoolState,
     PriceTable,
-    Reach,
     Reservation,
     ScaleDecision,
     Sizing,
@@ -50,21 +48,19 @@ from tokenpool.core import (
     SubjectKind,
     TeamPolicy,
     TenantPolicy,
-    burst_limit,
     check_micros,
     check_name,
     check_text,
     corrected_allowance,
     cost_micros,
     hold_cost_micros,
-    lendable_now,
     plan_overrun,
     plan_refund,
-    split_capacity,
 )
 from tokenpool.engine._clock import Clock
 from tokenpool.engine._commands import SettleCommand
 from tokenpool.engine._events import Observer, alert_fields
+from tokenpool.engine._reach import Reaching
 from tokenpool.engine._records import reservation_from_row, reservation_row
 from tokenpool.engine._state import BudgetState
 from tokenpool.engine._store import MemoryPoolStore, PoolStore
@@ -135,10 +131,11 @@ class Recorder(Protocol):
         """Commit groups that failed since the ledger was opened."""
 
 
-class EngineBase:
+class EngineBase(Reaching):
     """Live state of the engine and the helpers its operations share.
 
-    The operations themselves live in `_reserving` (granting, waiting) and
+    What a request may reach comes from `_reach`. The operations themselves
+    live in `_reserving` (waiting, queues), `_granting` (one grant) and
     `_closing` (settle, release, extend, expiry); `Engine` joins them.
     """
 
@@ -277,111 +274,6 @@ class EngineBase:
             logger.error("ledger commit failed; refusing new work until rebuilt")
         self._degraded = True
         self._sweep_wake.set()
-
-    def _reach(
-        self,
-        budget: BudgetState,
-        tenant: TenantPolicy,
-        pool: Pool,
-        sizing: Sizing,
-        now: int,
-    ) -> Reach:
-        """What a request may draw now: own pool, burst and lenders (SPEC 3).
-
-        A pool an operator paused or is draining gives nothing: not to its
-        own tenants (they reach nothing at all), not as burst, not as a loan.
-        """
-        states = budget.pool_states
-        if states[pool] is not PoolState.ACTIVE:
-            return Reach(
-                own_pool=pool, own_available=0, burst_available=0, burst_room=0
-            )
-        levels = self._store.levels(budget.policy.name, now)
-        limit = burst_limit(
-            budget.capacities[Pool.BURST], _burst_percent(budget, sizing)
-        )
-        lenders: list[tuple[Pool, int]] = []
-        borrower = budget.policy.lending.of(pool)
-        for lender in POOL_ORDER:
-            rules = budget.policy.lending.of(lender)
-            if (
-                lender is pool
-                or rules is None
-                or borrower is None
-                or borrower.never_borrow
-                or rules.never_lend
-                or len(budget.queues[lender])
-                or states[lender] is not PoolState.ACTIVE
-            ):
-                continue
-            lenders.append(
-                (
-                    lender,
-                    lendable_now(
-                        levels[lender].capacity,
-                        levels[lender].available,
-                        budget.lent[lender],
-                        rules.lendable_percent,
-                        rules.lend_threshold_percent,
-                    ),
-                )
-            )
-        return Reach(
-            own_pool=pool,
-            own_available=levels[pool].available,
-            burst_available=(
-                levels[Pool.BURST].available
-                if states[Pool.BURST] is PoolState.ACTIVE
-                else 0
-            ),
-            burst_room=limit - budget.burst_by_tenant[tenant.name],
-            lenders=tuple(lenders),
-        )
-
-    def _peak(self, budget: BudgetState) -> dict[Pool, int]:
-        """Each pool's capacity at the budget's largest capacity."""
-        peak = split_capacity(
-            max(
-                budget.policy.peak_capacity,
-                budget.largest_capacity,
-                sum(budget.capacities.values()),
-            ),
-            budget.policy.shares.by_pool(),
-        )
-        for pool, capacity in budget.capacities.items():
-            peak[pool] = max(peak[pool], capacity)
-        return peak
-
-    def _ceiling(self, budget: BudgetState, pool: Pool, sizing: Sizing) -> int:
-        """The most the budget could ever grant one request from this pool.
-
-        Everything the tenant could reach at the budget's largest capacity:
-        its own pool, its burst limit, and what lenders may lend.
-        """
-        policy = budget.policy
-        peak = self._peak(budget)
-        ceiling = peak[pool] + burst_limit(
-            peak[Pool.BURST], _burst_percent(budget, sizing)
-        )
-        borrower = policy.lending.of(pool)
-        for lender in POOL_ORDER:
-            rules = policy.lending.of(lender)
-            if (
-                lender is pool
-                or rules is None
-                or borrower is None
-                or borrower.never_borrow
-                or rules.never_lend
-            ):
-                continue
-            ceiling += lendable_now(
-                peak[lender],
-                peak[lender],
-                0,
-                rules.lendable_percent,
-                rules.lend_threshold_percent,
-            )
-        return ceiling
 
     def _refusal(
         self,
@@ -860,9 +752,3 @@ class EngineBase:
         budget.interval_refusals += 1
         if waited_ms > 0:
             budget.interval_waits.append(waited_ms)
-
-
-def _burst_percent(budget: BudgetState, sizing: Sizing) -> int:
-    if sizing.complexity_score >= 7:
-        return budget.policy.burst_high_complexity_percent
-    return budget.policy.burst_tenant_percent
